@@ -1,0 +1,50 @@
+//! Command-line interface of the `layerpass` binary. `main.rs` only parses and reports.
+
+mod verity;
+
+use std::io::Write;
+
+use clap::{Parser, Subcommand};
+
+/// Exit status of a command that ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    /// A check ran and found a problem (e.g. a corrupted block).
+    CheckFailed,
+}
+
+/// layerpass: container image layers as verified EROFS disks for virtual machines.
+#[derive(Debug, Parser)]
+#[command(name = "layerpass", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build and check dm-verity hash trees (veritysetup-compatible).
+    #[command(subcommand)]
+    Verity(verity::VerityCommand),
+}
+
+impl Cli {
+    /// Runs the parsed command.
+    pub fn run(self) -> anyhow::Result<Outcome> {
+        match self.command {
+            Command::Verity(cmd) => cmd.run(),
+        }
+    }
+}
+
+/// Writes one line of command output to stdout (the only place the CLI prints results).
+pub(crate) fn emit(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    if !text.ends_with('\n') {
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,9 @@
+//! layerpass host agent: turns container image layers into EROFS images protected by
+//! dm-verity and serves them to virtual machines over vhost-user-blk.
+//!
+//! Modules follow `DESIGN.md`: [`verity`] builds and checks hash trees. The core knows
+//! nothing about vhost-user or ttrpc and works on plain files and buffers.
+
+pub mod cli;
+pub mod progress;
+pub mod verity;

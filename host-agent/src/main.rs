@@ -1,0 +1,31 @@
+//! `layerpass` binary: parse, run, print the error chain once, exit with a status.
+//!
+//! Exit status: 0 success, 1 error, 2 usage error, 3 a check ran and failed (e.g. a
+//! corrupted block).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use layerpass::cli::{Cli, Outcome};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            EnvFilter::try_from_env("LAYERPASS_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_target(false)
+        .without_time()
+        .init();
+    let cli = Cli::parse();
+    match cli.run() {
+        Ok(Outcome::Success) => ExitCode::SUCCESS,
+        Ok(Outcome::CheckFailed) => ExitCode::from(3),
+        Err(e) => {
+            let chain: Vec<String> = e.chain().map(ToString::to_string).collect();
+            eprintln!("layerpass: {}", chain.join(": "));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! Progress bars (indicatif), shown only on a terminal and only for large inputs.
+
+use std::io::IsTerminal;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// Inputs smaller than this get no bar.
+pub const MIN_BYTES_FOR_BAR: u64 = 256 * 1024 * 1024;
+
+/// A byte-count bar on stderr when stderr is a terminal and `total` is large; hidden
+/// otherwise.
+pub fn bytes_bar(total: u64, message: &str) -> ProgressBar {
+    if total < MIN_BYTES_FOR_BAR || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template(
+        "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_message(message.to_owned());
+    bar
+}

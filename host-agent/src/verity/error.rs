@@ -1,0 +1,65 @@
+use std::io;
+use std::path::PathBuf;
+
+use super::verify::BadBlock;
+
+/// Errors of the dm-verity module. Messages are sentence-case and name the bad value.
+#[derive(Debug, thiserror::Error)]
+pub enum VerityError {
+    #[error("{what} must be a power of two between 512 and 65536, got {value}")]
+    BlockSize { what: &'static str, value: u64 },
+    #[error("salt is {len} bytes; at most 256 are allowed")]
+    SaltTooLong { len: usize },
+    #[error("{what} is not valid hex: {value:?}")]
+    BadHex { what: &'static str, value: String },
+    #[error("unknown hash algorithm {0:?} (expected sha256, sha512 or sha1)")]
+    UnknownAlgorithm(String),
+    #[error("unknown dm-verity format {0} (expected 0 or 1)")]
+    UnknownFormat(u64),
+    #[error("hash block size {hash_block_size} cannot hold two {algorithm} digests")]
+    HashBlockTooSmall { hash_block_size: u32, algorithm: &'static str },
+    #[error("{path} is empty: there is no data to protect")]
+    EmptyData { path: PathBuf },
+    #[error(
+        "{path} is {size} bytes, not a multiple of the data block size {block_size} \
+         ({remainder} trailing bytes would not be protected); pad it or pass --pad"
+    )]
+    PartialBlock { path: PathBuf, size: u64, block_size: u32, remainder: u64 },
+    #[error("{path} holds {available} data blocks, fewer than the {requested} requested")]
+    NotEnoughData { path: PathBuf, available: u64, requested: u64 },
+    #[error("data block count must be at least 1")]
+    ZeroDataBlocks,
+    #[error(
+        "hash offset {hash_offset} lies inside the data, which ends at byte {data_end}; \
+         the hash area must start at or after the end of the data"
+    )]
+    HashOffsetInsideData { hash_offset: u64, data_end: u64 },
+    #[error("hash offset {hash_offset} is not a multiple of {alignment}")]
+    HashOffsetAlignment { hash_offset: u64, alignment: u64 },
+    #[error("the tree for {data_blocks} data blocks has too many levels")]
+    TooManyLevels { data_blocks: u64 },
+    #[error("root hash is {got} hex digits; {algorithm} needs {expected}")]
+    RootHashLength { algorithm: &'static str, expected: usize, got: usize },
+    #[error("no veritysetup superblock at byte {offset} of {path}: {reason}")]
+    BadSuperblock { path: PathBuf, offset: u64, reason: String },
+    #[error("sidecar {path} is not valid: {reason}")]
+    BadSidecar { path: PathBuf, reason: String },
+    #[error("{path} ends at byte {size}, before the end of the hash tree at byte {needed}")]
+    TruncatedHashArea { path: PathBuf, size: u64, needed: u64 },
+    #[error("verification failed: {0}")]
+    Mismatch(BadBlock),
+    #[error("cannot {op} {path}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl VerityError {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::Io { op, path, source }
+    }
+}

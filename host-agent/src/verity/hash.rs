@@ -1,0 +1,167 @@
+//! Hash algorithms and the salted block digest.
+
+use std::fmt;
+use std::str::FromStr;
+
+use digest::Digest;
+
+use super::error::VerityError;
+use super::params::HashType;
+
+/// Hash algorithms veritysetup and the kernel accept that layerpass supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum HashAlgorithm {
+    Sha1,
+    #[default]
+    Sha256,
+    Sha512,
+}
+
+impl HashAlgorithm {
+    /// Digest size in bytes.
+    pub const fn digest_size(self) -> usize {
+        match self {
+            Self::Sha1 => 20,
+            Self::Sha256 => 32,
+            Self::Sha512 => 64,
+        }
+    }
+
+    /// Name as veritysetup, the superblock and the kernel table spell it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Sha1 => "sha1",
+            Self::Sha256 => "sha256",
+            Self::Sha512 => "sha512",
+        }
+    }
+
+    /// Writes the digest of `block` with `salt` (placed as `kind` requires) into `out`,
+    /// which must be exactly [`Self::digest_size`] bytes.
+    pub fn hash_block(self, kind: HashType, salt: &[u8], block: &[u8], out: &mut [u8]) {
+        match self {
+            Self::Sha1 => salted::<sha1::Sha1>(kind, salt, block, out),
+            Self::Sha256 => salted::<sha2::Sha256>(kind, salt, block, out),
+            Self::Sha512 => salted::<sha2::Sha512>(kind, salt, block, out),
+        }
+    }
+
+    /// The digest of `block`, as a [`RootHash`].
+    pub fn root_of(self, kind: HashType, salt: &[u8], block: &[u8]) -> RootHash {
+        let mut out = vec![0u8; self.digest_size()];
+        self.hash_block(kind, salt, block, &mut out);
+        RootHash(out)
+    }
+}
+
+fn salted<D: Digest>(kind: HashType, salt: &[u8], block: &[u8], out: &mut [u8]) {
+    let mut h = D::new();
+    match kind {
+        HashType::V1 => {
+            h.update(salt);
+            h.update(block);
+        }
+        HashType::V0 => {
+            h.update(block);
+            h.update(salt);
+        }
+    }
+    out.copy_from_slice(&h.finalize());
+}
+
+impl fmt::Display for HashAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for HashAlgorithm {
+    type Err = VerityError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "sha1" => Ok(Self::Sha1),
+            "sha256" => Ok(Self::Sha256),
+            "sha512" => Ok(Self::Sha512),
+            _ => Err(VerityError::UnknownAlgorithm(s.to_owned())),
+        }
+    }
+}
+
+/// A dm-verity root hash (the digest of the top hash block).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct RootHash(Vec<u8>);
+
+impl RootHash {
+    /// Parses a root hash given in hex for `algorithm`.
+    pub fn parse(hex_str: &str, algorithm: HashAlgorithm) -> Result<Self, VerityError> {
+        let expected = algorithm.digest_size() * 2;
+        if hex_str.len() != expected {
+            return Err(VerityError::RootHashLength {
+                algorithm: algorithm.name(),
+                expected,
+                got: hex_str.len(),
+            });
+        }
+        hex::decode(hex_str).map(Self).map_err(|_| VerityError::BadHex {
+            what: "root hash",
+            value: hex_str.to_owned(),
+        })
+    }
+
+    /// The raw digest bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Lower-case hex, as veritysetup prints it.
+    pub fn to_hex(&self) -> String {
+        hex::encode(&self.0)
+    }
+}
+
+impl fmt::Display for RootHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for RootHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RootHash({})", self.to_hex())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn salt_position_follows_the_format() {
+        let salt = [1u8, 2, 3];
+        let block = [7u8; 16];
+        let mut v1 = [0u8; 32];
+        let mut v0 = [0u8; 32];
+        HashAlgorithm::Sha256.hash_block(HashType::V1, &salt, &block, &mut v1);
+        HashAlgorithm::Sha256.hash_block(HashType::V0, &salt, &block, &mut v0);
+        let pre: Vec<u8> = salt.iter().chain(block.iter()).copied().collect();
+        let post: Vec<u8> = block.iter().chain(salt.iter()).copied().collect();
+        assert_eq!(v1.as_slice(), sha2::Sha256::digest(&pre).as_slice());
+        assert_eq!(v0.as_slice(), sha2::Sha256::digest(&post).as_slice());
+    }
+
+    #[test]
+    fn root_hash_parse_checks_length_and_hex() {
+        assert!(matches!(
+            RootHash::parse("abcd", HashAlgorithm::Sha256),
+            Err(VerityError::RootHashLength { expected: 64, got: 4, .. })
+        ));
+        let bad = "zz".repeat(32);
+        assert!(matches!(
+            RootHash::parse(&bad, HashAlgorithm::Sha256),
+            Err(VerityError::BadHex { .. })
+        ));
+        let good = "ab".repeat(32);
+        assert_eq!(RootHash::parse(&good, HashAlgorithm::Sha256).unwrap().to_hex(), good);
+    }
+}

@@ -1,0 +1,2 @@
+//! Benchmark tool (filled in below).
+fn main() {}

@@ -1,0 +1,1 @@
+//! Shared helpers for layerpass integration tests and the benchmark tool.
