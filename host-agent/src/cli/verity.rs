@@ -118,11 +118,14 @@ impl FormatArgs {
             uuid: self.uuid,
             hash_offset: g.hash_offset,
             data_blocks: g.data_blocks,
-            target: g.hash_file.clone().map_or(HashTarget::Append, HashTarget::File),
+            target: g
+                .hash_file
+                .clone()
+                .map_or(HashTarget::Append, HashTarget::File),
             pad: self.pad,
             sidecar: self.sidecar || (appending && superblock && !self.no_sidecar),
         };
-        let total = std::fs::metadata(&self.data).map(|m| m.len()).unwrap_or(0);
+        let total = std::fs::metadata(&self.data).map_or(0, |m| m.len());
         let bar = bytes_bar(total, "hashing");
         let tick = |n: u64| bar.inc(n);
         let report = format_file(&self.data, &opts, Some(&tick))
@@ -174,7 +177,10 @@ fn format_text(r: &FormatReport) -> String {
         r.hash_start_block,
     );
     if r.padded_bytes > 0 {
-        s.push_str(&format!("\nPadded:          \t{} zero bytes", r.padded_bytes));
+        s.push_str(&format!(
+            "\nPadded:          \t{} zero bytes",
+            r.padded_bytes
+        ));
     }
     if let Some(p) = &r.sidecar {
         s.push_str(&format!("\nSidecar:         \t{}", p.display()));
@@ -205,7 +211,7 @@ impl VerifyArgs {
             hash_offset: g.hash_offset,
             data_blocks: g.data_blocks,
         };
-        let total = std::fs::metadata(&self.data).map(|m| m.len()).unwrap_or(0);
+        let total = std::fs::metadata(&self.data).map_or(0, |m| m.len());
         let bar = bytes_bar(total, "verifying");
         let tick = |n: u64| bar.inc(n);
         let result = verify_file(&self.data, &self.root_hash, &opts, Some(&tick));
@@ -226,12 +232,17 @@ impl VerifyArgs {
             }
             Err(VerityError::Mismatch(bad)) => {
                 if g.json {
-                    emit(&serde_json::json!({"verified": false, "error": bad.to_string()}).to_string())?;
+                    emit(
+                        &serde_json::json!({"verified": false, "error": bad.to_string()})
+                            .to_string(),
+                    )?;
                 }
                 tracing::error!("{}: verification failed: {bad}", self.data.display());
                 Ok(Outcome::CheckFailed)
             }
-            Err(e) => Err(anyhow::Error::new(e).context(format!("cannot verify {}", self.data.display()))),
+            Err(e) => {
+                Err(anyhow::Error::new(e).context(format!("cannot verify {}", self.data.display())))
+            }
         }
     }
 }

@@ -35,7 +35,9 @@ pub(super) struct Blocks<'a> {
 impl Blocks<'_> {
     pub(super) fn read(&self, index: u64, buf: &mut [u8]) -> Result<(), VerityError> {
         let at = self.offset + index * self.block_size as u64;
-        self.file.read_exact_at(buf, at).map_err(VerityError::io("read", self.path))
+        self.file
+            .read_exact_at(buf, at)
+            .map_err(VerityError::io("read", self.path))
     }
 }
 
@@ -49,25 +51,34 @@ pub(super) fn digest_blocks(
 ) -> Result<Vec<u8>, VerityError> {
     let digest = params.algorithm.digest_size();
     let per_task = (TASK_BYTES / src.block_size).max(1);
-    let count_usize = usize::try_from(count).map_err(|_| VerityError::TooManyLevels {
-        data_blocks: count,
-    })?;
+    let count_usize =
+        usize::try_from(count).map_err(|_| VerityError::TooManyLevels { data_blocks: count })?;
     let mut out = vec![0u8; count_usize * digest];
-    out.par_chunks_mut(per_task * digest).enumerate().try_for_each_init(
-        || vec![0u8; per_task * src.block_size],
-        |buf, (task, digests)| {
-            let blocks = digests.len() / digest;
-            let bytes = blocks * src.block_size;
-            src.read(first + (task * per_task) as u64, &mut buf[..bytes])?;
-            for (block, slot) in buf[..bytes].chunks_exact(src.block_size).zip(digests.chunks_exact_mut(digest)) {
-                params.algorithm.hash_block(params.hash_type, params.salt.as_bytes(), block, slot);
-            }
-            if let Some(p) = progress {
-                p(bytes as u64);
-            }
-            Ok(())
-        },
-    )?;
+    out.par_chunks_mut(per_task * digest)
+        .enumerate()
+        .try_for_each_init(
+            || vec![0u8; per_task * src.block_size],
+            |buf, (task, digests)| {
+                let blocks = digests.len() / digest;
+                let bytes = blocks * src.block_size;
+                src.read(first + (task * per_task) as u64, &mut buf[..bytes])?;
+                for (block, slot) in buf[..bytes]
+                    .chunks_exact(src.block_size)
+                    .zip(digests.chunks_exact_mut(digest))
+                {
+                    params.algorithm.hash_block(
+                        params.hash_type,
+                        params.salt.as_bytes(),
+                        block,
+                        slot,
+                    );
+                }
+                if let Some(p) = progress {
+                    p(bytes as u64);
+                }
+                Ok(())
+            },
+        )?;
     Ok(out)
 }
 
@@ -118,7 +129,9 @@ pub fn build_tree(
         if let Some(p) = progress {
             p(block.len() as u64);
         }
-        return Ok(params.algorithm.root_of(params.hash_type, params.salt.as_bytes(), &block));
+        return Ok(params
+            .algorithm
+            .root_of(params.hash_type, params.salt.as_bytes(), &block));
     }
 
     for (i, level) in geometry.levels.iter().enumerate() {
@@ -142,7 +155,9 @@ pub fn build_tree(
             let digests = digest_blocks(src, first, count, params, src_progress)?;
             let packed = pack(&digests, geometry, digest);
             let at = level_offset + (first / geometry.hashes_per_block()) * hbs as u64;
-            out.0.write_all_at(&packed, at).map_err(VerityError::io("write", out.1))?;
+            out.0
+                .write_all_at(&packed, at)
+                .map_err(VerityError::io("write", out.1))?;
             first += count;
         }
     }
@@ -152,5 +167,7 @@ pub fn build_tree(
     out.0
         .read_exact_at(&mut block, tree_start + top.first_block * hbs as u64)
         .map_err(VerityError::io("read", out.1))?;
-    Ok(params.algorithm.root_of(params.hash_type, params.salt.as_bytes(), &block))
+    Ok(params
+        .algorithm
+        .root_of(params.hash_type, params.salt.as_bytes(), &block))
 }

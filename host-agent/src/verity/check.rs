@@ -53,10 +53,19 @@ pub fn verify_file(
     progress: Option<Progress<'_>>,
 ) -> Result<VerifyReport, VerityError> {
     let data = File::open(data_path).map_err(VerityError::io("open", data_path))?;
-    let data_size = data.metadata().map_err(VerityError::io("stat", data_path))?.len();
-    let hash_path = opts.hash_file.clone().unwrap_or_else(|| data_path.to_owned());
+    let data_size = data
+        .metadata()
+        .map_err(VerityError::io("stat", data_path))?
+        .len();
+    let hash_path = opts
+        .hash_file
+        .clone()
+        .unwrap_or_else(|| data_path.to_owned());
     let hash = File::open(&hash_path).map_err(VerityError::io("open", &hash_path))?;
-    let hash_size = hash.metadata().map_err(VerityError::io("stat", &hash_path))?.len();
+    let hash_size = hash
+        .metadata()
+        .map_err(VerityError::io("stat", &hash_path))?
+        .len();
 
     let hash_offset = match (opts.hash_offset, &opts.hash_file) {
         (Some(o), _) => o,
@@ -80,11 +89,12 @@ pub fn verify_file(
 
     let (params, data_blocks, tree_start) = if opts.superblock {
         let mut raw = [0u8; SUPERBLOCK_SIZE];
-        hash.read_exact_at(&mut raw, hash_offset).map_err(|_| VerityError::BadSuperblock {
-            path: hash_path.clone(),
-            offset: hash_offset,
-            reason: format!("the file ends at byte {hash_size}"),
-        })?;
+        hash.read_exact_at(&mut raw, hash_offset)
+            .map_err(|_| VerityError::BadSuperblock {
+                path: hash_path.clone(),
+                offset: hash_offset,
+                reason: format!("the file ends at byte {hash_size}"),
+            })?;
         let sb = Superblock::parse(&raw, &hash_path, hash_offset)?;
         let hbs = u64::from(sb.params.hash_block_size);
         let start = (hash_offset + SUPERBLOCK_SIZE as u64).div_ceil(hbs) * hbs;
@@ -109,10 +119,18 @@ pub fn verify_file(
     }
     let tree_end = tree_start + geometry.tree_bytes();
     if tree_end > hash_size {
-        return Err(VerityError::TruncatedHashArea { path: hash_path, size: hash_size, needed: tree_end });
+        return Err(VerityError::TruncatedHashArea {
+            path: hash_path,
+            size: hash_size,
+            needed: tree_end,
+        });
     }
     let root = RootHash::parse(root_hex, params.algorithm)?;
-    let loc = VerifyLocation { data: (&data, data_path), hash: (&hash, &hash_path), tree_start };
+    let loc = VerifyLocation {
+        data: (&data, data_path),
+        hash: (&hash, &hash_path),
+        tree_start,
+    };
     verify_tree(loc, &params, &geometry, &root, progress)?;
     Ok(VerifyReport {
         root_hash: root.to_hex(),

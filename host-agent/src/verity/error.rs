@@ -17,16 +17,28 @@ pub enum VerityError {
     #[error("unknown dm-verity format {0} (expected 0 or 1)")]
     UnknownFormat(u64),
     #[error("hash block size {hash_block_size} cannot hold two {algorithm} digests")]
-    HashBlockTooSmall { hash_block_size: u32, algorithm: &'static str },
+    HashBlockTooSmall {
+        hash_block_size: u32,
+        algorithm: &'static str,
+    },
     #[error("{path} is empty: there is no data to protect")]
     EmptyData { path: PathBuf },
     #[error(
         "{path} is {size} bytes, not a multiple of the data block size {block_size} \
          ({remainder} trailing bytes would not be protected); pad it or pass --pad"
     )]
-    PartialBlock { path: PathBuf, size: u64, block_size: u32, remainder: u64 },
+    PartialBlock {
+        path: PathBuf,
+        size: u64,
+        block_size: u32,
+        remainder: u64,
+    },
     #[error("{path} holds {available} data blocks, fewer than the {requested} requested")]
-    NotEnoughData { path: PathBuf, available: u64, requested: u64 },
+    NotEnoughData {
+        path: PathBuf,
+        available: u64,
+        requested: u64,
+    },
     #[error("data block count must be at least 1")]
     ZeroDataBlocks,
     #[error(
@@ -39,13 +51,25 @@ pub enum VerityError {
     #[error("the tree for {data_blocks} data blocks has too many levels")]
     TooManyLevels { data_blocks: u64 },
     #[error("root hash is {got} hex digits; {algorithm} needs {expected}")]
-    RootHashLength { algorithm: &'static str, expected: usize, got: usize },
+    RootHashLength {
+        algorithm: &'static str,
+        expected: usize,
+        got: usize,
+    },
     #[error("no veritysetup superblock at byte {offset} of {path}: {reason}")]
-    BadSuperblock { path: PathBuf, offset: u64, reason: String },
+    BadSuperblock {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
     #[error("sidecar {path} is not valid: {reason}")]
     BadSidecar { path: PathBuf, reason: String },
     #[error("{path} ends at byte {size}, before the end of the hash tree at byte {needed}")]
-    TruncatedHashArea { path: PathBuf, size: u64, needed: u64 },
+    TruncatedHashArea {
+        path: PathBuf,
+        size: u64,
+        needed: u64,
+    },
     #[error("verification failed: {0}")]
     Mismatch(BadBlock),
     #[error("cannot {op} {path}")]

@@ -136,11 +136,16 @@ pub fn format_file(
         .write(appending)
         .open(data_path)
         .map_err(VerityError::io("open", data_path))?;
-    let size = data.metadata().map_err(VerityError::io("stat", data_path))?.len();
+    let size = data
+        .metadata()
+        .map_err(VerityError::io("stat", data_path))?
+        .len();
     let plan = Plan::new(data_path, size, opts, appending)?;
     let geometry = Geometry::new(&opts.params, plan.data_blocks)?;
     let tree_end = plan.tree_start + geometry.tree_bytes();
-    let uuid = opts.superblock.then(|| opts.uuid.unwrap_or_else(Uuid::new_v4));
+    let uuid = opts
+        .superblock
+        .then(|| opts.uuid.unwrap_or_else(Uuid::new_v4));
     let superblock = uuid.map(|uuid| Superblock {
         params: opts.params.clone(),
         data_blocks: plan.data_blocks,
@@ -151,22 +156,36 @@ pub fn format_file(
         if let Some(sb) = &superblock {
             let mut area = vec![0u8; (plan.tree_start - plan.hash_offset) as usize];
             area[..SUPERBLOCK_SIZE].copy_from_slice(&sb.to_bytes());
-            file.write_all_at(&area, plan.hash_offset).map_err(VerityError::io("write", path))?;
+            file.write_all_at(&area, plan.hash_offset)
+                .map_err(VerityError::io("write", path))?;
         }
-        build_tree((&data, data_path), (file, path), plan.tree_start, &opts.params, &geometry, progress)
+        build_tree(
+            (&data, data_path),
+            (file, path),
+            plan.tree_start,
+            &opts.params,
+            &geometry,
+            progress,
+        )
     };
 
     let (root, hash_file, sidecar) = match &target {
         HashTarget::Append => {
             let guard = AppendGuard::new(&data, data_path, size, plan.hash_offset, tree_end)?;
             if plan.data_end > size {
-                data.set_len(plan.data_end).map_err(VerityError::io("pad", data_path))?;
+                data.set_len(plan.data_end)
+                    .map_err(VerityError::io("pad", data_path))?;
             }
             let root = write_area(&data, data_path)?;
-            data.sync_all().map_err(VerityError::io("sync", data_path))?;
+            data.sync_all()
+                .map_err(VerityError::io("sync", data_path))?;
             let sidecar = if opts.sidecar {
                 let p = sidecar_path(data_path);
-                Sidecar { roothash: root.to_hex(), hashoffset: plan.hash_offset }.write(&p)?;
+                Sidecar {
+                    roothash: root.to_hex(),
+                    hashoffset: plan.hash_offset,
+                }
+                .write(&p)?;
                 Some(p)
             } else {
                 None
@@ -209,11 +228,18 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(path: &Path, size: u64, opts: &FormatOptions, appending: bool) -> Result<Self, VerityError> {
+    fn new(
+        path: &Path,
+        size: u64,
+        opts: &FormatOptions,
+        appending: bool,
+    ) -> Result<Self, VerityError> {
         let dbs = u64::from(opts.params.data_block_size);
         let hbs = u64::from(opts.params.hash_block_size);
         if size == 0 {
-            return Err(VerityError::EmptyData { path: path.to_owned() });
+            return Err(VerityError::EmptyData {
+                path: path.to_owned(),
+            });
         }
         let data_blocks = match opts.data_blocks {
             Some(0) => return Err(VerityError::ZeroDataBlocks),
@@ -227,7 +253,7 @@ impl Plan {
                 }
                 n
             }
-            None if size % dbs == 0 => size / dbs,
+            None if size.is_multiple_of(dbs) => size / dbs,
             None if opts.pad && appending => size.div_ceil(dbs),
             None => {
                 return Err(VerityError::PartialBlock {
@@ -239,20 +265,37 @@ impl Plan {
             }
         };
         let data_end = data_blocks * dbs;
-        let hash_offset = opts.hash_offset.unwrap_or(if appending { data_end } else { 0 });
+        let hash_offset = opts
+            .hash_offset
+            .unwrap_or(if appending { data_end } else { 0 });
         if appending && hash_offset < data_end {
-            return Err(VerityError::HashOffsetInsideData { hash_offset, data_end });
+            return Err(VerityError::HashOffsetInsideData {
+                hash_offset,
+                data_end,
+            });
         }
-        let alignment = if opts.superblock { SUPERBLOCK_SIZE as u64 } else { hbs };
-        if hash_offset % alignment != 0 {
-            return Err(VerityError::HashOffsetAlignment { hash_offset, alignment });
+        let alignment = if opts.superblock {
+            SUPERBLOCK_SIZE as u64
+        } else {
+            hbs
+        };
+        if !hash_offset.is_multiple_of(alignment) {
+            return Err(VerityError::HashOffsetAlignment {
+                hash_offset,
+                alignment,
+            });
         }
         let tree_start = if opts.superblock {
             (hash_offset + SUPERBLOCK_SIZE as u64).div_ceil(hbs) * hbs
         } else {
             hash_offset
         };
-        Ok(Self { data_blocks, data_end, hash_offset, tree_start })
+        Ok(Self {
+            data_blocks,
+            data_end,
+            hash_offset,
+            tree_start,
+        })
     }
 }
 
@@ -267,14 +310,27 @@ struct AppendGuard<'a> {
 }
 
 impl<'a> AppendGuard<'a> {
-    fn new(file: &'a File, path: &Path, original_len: u64, from: u64, to: u64) -> Result<Self, VerityError> {
+    fn new(
+        file: &'a File,
+        path: &Path,
+        original_len: u64,
+        from: u64,
+        to: u64,
+    ) -> Result<Self, VerityError> {
         let end = to.min(original_len);
         let mut saved = Vec::new();
         if from < end {
             saved.resize((end - from) as usize, 0);
-            file.read_exact_at(&mut saved, from).map_err(VerityError::io("read", path))?;
+            file.read_exact_at(&mut saved, from)
+                .map_err(VerityError::io("read", path))?;
         }
-        Ok(Self { file, original_len, saved_at: from, saved, committed: false })
+        Ok(Self {
+            file,
+            original_len,
+            saved_at: from,
+            saved,
+            committed: false,
+        })
     }
 
     fn commit(mut self) {
@@ -321,11 +377,19 @@ fn write_hash_file(
                 io::copy(&mut prefix, &mut tmp.as_file()).map_err(VerityError::io("copy", path))?;
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(VerityError::Io { op: "open", path: path.to_owned(), source: e }),
+            Err(e) => {
+                return Err(VerityError::Io {
+                    op: "open",
+                    path: path.to_owned(),
+                    source: e,
+                });
+            }
         }
     }
     let root = write_area(tmp.as_file(), tmp.path())?;
-    tmp.as_file().sync_all().map_err(VerityError::io("sync", tmp.path().to_owned()))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(VerityError::io("sync", tmp.path().to_owned()))?;
     tmp.persist(path).map_err(|e| VerityError::Io {
         op: "rename into",
         path: path.to_owned(),

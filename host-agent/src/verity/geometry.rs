@@ -46,14 +46,21 @@ impl Geometry {
         };
 
         let mut count = 0usize;
-        while u64::from(bits) * (count as u64) < 64 && (data_blocks - 1) >> (bits as usize * count) != 0
+        while u64::from(bits) * (count as u64) < 64
+            && (data_blocks - 1) >> (bits as usize * count) != 0
         {
             count += 1;
         }
         if count > MAX_LEVELS {
             return Err(VerityError::TooManyLevels { data_blocks });
         }
-        let mut levels = vec![Level { first_block: 0, blocks: 0 }; count];
+        let mut levels = vec![
+            Level {
+                first_block: 0,
+                blocks: 0
+            };
+            count
+        ];
         let mut position = 0u64;
         for i in (0..count).rev() {
             let shift = (i + 1) * bits as usize;
@@ -61,7 +68,10 @@ impl Geometry {
                 return Err(VerityError::TooManyLevels { data_blocks });
             }
             let blocks = data_blocks.div_ceil(1u64 << shift);
-            levels[i] = Level { first_block: position, blocks };
+            levels[i] = Level {
+                first_block: position,
+                blocks,
+            };
             position = position
                 .checked_add(blocks)
                 .ok_or(VerityError::TooManyLevels { data_blocks })?;
@@ -109,12 +119,27 @@ mod tests {
     #[test]
     fn level_counts_match_cryptsetup() {
         assert!(geo(1).levels.is_empty());
-        assert_eq!(geo(2).levels, vec![Level { first_block: 0, blocks: 1 }]);
+        assert_eq!(
+            geo(2).levels,
+            vec![Level {
+                first_block: 0,
+                blocks: 1
+            }]
+        );
         assert_eq!(geo(128).levels.len(), 1);
         // 257 blocks: [L1: 1 block][L0: 3 blocks] (verity-erofs.md §1.5).
         assert_eq!(
             geo(257).levels,
-            vec![Level { first_block: 1, blocks: 3 }, Level { first_block: 0, blocks: 1 }]
+            vec![
+                Level {
+                    first_block: 1,
+                    blocks: 3
+                },
+                Level {
+                    first_block: 0,
+                    blocks: 1
+                }
+            ]
         );
         // 16385 blocks: 3 levels, 132 blocks (TV4).
         let g = geo(16385);

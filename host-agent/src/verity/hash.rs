@@ -103,10 +103,12 @@ impl RootHash {
                 got: hex_str.len(),
             });
         }
-        hex::decode(hex_str).map(Self).map_err(|_| VerityError::BadHex {
-            what: "root hash",
-            value: hex_str.to_owned(),
-        })
+        hex::decode(hex_str)
+            .map(Self)
+            .map_err(|_| VerityError::BadHex {
+                what: "root hash",
+                value: hex_str.to_owned(),
+            })
     }
 
     /// The raw digest bytes.
@@ -154,7 +156,11 @@ mod tests {
     fn root_hash_parse_checks_length_and_hex() {
         assert!(matches!(
             RootHash::parse("abcd", HashAlgorithm::Sha256),
-            Err(VerityError::RootHashLength { expected: 64, got: 4, .. })
+            Err(VerityError::RootHashLength {
+                expected: 64,
+                got: 4,
+                ..
+            })
         ));
         let bad = "zz".repeat(32);
         assert!(matches!(
@@ -162,6 +168,11 @@ mod tests {
             Err(VerityError::BadHex { .. })
         ));
         let good = "ab".repeat(32);
-        assert_eq!(RootHash::parse(&good, HashAlgorithm::Sha256).unwrap().to_hex(), good);
+        assert_eq!(
+            RootHash::parse(&good, HashAlgorithm::Sha256)
+                .unwrap()
+                .to_hex(),
+            good
+        );
     }
 }

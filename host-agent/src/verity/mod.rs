@@ -23,6 +23,9 @@ mod sidecar;
 mod superblock;
 mod verify;
 
+#[cfg(test)]
+mod tests;
+
 pub use build::build_tree;
 pub use check::{VerifyOptions, VerifyReport, verify_file};
 pub use error::VerityError;

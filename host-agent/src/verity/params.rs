@@ -71,7 +71,11 @@ impl Salt {
 
     /// Hex as the kernel table wants it: `-` for no salt.
     pub fn to_table_hex(&self) -> String {
-        if self.0.is_empty() { "-".to_owned() } else { hex::encode(&self.0) }
+        if self.0.is_empty() {
+            "-".to_owned()
+        } else {
+            hex::encode(&self.0)
+        }
     }
 }
 
@@ -83,8 +87,10 @@ impl FromStr for Salt {
         if s == "-" || s.is_empty() {
             return Ok(Self::none());
         }
-        let bytes = hex::decode(s)
-            .map_err(|_| VerityError::BadHex { what: "salt", value: s.to_owned() })?;
+        let bytes = hex::decode(s).map_err(|_| VerityError::BadHex {
+            what: "salt",
+            value: s.to_owned(),
+        })?;
         Self::new(bytes)
     }
 }
@@ -143,7 +149,10 @@ fn check_block_size(what: &'static str, value: u32) -> Result<(), VerityError> {
     if value.is_power_of_two() && (512..=65536).contains(&value) {
         Ok(())
     } else {
-        Err(VerityError::BlockSize { what, value: u64::from(value) })
+        Err(VerityError::BlockSize {
+            what,
+            value: u64::from(value),
+        })
     }
 }
 
@@ -155,13 +164,22 @@ mod tests {
     fn salt_parsing() {
         assert!(Salt::from_str("-").unwrap().is_empty());
         assert_eq!(Salt::from_str("00ff").unwrap().as_bytes(), &[0, 255]);
-        assert!(matches!(Salt::from_str("0g"), Err(VerityError::BadHex { .. })));
-        assert!(matches!(Salt::from_str("abc"), Err(VerityError::BadHex { .. })));
+        assert!(matches!(
+            Salt::from_str("0g"),
+            Err(VerityError::BadHex { .. })
+        ));
+        assert!(matches!(
+            Salt::from_str("abc"),
+            Err(VerityError::BadHex { .. })
+        ));
         assert!(matches!(
             Salt::from_str(&"00".repeat(257)),
             Err(VerityError::SaltTooLong { len: 257 })
         ));
-        assert_eq!(Salt::from_str(&"00".repeat(256)).unwrap().as_bytes().len(), 256);
+        assert_eq!(
+            Salt::from_str(&"00".repeat(256)).unwrap().as_bytes().len(),
+            256
+        );
     }
 
     #[test]
@@ -169,7 +187,10 @@ mod tests {
         let mut p = VerityParams::containerd();
         for bad in [0, 256, 1000, 4095, 131_072] {
             p.data_block_size = bad;
-            assert!(matches!(p.validate(), Err(VerityError::BlockSize { .. })), "{bad}");
+            assert!(
+                matches!(p.validate(), Err(VerityError::BlockSize { .. })),
+                "{bad}"
+            );
         }
         p.data_block_size = 512;
         p.hash_block_size = 65536;

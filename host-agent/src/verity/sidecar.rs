@@ -31,10 +31,13 @@ impl Sidecar {
     /// Reads and validates a sidecar.
     pub fn read(path: &Path) -> Result<Self, VerityError> {
         let text = fs::read(path).map_err(VerityError::io("read", path))?;
-        let bad = |reason: String| VerityError::BadSidecar { path: path.to_owned(), reason };
+        let bad = |reason: String| VerityError::BadSidecar {
+            path: path.to_owned(),
+            reason,
+        };
         let sidecar: Self = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
         if sidecar.roothash.is_empty()
-            || sidecar.roothash.len() % 2 != 0
+            || !sidecar.roothash.len().is_multiple_of(2)
             || !sidecar.roothash.bytes().all(|c| c.is_ascii_hexdigit())
         {
             return Err(bad(format!("roothash {:?} is not hex", sidecar.roothash)));
@@ -64,11 +67,19 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), VerityError>
         .permissions(std::fs::Permissions::from_mode(0o644))
         .tempfile_in(dir)
         .map_err(VerityError::io("create a temporary file in", dir))?;
-    tmp.write_all(bytes).map_err(VerityError::io("write", tmp.path().to_owned()))?;
-    tmp.as_file().sync_all().map_err(VerityError::io("sync", tmp.path().to_owned()))?;
-    tmp.persist(path).map_err(|e| VerityError::Io { op: "rename into", path: path.to_owned(), source: e.error })?;
+    tmp.write_all(bytes)
+        .map_err(VerityError::io("write", tmp.path().to_owned()))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(VerityError::io("sync", tmp.path().to_owned()))?;
+    tmp.persist(path).map_err(|e| VerityError::Io {
+        op: "rename into",
+        path: path.to_owned(),
+        source: e.error,
+    })?;
     if let Ok(d) = fs::File::open(dir) {
-        d.sync_all().map_err(VerityError::io("sync directory", dir))?;
+        d.sync_all()
+            .map_err(VerityError::io("sync directory", dir))?;
     }
     Ok(())
 }
@@ -82,10 +93,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = sidecar_path(&dir.path().join("layer.erofs"));
         assert!(p.ends_with("layer.erofs.dmverity"));
-        let s = Sidecar { roothash: "ab".repeat(32), hashoffset: 8192 };
+        let s = Sidecar {
+            roothash: "ab".repeat(32),
+            hashoffset: 8192,
+        };
         s.write(&p).unwrap();
         let text = fs::read_to_string(&p).unwrap();
-        assert_eq!(text, format!("{{\"roothash\":\"{}\",\"hashoffset\":8192}}", "ab".repeat(32)));
+        assert_eq!(
+            text,
+            format!(
+                "{{\"roothash\":\"{}\",\"hashoffset\":8192}}",
+                "ab".repeat(32)
+            )
+        );
         assert_eq!(Sidecar::read(&p).unwrap(), s);
         // Only the sidecar is left in the directory: the temporary file was renamed.
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
@@ -95,10 +115,18 @@ mod tests {
     fn bad_sidecars_are_named() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.dmverity");
-        for text in ["", "{}", "{\"roothash\":\"xyz\",\"hashoffset\":1}", "{\"roothash\":\"ab\",\"hashoffset\":-1}"] {
+        for text in [
+            "",
+            "{}",
+            "{\"roothash\":\"xyz\",\"hashoffset\":1}",
+            "{\"roothash\":\"ab\",\"hashoffset\":-1}",
+        ] {
             fs::write(&p, text).unwrap();
             let err = Sidecar::read(&p).unwrap_err();
-            assert!(matches!(err, VerityError::BadSidecar { .. }), "{text}: {err}");
+            assert!(
+                matches!(err, VerityError::BadSidecar { .. }),
+                "{text}: {err}"
+            );
         }
     }
 }

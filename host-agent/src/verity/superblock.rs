@@ -41,7 +41,11 @@ impl Superblock {
     }
 
     /// Parses and validates a superblock read from `path` at byte `offset`.
-    pub fn parse(bytes: &[u8; SUPERBLOCK_SIZE], path: &Path, offset: u64) -> Result<Self, VerityError> {
+    pub fn parse(
+        bytes: &[u8; SUPERBLOCK_SIZE],
+        path: &Path,
+        offset: u64,
+    ) -> Result<Self, VerityError> {
         let bad = |reason: String| VerityError::BadSuperblock {
             path: path.to_owned(),
             offset,
@@ -50,16 +54,22 @@ impl Superblock {
         if &bytes[0..8] != SIGNATURE {
             return Err(bad("signature is not \"verity\"".into()));
         }
-        let u32_at = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        let u32_at = |at: usize| {
+            u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
+        };
         let version = u32_at(8);
         if version != 1 {
             return Err(bad(format!("unsupported superblock version {version}")));
         }
-        let hash_type = HashType::from_number(u64::from(u32_at(12))).map_err(|e| bad(e.to_string()))?;
+        let hash_type =
+            HashType::from_number(u64::from(u32_at(12))).map_err(|e| bad(e.to_string()))?;
         let mut uuid = [0u8; 16];
         uuid.copy_from_slice(&bytes[16..32]);
         let name_bytes = &bytes[32..64];
-        let end = name_bytes.iter().position(|&c| c == 0).unwrap_or(name_bytes.len());
+        let end = name_bytes
+            .iter()
+            .position(|&c| c == 0)
+            .unwrap_or(name_bytes.len());
         let name = std::str::from_utf8(&name_bytes[..end])
             .map_err(|_| bad("algorithm name is not text".into()))?;
         let algorithm: HashAlgorithm = name.parse().map_err(|e: VerityError| bad(e.to_string()))?;
@@ -81,7 +91,11 @@ impl Superblock {
         if data_blocks == 0 {
             return Err(bad("data block count is 0".into()));
         }
-        Ok(Self { params, data_blocks, uuid: Uuid::from_bytes(uuid) })
+        Ok(Self {
+            params,
+            data_blocks,
+            uuid: Uuid::from_bytes(uuid),
+        })
     }
 }
 
@@ -92,7 +106,10 @@ mod tests {
     #[test]
     fn round_trip_and_layout() {
         let sb = Superblock {
-            params: VerityParams { salt: Salt::new((0..32).collect()).unwrap(), ..VerityParams::containerd() },
+            params: VerityParams {
+                salt: Salt::new((0..32).collect()).unwrap(),
+                ..VerityParams::containerd()
+            },
             data_blocks: 256,
             uuid: Uuid::from_u128(0x0102_0304_0506_0708_090a_0b0c_0d0e_0f10),
         };
@@ -110,12 +127,17 @@ mod tests {
     #[test]
     fn rejects_garbage() {
         let mut b = [0u8; SUPERBLOCK_SIZE];
-        assert!(matches!(Superblock::parse(&b, Path::new("x"), 0), Err(VerityError::BadSuperblock { .. })));
+        assert!(matches!(
+            Superblock::parse(&b, Path::new("x"), 0),
+            Err(VerityError::BadSuperblock { .. })
+        ));
         b[0..8].copy_from_slice(SIGNATURE);
         b[8] = 1;
         b[12] = 1;
         b[32..38].copy_from_slice(b"md5sum");
-        let err = Superblock::parse(&b, Path::new("x"), 0).unwrap_err().to_string();
+        let err = Superblock::parse(&b, Path::new("x"), 0)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("md5sum"), "{err}");
     }
 }

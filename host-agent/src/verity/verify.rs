@@ -24,7 +24,11 @@ pub enum BadBlock {
     Data { index: u64, offset: u64 },
     /// Hash block `index` of tree level `level` (0 = leaves) at byte `offset` of the hash
     /// file.
-    Hash { level: usize, index: u64, offset: u64 },
+    Hash {
+        level: usize,
+        index: u64,
+        offset: u64,
+    },
 }
 
 impl fmt::Display for BadBlock {
@@ -33,7 +37,11 @@ impl fmt::Display for BadBlock {
             Self::Data { index, offset } => {
                 write!(f, "data block {index} (byte offset {offset}) is corrupted")
             }
-            Self::Hash { level, index, offset } => write!(
+            Self::Hash {
+                level,
+                index,
+                offset,
+            } => write!(
                 f,
                 "hash block {index} of level {level} (byte offset {offset} of the hash area's \
                  file) is corrupted"
@@ -73,19 +81,31 @@ pub fn verify_tree(
     let Some(top_index) = geometry.levels.len().checked_sub(1) else {
         let d = digest_blocks(data_src, 0, 1, params, progress)?;
         if d != root.as_bytes() {
-            return mismatch(BadBlock::Data { index: 0, offset: 0 });
+            return mismatch(BadBlock::Data {
+                index: 0,
+                offset: 0,
+            });
         }
         return Ok(());
     };
 
-    let level_offset = |level: usize| loc.tree_start + geometry.levels[level].first_block * hbs as u64;
+    let level_offset =
+        |level: usize| loc.tree_start + geometry.levels[level].first_block * hbs as u64;
     let mut top = vec![0u8; hbs];
     loc.hash
         .0
         .read_exact_at(&mut top, level_offset(top_index))
         .map_err(VerityError::io("read", loc.hash.1))?;
-    if params.algorithm.root_of(params.hash_type, params.salt.as_bytes(), &top) != *root {
-        return mismatch(BadBlock::Hash { level: top_index, index: 0, offset: level_offset(top_index) });
+    if params
+        .algorithm
+        .root_of(params.hash_type, params.salt.as_bytes(), &top)
+        != *root
+    {
+        return mismatch(BadBlock::Hash {
+            level: top_index,
+            index: 0,
+            offset: level_offset(top_index),
+        });
     }
 
     let hpb = geometry.hashes_per_block();
@@ -111,14 +131,20 @@ pub fn verify_tree(
             parents.resize(count.div_ceil(hpb) as usize * hbs, 0);
             loc.hash
                 .0
-                .read_exact_at(&mut parents, level_offset(parent) + first_parent * hbs as u64)
+                .read_exact_at(
+                    &mut parents,
+                    level_offset(parent) + first_parent * hbs as u64,
+                )
                 .map_err(VerityError::io("read", loc.hash.1))?;
             for (i, d) in digests.chunks_exact(digest).enumerate() {
                 let at = (i / hpb as usize) * hbs + (i % hpb as usize) * geometry.slot_size;
                 if parents[at..at + digest] != *d {
                     let index = first + i as u64;
                     return mismatch(if parent == 0 {
-                        BadBlock::Data { index, offset: index * u64::from(geometry.data_block_size) }
+                        BadBlock::Data {
+                            index,
+                            offset: index * u64::from(geometry.data_block_size),
+                        }
                     } else {
                         BadBlock::Hash {
                             level: parent - 1,
