@@ -1,1 +1,3 @@
 //! Shared helpers for layerpass integration tests and the benchmark tool.
+
+pub mod tools;

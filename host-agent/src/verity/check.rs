@@ -117,7 +117,12 @@ pub fn verify_file(
             requested: data_blocks,
         });
     }
-    let tree_end = tree_start + geometry.tree_bytes();
+    let tree_end = if geometry.levels.is_empty() {
+        // No tree: only the superblock (if any) must be there.
+        hash_offset + if opts.superblock { SUPERBLOCK_SIZE as u64 } else { 0 }
+    } else {
+        tree_start + geometry.tree_bytes()
+    };
     if tree_end > hash_size {
         return Err(VerityError::TruncatedHashArea {
             path: hash_path,

@@ -154,7 +154,13 @@ pub fn format_file(
 
     let write_area = |file: &File, path: &Path| -> Result<RootHash, VerityError> {
         if let Some(sb) = &superblock {
-            let mut area = vec![0u8; (plan.tree_start - plan.hash_offset) as usize];
+            // The superblock area reaches the tree start. Without a tree (one data block)
+            // veritysetup writes at most 4096 bytes of it; so do we, to stay identical.
+            let mut len = plan.tree_start - plan.hash_offset;
+            if geometry.levels.is_empty() {
+                len = len.min(4096);
+            }
+            let mut area = vec![0u8; len as usize];
             area[..SUPERBLOCK_SIZE].copy_from_slice(&sb.to_bytes());
             file.write_all_at(&area, plan.hash_offset)
                 .map_err(VerityError::io("write", path))?;
