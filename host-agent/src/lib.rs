@@ -5,5 +5,6 @@
 //! nothing about vhost-user or ttrpc and works on plain files and buffers.
 
 pub mod cli;
+pub mod image;
 pub mod progress;
 pub mod verity;
