@@ -37,7 +37,9 @@ pub fn require_tool(name: &str, package: &str) -> Option<PathBuf> {
 /// Runs a command, returning its output, and turns a non-zero exit into an error that
 /// carries stderr.
 pub fn run(cmd: &mut Command) -> anyhow::Result<Output> {
-    let out = cmd.output().map_err(|e| anyhow::anyhow!("cannot run {cmd:?}: {e}"))?;
+    let out = cmd
+        .output()
+        .map_err(|e| anyhow::anyhow!("cannot run {cmd:?}: {e}"))?;
     anyhow::ensure!(
         out.status.success(),
         "{cmd:?} failed with {}: {}",

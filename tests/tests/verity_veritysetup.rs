@@ -94,7 +94,10 @@ fn check(vs: &Path, case: &Case, seed: u64) {
         sidecar: false,
     };
     let report = format_file(&ours, &opts, None).unwrap();
-    assert_eq!(report.root_hash, expected_root, "root hash differs for {case:?}");
+    assert_eq!(
+        report.root_hash, expected_root,
+        "root hash differs for {case:?}"
+    );
     let (a, b) = (fs::read(&our_hash).unwrap(), fs::read(&their_hash).unwrap());
     assert_eq!(a.len(), b.len(), "hash area length differs for {case:?}");
     assert!(a == b, "hash area bytes differ for {case:?}");
@@ -130,7 +133,13 @@ fn check(vs: &Path, case: &Case, seed: u64) {
     verify_file(&theirs, &expected_root, &vopts, None).unwrap();
 }
 
-fn params(algorithm: HashAlgorithm, hash_type: HashType, dbs: u32, hbs: u32, salt: &str) -> VerityParams {
+fn params(
+    algorithm: HashAlgorithm,
+    hash_type: HashType,
+    dbs: u32,
+    hbs: u32,
+    salt: &str,
+) -> VerityParams {
     VerityParams {
         algorithm,
         hash_type,
@@ -144,10 +153,15 @@ fn params(algorithm: HashAlgorithm, hash_type: HashType, dbs: u32, hbs: u32, sal
 /// salt S, none and 32 zero bytes; with and without superblock; separate and appended.
 #[test]
 fn sha256_4k_matrix_matches_veritysetup() {
-    let Some(vs) = require_tool("veritysetup", "cryptsetup-bin") else { return };
+    let Some(vs) = require_tool("veritysetup", "cryptsetup-bin") else {
+        return;
+    };
     let zero = "00".repeat(32);
     let mut n = 0;
-    for (i, blocks) in [1u64, 2, 127, 128, 129, 16385, 3, 1000, 5021].into_iter().enumerate() {
+    for (i, blocks) in [1u64, 2, 127, 128, 129, 16385, 3, 1000, 5021]
+        .into_iter()
+        .enumerate()
+    {
         for hash_type in [HashType::V1, HashType::V0] {
             for salt in [S, "-", zero.as_str()] {
                 for superblock in [true, false] {
@@ -175,16 +189,31 @@ fn sha256_4k_matrix_matches_veritysetup() {
 /// Other algorithms, block sizes and salt lengths.
 #[test]
 fn other_algorithms_and_block_sizes_match_veritysetup() {
-    let Some(vs) = require_tool("veritysetup", "cryptsetup-bin") else { return };
+    let Some(vs) = require_tool("veritysetup", "cryptsetup-bin") else {
+        return;
+    };
     let long_salt = "5a".repeat(256);
-    let geometries = [(4096, 4096), (512, 4096), (4096, 1024), (1024, 512), (512, 512), (65536, 65536)];
-    for algorithm in [HashAlgorithm::Sha1, HashAlgorithm::Sha512, HashAlgorithm::Sha256] {
+    let geometries = [
+        (4096, 4096),
+        (512, 4096),
+        (4096, 1024),
+        (1024, 512),
+        (512, 512),
+        (65536, 65536),
+    ];
+    for algorithm in [
+        HashAlgorithm::Sha1,
+        HashAlgorithm::Sha512,
+        HashAlgorithm::Sha256,
+    ] {
         for hash_type in [HashType::V1, HashType::V0] {
             for (dbs, hbs) in geometries {
                 for blocks in [1u64, 9, 129, 257] {
-                    for (superblock, appended, salt) in
-                        [(true, true, S), (false, false, long_salt.as_str()), (true, false, "-")]
-                    {
+                    for (superblock, appended, salt) in [
+                        (true, true, S),
+                        (false, false, long_salt.as_str()),
+                        (true, false, "-"),
+                    ] {
                         if dbs == 65536 && blocks > 9 {
                             continue;
                         }

@@ -1,2 +1,59 @@
-//! Benchmark tool (filled in below).
-fn main() {}
+//! `layerpass-bench`: benchmarks against named peers, measured in the same run.
+//!
+//! `cargo run --release -p layerpass-tests --bin layerpass-bench -- verity`
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use layerpass_tests::bench;
+
+#[derive(Debug, Parser)]
+#[command(name = "layerpass-bench", about)]
+struct Args {
+    /// Directory for the benchmark files (default: a fresh temporary directory under
+    /// /var/tmp, removed afterwards).
+    #[arg(long, global = true)]
+    dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// dm-verity tree of a 1 GiB file: layerpass against `veritysetup format`.
+    Verity {
+        /// File size in MiB.
+        #[arg(long, default_value_t = 1024)]
+        size_mib: u64,
+        /// Runs of each tool (alternating).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("layerpass-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let tmp;
+    let dir = match args.dir {
+        Some(d) => d,
+        None => {
+            tmp = tempfile::Builder::new()
+                .prefix("layerpass-bench-")
+                .tempdir_in("/var/tmp")?;
+            tmp.path().to_owned()
+        }
+    };
+    match args.command {
+        Cmd::Verity { size_mib, runs } => bench::verity::run_bench(&dir, size_mib << 20, runs),
+    }
+}

@@ -1,0 +1,5 @@
+//! Benchmarks: each measures layerpass against a named peer in the same run and prints
+//! medians and ratios. They are tools, never tests with timing thresholds.
+
+pub mod stats;
+pub mod verity;
