@@ -1,6 +1,11 @@
 //! `layerpass verity` as a user runs it: exit codes, JSON, error messages, rollback after a
 //! real write failure, and bounded memory on a 4 GiB input.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -18,8 +23,10 @@ fn stderr(o: &Output) -> String {
 }
 
 fn entries(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> =
-        fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into())
+        .collect();
     v.sort();
     v
 }
@@ -60,7 +67,11 @@ fn format_json_then_verify_and_detect_corruption() {
     fs::write(&p, &bytes).unwrap();
     let bad = run(&["verity", "verify", "layer.erofs", root], dir.path());
     assert_eq!(bad.status.code(), Some(3), "{}", stderr(&bad));
-    assert!(stderr(&bad).contains("data block 100 (byte offset 409600) is corrupted"), "{}", stderr(&bad));
+    assert!(
+        stderr(&bad).contains("data block 100 (byte offset 409600) is corrupted"),
+        "{}",
+        stderr(&bad)
+    );
 }
 
 #[test]
@@ -72,22 +83,55 @@ fn bad_input_is_named_and_leaves_nothing() {
     let before = entries(dir.path());
     let cases: &[(&[&str], &str)] = &[
         (&["verity", "format", "empty"], "is empty"),
-        (&["verity", "format", "odd"], "not a multiple of the data block size 4096 (904 trailing bytes"),
+        (
+            &["verity", "format", "odd"],
+            "not a multiple of the data block size 4096 (904 trailing bytes",
+        ),
         (&["verity", "format", "missing"], "cannot open missing"),
-        (&["verity", "format", "ok", "--salt", "xyz"], "salt is not valid hex"),
-        (&["verity", "format", "ok", "--data-block-size", "3000"], "power of two"),
-        (&["verity", "format", "ok", "--hash-block-size", "1024000"], "power of two"),
-        (&["verity", "format", "ok", "--hash-offset", "4096"], "lies inside the data"),
-        (&["verity", "format", "ok", "--hash", "md5"], "unknown hash algorithm"),
-        (&["verity", "format", "ok", "--format", "2"], "unknown dm-verity format 2"),
+        (
+            &["verity", "format", "ok", "--salt", "xyz"],
+            "salt is not valid hex",
+        ),
+        (
+            &["verity", "format", "ok", "--data-block-size", "3000"],
+            "power of two",
+        ),
+        (
+            &["verity", "format", "ok", "--hash-block-size", "1024000"],
+            "power of two",
+        ),
+        (
+            &["verity", "format", "ok", "--hash-offset", "4096"],
+            "lies inside the data",
+        ),
+        (
+            &["verity", "format", "ok", "--hash", "md5"],
+            "unknown hash algorithm",
+        ),
+        (
+            &["verity", "format", "ok", "--format", "2"],
+            "unknown dm-verity format 2",
+        ),
         (&["verity", "verify", "ok", "abcd"], "cannot be found"),
     ];
     for (args, expected) in cases {
         let out = run(args, dir.path());
         assert!(!out.status.success(), "{args:?} succeeded");
-        assert!(matches!(out.status.code(), Some(1 | 2)), "{args:?}: {:?}", out.status);
-        assert!(stderr(&out).contains(expected), "{args:?}: {}", stderr(&out));
-        assert!(!stderr(&out).contains("panicked"), "{args:?}: {}", stderr(&out));
+        assert!(
+            matches!(out.status.code(), Some(1 | 2)),
+            "{args:?}: {:?}",
+            out.status
+        );
+        assert!(
+            stderr(&out).contains(expected),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert!(
+            !stderr(&out).contains("panicked"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
     }
     assert_eq!(entries(dir.path()), before);
     assert_eq!(fs::read(dir.path().join("ok")).unwrap(), vec![1u8; 8192]);
@@ -119,6 +163,10 @@ fn failed_append_is_rolled_back() {
 /// Memory does not grow with the input: a 4 GiB (sparse) file is formatted in well under
 /// 64 MiB of peak RSS.
 #[test]
+#[allow(
+    clippy::zombie_processes,
+    reason = "the child is reaped by wait4, to read its rusage"
+)]
 fn four_gib_input_needs_little_memory() {
     let dir = tempfile::tempdir().unwrap();
     let f = fs::File::create(dir.path().join("big")).unwrap();
@@ -139,10 +187,16 @@ fn four_gib_input_needs_little_memory() {
     // SAFETY: pid is our own child, not yet reaped; status and usage are valid for writes.
     let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     assert_eq!(waited, pid);
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "status {status}");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "status {status}"
+    );
     let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(json["data_blocks"], 1 << 20);
     let max_rss_kib = usage.ru_maxrss;
     eprintln!("peak RSS for 4 GiB: {max_rss_kib} KiB");
-    assert!(max_rss_kib < 64 * 1024, "peak RSS {max_rss_kib} KiB for a 4 GiB input");
+    assert!(
+        max_rss_kib < 64 * 1024,
+        "peak RSS {max_rss_kib} KiB for a 4 GiB input"
+    );
 }

@@ -1,6 +1,11 @@
 //! Differential test: layerpass and the real `veritysetup format` (cryptsetup-bin) on the
 //! same inputs give the same root hash and the same bytes (tree, superblock, layout).
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
 use std::fs;
 use std::path::Path;
 use std::process::Command;

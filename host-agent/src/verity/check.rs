@@ -119,7 +119,12 @@ pub fn verify_file(
     }
     let tree_end = if geometry.levels.is_empty() {
         // No tree: only the superblock (if any) must be there.
-        hash_offset + if opts.superblock { SUPERBLOCK_SIZE as u64 } else { 0 }
+        hash_offset
+            + if opts.superblock {
+                SUPERBLOCK_SIZE as u64
+            } else {
+                0
+            }
     } else {
         tree_start + geometry.tree_bytes()
     };

@@ -305,7 +305,7 @@ fn verify_names_a_flipped_bit_in_data_and_every_level() {
         fs::write(&file, &bytes).unwrap();
         match verify_file(&d, &r.root_hash, &vopts, None) {
             Err(VerityError::Mismatch(bad)) => {
-                assert_eq!(bad, expected, "flip at {at} of {file:?}")
+                assert_eq!(bad, expected, "flip at {at} of {file:?}");
             }
             other => panic!("flip at {at} of {file:?}: expected a mismatch, got {other:?}"),
         }
