@@ -3,6 +3,7 @@
 //! Exit status: 0 success, 1 error, 2 usage error, 3 a check ran and failed (e.g. a
 //! corrupted block).
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -16,6 +17,7 @@ fn main() -> ExitCode {
             EnvFilter::try_from_env("LAYERPASS_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .without_time()
         .init();
     let cli = Cli::parse();
