@@ -152,7 +152,9 @@ fn config_digest(path: &str, what: &str) -> Result<Digest, ImageError> {
         return Ok(d);
     }
     match path.strip_suffix(".json") {
-        Some(hex) if !hex.contains('/') => Digest::from_hex(hex, &format!("{what} Config")),
+        Some(hex) if !hex.contains('/') && hex.len() == 64 => {
+            Digest::from_hex(hex, &format!("{what} Config"))
+        }
         _ => Err(ImageError::invalid(
             what,
             format!(
