@@ -1,0 +1,100 @@
+//! Reads images written by a real tool, skopeo (Debian package `skopeo`): OCI layouts with
+//! gzip and zstd layers, an OCI archive and a docker archive, all converted by skopeo from a
+//! docker archive built here. The test fails when skopeo is missing: it is a required test
+//! tool (`apt-get install skopeo`).
+
+mod image_support;
+
+use std::path::Path;
+use std::process::Command;
+
+use image_support::*;
+use layerpass::image::{Compression, SourceFormat, open_image};
+
+fn skopeo_copy(extra: &[&str], from: &str, to: &str) {
+    let out = Command::new("skopeo")
+        .arg("--insecure-policy")
+        .arg("copy")
+        .args(["--quiet"])
+        .args(extra)
+        .args([from, to])
+        .output()
+        .expect("skopeo is required for this test: apt-get install skopeo");
+    assert!(
+        out.status.success(),
+        "skopeo copy {from} {to} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn check(path: &Path, format: SourceFormat, compression: Compression, tars: &[Vec<u8>]) {
+    let img = open_image(path, None).unwrap();
+    assert_eq!(img.format, format);
+    assert_eq!(img.layers.len(), tars.len());
+    for (l, t) in img.layers.iter().zip(tars) {
+        assert_eq!(
+            l.compression,
+            compression,
+            "layer {} of {}",
+            l.index,
+            path.display()
+        );
+        assert_eq!(l.diff_id.as_str(), digest(t));
+        assert_eq!(read_layer(l).unwrap(), *t);
+    }
+}
+
+#[test]
+fn reads_what_skopeo_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let tars = vec![
+        layer_tar(&[("etc/os-release", b"ID=test\n"), ("etc/motd", b"hello\n")]),
+        layer_tar(&[("usr/bin/app", &[0x5au8; 300_000])]),
+        layer_tar(&[("srv/data", b"top layer\n")]),
+    ];
+    let source = d.join("source.tar");
+    docker_legacy(&source, &tars, "linux/amd64", "example/skopeo:1");
+    let src = format!("docker-archive:{}", source.display());
+
+    let gz = d.join("oci-gzip");
+    skopeo_copy(&[], &src, &format!("oci:{}:v1", gz.display()));
+    check(&gz, SourceFormat::OciLayout, Compression::Gzip, &tars);
+
+    let zst = d.join("oci-zstd");
+    skopeo_copy(
+        &["--dest-compress-format", "zstd"],
+        &src,
+        &format!("oci:{}:v1", zst.display()),
+    );
+    check(&zst, SourceFormat::OciLayout, Compression::Zstd, &tars);
+
+    let oci_archive = d.join("oci.tar");
+    skopeo_copy(
+        &[],
+        &format!("oci:{}:v1", gz.display()),
+        &format!("oci-archive:{}", oci_archive.display()),
+    );
+    check(
+        &oci_archive,
+        SourceFormat::OciArchive,
+        Compression::Gzip,
+        &tars,
+    );
+
+    let docker_archive = d.join("docker.tar");
+    skopeo_copy(
+        &[],
+        &format!("oci:{}:v1", gz.display()),
+        &format!(
+            "docker-archive:{}:example/roundtrip:1",
+            docker_archive.display()
+        ),
+    );
+    check(
+        &docker_archive,
+        SourceFormat::DockerArchive,
+        Compression::None,
+        &tars,
+    );
+}
