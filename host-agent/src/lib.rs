@@ -5,6 +5,7 @@
 //! nothing about vhost-user or ttrpc and works on plain files and buffers.
 
 pub mod cli;
+pub mod erofs;
 pub mod image;
 pub mod progress;
 pub mod verity;

@@ -1,5 +1,6 @@
 //! Command-line interface of the `layerpass` binary. `main.rs` only parses and reports.
 
+mod convert;
 mod verity;
 
 use std::io::Write;
@@ -24,6 +25,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Convert tar layers into reproducible EROFS images with dm-verity.
+    #[command(subcommand)]
+    Convert(convert::ConvertCommand),
     /// Build and check dm-verity hash trees (veritysetup-compatible).
     #[command(subcommand)]
     Verity(verity::VerityCommand),
@@ -33,6 +37,7 @@ impl Cli {
     /// Runs the parsed command.
     pub fn run(self) -> anyhow::Result<Outcome> {
         match self.command {
+            Command::Convert(cmd) => cmd.run(),
             Command::Verity(cmd) => cmd.run(),
         }
     }

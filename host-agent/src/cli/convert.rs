@@ -1,0 +1,126 @@
+//! `layerpass convert layer` (and, later, `convert image`).
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+
+use super::{Outcome, emit};
+use crate::erofs::{ConvertOptions, ConvertReport, convert_layer};
+use crate::progress::bytes_bar;
+
+#[derive(Debug, Subcommand)]
+pub enum ConvertCommand {
+    /// Convert one tar layer (plain, gzip or zstd; `-` reads stdin) into a reproducible
+    /// EROFS image with containerd's dm-verity layout appended and OUT.dmverity written.
+    Layer(LayerArgs),
+    // `Image(image::ImageArgs)`: OCI image layout / docker save input (image/ module).
+}
+
+impl ConvertCommand {
+    pub fn run(self) -> anyhow::Result<Outcome> {
+        match self {
+            Self::Layer(a) => a.run(),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct LayerArgs {
+    /// The layer tar (plain, gzip or zstd), or `-` for stdin.
+    tar: PathBuf,
+    /// The EROFS image to write.
+    out: PathBuf,
+    /// Write the EROFS image only: no hash tree, no sidecar.
+    #[arg(long)]
+    no_verity: bool,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Build time in seconds since the epoch (default: SOURCE_DATE_EPOCH, else 0).
+    #[arg(long, value_name = "SECONDS")]
+    mkfs_time: Option<u64>,
+}
+
+impl LayerArgs {
+    fn run(self) -> anyhow::Result<Outcome> {
+        let mkfs_time = match self.mkfs_time {
+            Some(t) => Some(t),
+            None => source_date_epoch()?,
+        };
+        let opts = ConvertOptions {
+            no_verity: self.no_verity,
+            mkfs_time,
+        };
+        let report = if self.tar.as_os_str() == "-" {
+            convert_layer(io::stdin().lock(), &self.out, &opts)
+        } else {
+            let file = File::open(&self.tar)
+                .with_context(|| format!("cannot open {}", self.tar.display()))?;
+            let total = file.metadata().map_or(0, |m| m.len());
+            let bar = bytes_bar(total, "converting");
+            let reader = Counting {
+                inner: file,
+                tick: |n: u64| bar.inc(n),
+            };
+            let r = convert_layer(reader, &self.out, &opts);
+            bar.finish_and_clear();
+            r
+        }
+        .with_context(|| {
+            format!(
+                "cannot convert {} to {}",
+                self.tar.display(),
+                self.out.display()
+            )
+        })?;
+        if self.json {
+            emit(&serde_json::to_string(&report)?)?;
+        } else {
+            emit(&text(&report))?;
+        }
+        Ok(Outcome::Success)
+    }
+}
+
+fn source_date_epoch() -> anyhow::Result<Option<u64>> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) if !v.is_empty() => {
+            Ok(Some(v.trim().parse().with_context(|| {
+                format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds")
+            })?))
+        }
+        _ => Ok(None),
+    }
+}
+
+fn text(r: &ConvertReport) -> String {
+    let mut s = format!(
+        "{}\n  diff id:    {}\n  EROFS size: {} bytes\n  blob size:  {} bytes",
+        r.path.display(),
+        r.diff_id,
+        r.erofs_size,
+        r.blob_size
+    );
+    if let (Some(root), Some(off)) = (&r.root_hash, r.hash_offset) {
+        s.push_str(&format!("\n  root hash:  {root}\n  hash offset: {off}"));
+    }
+    s
+}
+
+/// Counts bytes read, for the progress bar.
+struct Counting<R, F> {
+    inner: R,
+    tick: F,
+}
+
+impl<R: Read, F: Fn(u64)> Read for Counting<R, F> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        (self.tick)(n as u64);
+        Ok(n)
+    }
+}

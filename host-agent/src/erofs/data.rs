@@ -1,0 +1,282 @@
+//! File contents, streamed: whole blocks go straight into the image after block 0 in tar
+//! order; a tail that will live inline after its inode goes to an anonymous spill file
+//! until the metadata is written. Nothing but one copy buffer is held in memory.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use super::error::ErofsError;
+use super::format::{BLOCK_SIZE, EXTENDED_INODE_SIZE, NULL_ADDR};
+use super::tree::Data;
+
+const COPY_BUFFER: usize = 1 << 20;
+
+/// Whether a tail of `tail` bytes goes inline: it must fit in one block with the inode
+/// (counted as extended, the larger kind) and the xattrs (counted all inline, the most
+/// they can take), so the decision made while streaming holds whatever the layout does.
+pub fn tail_fits_inline(tail: u64, xattr_bytes: u64) -> bool {
+    tail > 0 && EXTENDED_INODE_SIZE + xattr_bytes + tail <= BLOCK_SIZE
+}
+
+#[derive(Debug)]
+pub struct DataWriter {
+    image: BufWriter<File>,
+    image_path: PathBuf,
+    /// Next free block of the image.
+    next_block: u64,
+    tails: BufWriter<File>,
+    tails_len: u64,
+    buf: Vec<u8>,
+}
+
+/// Where reading the content of an entry failed.
+#[derive(Debug)]
+pub enum CopyError {
+    /// The entry ended before `got` reached its size.
+    Short { got: u64 },
+    /// Reading the tar failed.
+    Read(io::Error),
+    /// Writing the image or spill file failed.
+    Write(ErofsError),
+}
+
+impl DataWriter {
+    /// Starts the data area at block 1 of `image` (block 0 is left for the superblock);
+    /// the spill file is anonymous in `spill_dir`.
+    pub fn new(image: File, image_path: &Path, spill_dir: &Path) -> Result<Self, ErofsError> {
+        let tails = tempfile::tempfile_in(spill_dir)
+            .map_err(ErofsError::io("create a spill file in", spill_dir))?;
+        let mut image = BufWriter::with_capacity(COPY_BUFFER, image);
+        image
+            .seek(SeekFrom::Start(BLOCK_SIZE))
+            .map_err(ErofsError::io("seek", image_path))?;
+        Ok(Self {
+            image,
+            image_path: image_path.to_owned(),
+            next_block: 1,
+            tails: BufWriter::with_capacity(1 << 16, tails),
+            tails_len: 0,
+            buf: vec![0u8; COPY_BUFFER],
+        })
+    }
+
+    /// Copies `size` bytes of `src`; the tail goes inline when `inline_tail`.
+    pub fn copy(
+        &mut self,
+        src: &mut dyn Read,
+        size: u64,
+        inline_tail: bool,
+    ) -> Result<Data, CopyError> {
+        let tail_len = size % BLOCK_SIZE;
+        let full = size - tail_len;
+        let inline = inline_tail && tail_len > 0;
+        let data = self.allocate(size, inline).map_err(CopyError::Write)?;
+        let mut done = 0u64;
+        while done < full {
+            let want =
+                usize::try_from((full - done).min(self.buf.len() as u64)).unwrap_or(self.buf.len());
+            let n = read_some(src, &mut self.buf[..want]).map_err(CopyError::Read)?;
+            if n == 0 {
+                return Err(CopyError::Short { got: done });
+            }
+            self.image
+                .write_all(&self.buf[..n])
+                .map_err(|e| CopyError::Write(self.write_err(e)))?;
+            done += n as u64;
+        }
+        if tail_len > 0 {
+            let tail_len = tail_len as usize;
+            let mut got = 0;
+            while got < tail_len {
+                let n = read_some(src, &mut self.buf[got..tail_len]).map_err(CopyError::Read)?;
+                if n == 0 {
+                    return Err(CopyError::Short {
+                        got: done + got as u64,
+                    });
+                }
+                got += n;
+            }
+            self.put_tail(inline, tail_len).map_err(CopyError::Write)?;
+        }
+        Ok(data)
+    }
+
+    /// Stores `bytes` (a symlink target) like file content.
+    pub fn store(&mut self, bytes: &[u8], inline_tail: bool) -> Result<Data, ErofsError> {
+        let mut src = bytes;
+        self.copy(&mut src, bytes.len() as u64, inline_tail)
+            .map_err(|e| match e {
+                CopyError::Write(e) => e,
+                CopyError::Short { .. } | CopyError::Read(_) => ErofsError::Io {
+                    op: "store data in",
+                    path: self.image_path.clone(),
+                    source: io::Error::other("in-memory copy ended early"),
+                },
+            })
+    }
+
+    fn allocate(&mut self, size: u64, inline: bool) -> Result<Data, ErofsError> {
+        let blocks = if inline {
+            size / BLOCK_SIZE
+        } else {
+            size.div_ceil(BLOCK_SIZE)
+        };
+        let tail = inline.then_some(self.tails_len);
+        let blkaddr = if blocks == 0 {
+            if inline { NULL_ADDR } else { 0 }
+        } else {
+            u32::try_from(self.next_block)
+                .ok()
+                .filter(|_| self.next_block + blocks < u64::from(u32::MAX))
+                .ok_or(ErofsError::TooLarge {
+                    blocks: self.next_block + blocks,
+                })?
+        };
+        self.next_block += blocks;
+        Ok(Data {
+            size,
+            blkaddr,
+            blocks,
+            tail,
+        })
+    }
+
+    /// Writes the tail held in `buf[..len]`: to the spill file, or zero-padded to a block.
+    fn put_tail(&mut self, inline: bool, len: usize) -> Result<(), ErofsError> {
+        if inline {
+            self.tails
+                .write_all(&self.buf[..len])
+                .map_err(ErofsError::io("write", "the tail spill file"))?;
+            self.tails_len += len as u64;
+        } else {
+            self.buf[len..BLOCK_SIZE as usize].fill(0);
+            self.image
+                .write_all(&self.buf[..BLOCK_SIZE as usize])
+                .map_err(|e| self.write_err(e))?;
+        }
+        Ok(())
+    }
+
+    fn write_err(&self, e: io::Error) -> ErofsError {
+        ErofsError::Io {
+            op: "write",
+            path: self.image_path.clone(),
+            source: e,
+        }
+    }
+
+    /// The first block after the data area.
+    pub fn next_block(&self) -> u64 {
+        self.next_block
+    }
+
+    /// Flushes both files and hands them back: the image, and the tails for reading.
+    pub fn finish(self) -> Result<(File, Tails), ErofsError> {
+        let image = self.image.into_inner().map_err(|e| ErofsError::Io {
+            op: "write",
+            path: self.image_path.clone(),
+            source: e.into_error(),
+        })?;
+        let tails = self.tails.into_inner().map_err(|e| ErofsError::Io {
+            op: "write",
+            path: "the tail spill file".into(),
+            source: e.into_error(),
+        })?;
+        Ok((image, Tails(tails)))
+    }
+}
+
+/// The spill file of inline tails, read back while writing the metadata.
+#[derive(Debug)]
+pub struct Tails(File);
+
+impl Tails {
+    /// Appends the tail of `data` to `out`.
+    pub fn read_into(&self, data: &Data, out: &mut Vec<u8>) -> Result<(), ErofsError> {
+        let Some(offset) = data.tail else {
+            return Ok(());
+        };
+        let len = (data.size % BLOCK_SIZE) as usize;
+        let start = out.len();
+        out.resize(start + len, 0);
+        self.0
+            .read_exact_at(&mut out[start..], offset)
+            .map_err(ErofsError::io("read", "the tail spill file"))
+    }
+}
+
+fn read_some(src: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match src.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            r => return r,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn whole_blocks_go_to_the_image_and_tails_to_the_spill() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("img");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        let mut w = DataWriter::new(file, &path, dir.path()).unwrap();
+        let content: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let a = w.copy(&mut &content[..], 10_000, true).unwrap();
+        assert_eq!(
+            a,
+            Data {
+                size: 10_000,
+                blkaddr: 1,
+                blocks: 2,
+                tail: Some(0)
+            }
+        );
+        let b = w.copy(&mut &content[..5], 5, false).unwrap();
+        assert_eq!(
+            b,
+            Data {
+                size: 5,
+                blkaddr: 3,
+                blocks: 1,
+                tail: None
+            }
+        );
+        let c = w.copy(&mut &content[..5], 5, true).unwrap();
+        assert_eq!(
+            c,
+            Data {
+                size: 5,
+                blkaddr: NULL_ADDR,
+                blocks: 0,
+                tail: Some(10_000 % 4096)
+            }
+        );
+        assert!(matches!(
+            w.copy(&mut &content[..3], 5, true),
+            Err(CopyError::Short { got: 3 })
+        ));
+        assert_eq!(w.next_block(), 4);
+        let (image, tails) = w.finish().unwrap();
+        let mut tail = Vec::new();
+        tails.read_into(&a, &mut tail).unwrap();
+        assert_eq!(tail, content[8192..]);
+        let mut block = vec![0u8; 8192];
+        image.read_exact_at(&mut block, 4096).unwrap();
+        assert_eq!(block, content[..8192]);
+        assert!(tail_fits_inline(4032, 0));
+        assert!(!tail_fits_inline(4033, 0));
+        assert!(!tail_fits_inline(0, 0));
+    }
+}

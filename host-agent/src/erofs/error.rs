@@ -1,0 +1,91 @@
+use std::io;
+use std::path::PathBuf;
+
+use crate::verity::VerityError;
+
+/// Errors of the tar → EROFS writer. Messages are sentence-case, name the tar entry (as
+/// written in the tar, lossily decoded) and say what was wrong with it.
+#[derive(Debug, thiserror::Error)]
+pub enum ErofsError {
+    #[error("cannot read the layer")]
+    Read(#[source] io::Error),
+    #[error("cannot decompress the {format} layer")]
+    Decompress {
+        format: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("the tar stream is not valid after entry {after:?}")]
+    Tar {
+        /// The last entry read successfully, or `(start of archive)`.
+        after: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("tar entry {entry:?} is truncated: {got} of {expected} content bytes")]
+    Truncated {
+        entry: String,
+        expected: u64,
+        got: u64,
+    },
+    #[error("tar entry {entry:?}: path escapes the root directory through `..`")]
+    PathEscape { entry: String },
+    #[error("tar entry {entry:?}: {what} contains a NUL byte")]
+    Nul { entry: String, what: &'static str },
+    #[error("tar entry {entry:?}: name component of {len} bytes is longer than 255")]
+    NameTooLong { entry: String, len: usize },
+    #[error("tar entry {entry:?}: {parent:?} is not a directory")]
+    NotADirectory { entry: String, parent: String },
+    #[error("tar entry {entry:?}: the root directory cannot be a {kind}")]
+    RootNotDirectory { entry: String, kind: &'static str },
+    #[error("tar entry {entry:?}: hard link target {target:?} {reason}")]
+    BadHardlink {
+        entry: String,
+        target: String,
+        reason: &'static str,
+    },
+    #[error("tar entry {entry:?}: unsupported entry type {typeflag:?}")]
+    UnsupportedType { entry: String, typeflag: char },
+    #[error("tar entry {entry:?}: {what} {value} does not fit: {limit}")]
+    OutOfRange {
+        entry: String,
+        what: &'static str,
+        value: String,
+        limit: &'static str,
+    },
+    #[error("tar entry {entry:?}: bad PAX record {key:?}: {reason}")]
+    BadPax {
+        entry: String,
+        key: String,
+        reason: String,
+    },
+    #[error("tar entry {entry:?}: xattr {name:?} {reason}")]
+    BadXattr {
+        entry: String,
+        name: String,
+        reason: String,
+    },
+    #[error("tar entry {entry:?}: symlink {reason}")]
+    BadSymlink { entry: String, reason: &'static str },
+    #[error("tar entry {entry:?}: whiteout {reason}")]
+    BadWhiteout { entry: String, reason: &'static str },
+    #[error("the image would need {blocks} blocks; EROFS addresses at most 2^32")]
+    TooLarge { blocks: u64 },
+    #[error("cannot {op} {path}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot add the dm-verity tree")]
+    Verity(#[from] VerityError),
+}
+
+impl ErofsError {
+    /// Maps an I/O error on `path` during `op`, for `map_err`.
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
+        let path = path.into();
+        move |source| Self::Io { op, path, source }
+    }
+}

@@ -1,0 +1,160 @@
+//! The layer stream: gzip, zstd or plain tar told apart by magic bytes, and the sha256 of
+//! the uncompressed tar (the layer's diff ID) computed while it is read.
+
+use std::io::{self, Read};
+
+use sha2::{Digest, Sha256};
+
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// The compression found at the start of a layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "plain",
+            Self::Gzip => "gzip",
+            Self::Zstd => "zstd",
+        }
+    }
+}
+
+/// Reads the first bytes of `input`, detects the compression and returns a reader of the
+/// uncompressed tar.
+pub fn open<'a, R: Read + 'a>(mut input: R) -> io::Result<(Compression, Box<dyn Read + 'a>)> {
+    let mut head = [0u8; 4];
+    let mut got = 0;
+    while got < head.len() {
+        match input.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let head = head[..got].to_vec();
+    let compression = if head.starts_with(&GZIP_MAGIC) {
+        Compression::Gzip
+    } else if head.starts_with(&ZSTD_MAGIC) {
+        Compression::Zstd
+    } else {
+        Compression::None
+    };
+    let whole = io::Cursor::new(head).chain(input);
+    let reader: Box<dyn Read + 'a> = match compression {
+        Compression::None => Box::new(whole),
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
+            io::BufReader::with_capacity(1 << 16, whole),
+        )),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(whole)?),
+    };
+    Ok((compression, reader))
+}
+
+/// Passes bytes through while hashing and counting them. Errors from the inner reader are
+/// tagged so they can be told apart from tar format errors.
+#[derive(Debug)]
+pub struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<R: Read> HashingReader<R> {
+    pub fn new(inner: R) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
+    }
+
+    /// Reads the rest of the stream (the end-of-archive blocks and any record padding
+    /// after them belong to the diff ID too) and returns `sha256:<hex>` and the length.
+    pub fn finish(mut self) -> io::Result<(String, u64)> {
+        io::copy(&mut self, &mut io::sink())?;
+        Ok((
+            format!("sha256:{}", hex::encode(self.hasher.finalize())),
+            self.bytes,
+        ))
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self
+            .inner
+            .read(buf)
+            .map_err(|e| io::Error::new(e.kind(), StreamError(e)))?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+}
+
+/// An error of the underlying stream (read or decompression), not of the tar format.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StreamError(#[source] pub io::Error);
+
+/// If `e` came from the underlying stream, returns that error.
+pub fn stream_error(e: &io::Error) -> Option<&io::Error> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = e.get_ref().map(|r| r as _);
+    while let Some(err) = cur {
+        if let Some(s) = err.downcast_ref::<StreamError>() {
+            return Some(&s.0);
+        }
+        cur = err.source();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detects_compression_by_magic() {
+        let plain = b"hello world".to_vec();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        io::Write::write_all(&mut gz, &plain).unwrap();
+        let gz = gz.finish().unwrap();
+        let zst = zstd::encode_all(&plain[..], 1).unwrap();
+        for (data, want) in [
+            (&plain, Compression::None),
+            (&gz, Compression::Gzip),
+            (&zst, Compression::Zstd),
+        ] {
+            let (c, mut r) = open(&data[..]).unwrap();
+            assert_eq!(c, want);
+            let mut out = Vec::new();
+            r.read_to_end(&mut out).unwrap();
+            assert_eq!(out, plain);
+        }
+        let (c, mut r) = open(&b"ab"[..]).unwrap();
+        assert_eq!(c, Compression::None);
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"ab");
+    }
+
+    #[test]
+    fn hashes_everything_read() {
+        let mut r = HashingReader::new(&b"abc"[..]);
+        let mut one = [0u8; 1];
+        r.read_exact(&mut one).unwrap();
+        let (digest, n) = r.finish().unwrap();
+        assert_eq!(n, 3);
+        assert_eq!(
+            digest,
+            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

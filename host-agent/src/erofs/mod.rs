@@ -1,0 +1,198 @@
+//! Our own tar → EROFS writer: one streaming pass over an OCI layer (plain, gzip or zstd
+//! tar) producing a reproducible EROFS image, with containerd's dm-verity layout appended.
+//!
+//! - `input`: compression by magic bytes, diff ID (sha256 of the uncompressed tar);
+//! - `tarread`: tar entries → `tree` (metadata) and `data` (contents, streamed);
+//! - `layout`: nids, directory blocks, xattr sharing; `write`: the rest of the image;
+//! - `format`: the kernel's on-disk structures; `xattr`, `path`: names and normalisation.
+//!
+//! The image is built in a temporary file next to the output and renamed into place only
+//! when it and its hash tree are complete: an error leaves nothing behind. See
+//! `docs/erofs.md` for the format choices and what makes the output reproducible.
+
+mod data;
+mod error;
+mod format;
+mod input;
+mod layout;
+mod path;
+mod tarread;
+mod tree;
+mod write;
+mod xattr;
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use uuid::Uuid;
+
+pub use error::ErofsError;
+pub use format::BLOCK_SIZE;
+
+use crate::verity::{FormatOptions, Sidecar, format_file, sidecar_path};
+
+/// How to convert a layer.
+#[derive(Debug, Clone, Default)]
+pub struct ConvertOptions {
+    /// Write the EROFS image only: no hash tree, no sidecar.
+    pub no_verity: bool,
+    /// Superblock build time in seconds (also the mtime of implicit directories); `None`
+    /// means 0. The CLI fills it from `--mkfs-time` or `SOURCE_DATE_EPOCH`.
+    pub mkfs_time: Option<u64>,
+}
+
+/// What `convert_layer` wrote; the JSON form is `layerpass convert layer --json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConvertReport {
+    /// `sha256:<hex>` of the uncompressed tar.
+    pub diff_id: String,
+    pub path: PathBuf,
+    /// Bytes of the EROFS image (whole blocks).
+    pub erofs_size: u64,
+    /// Bytes of the file: the image plus the verity superblock area and tree.
+    pub blob_size: u64,
+    pub root_hash: Option<String>,
+    /// Byte offset of the verity superblock (= `erofs_size`), as in the sidecar.
+    pub hash_offset: Option<u64>,
+}
+
+/// The EROFS UUID of the layer with diff ID `diff_id`.
+pub fn erofs_uuid(diff_id: &str) -> Uuid {
+    Uuid::new_v5(&namespace(), format!("erofs:{diff_id}").as_bytes())
+}
+
+/// The dm-verity superblock UUID of the layer with diff ID `diff_id`.
+pub fn verity_uuid(diff_id: &str) -> Uuid {
+    Uuid::new_v5(&namespace(), format!("dm-verity:{diff_id}").as_bytes())
+}
+
+fn namespace() -> Uuid {
+    Uuid::new_v5(&Uuid::NAMESPACE_URL, b"layerpass:layer")
+}
+
+/// Converts the tar layer read from `input` (plain, gzip or zstd) into an EROFS image at
+/// `out`, with the dm-verity tree appended and `<out>.dmverity` written unless
+/// `opts.no_verity`. On error nothing is left at `out`.
+pub fn convert_layer<R: Read>(
+    input: R,
+    out: &Path,
+    opts: &ConvertOptions,
+) -> Result<ConvertReport, ErofsError> {
+    let dir = match out.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let span = tracing::info_span!("convert_layer", out = %out.display());
+    let _enter = span.enter();
+
+    let tmp = tempfile::Builder::new()
+        .prefix(".layerpass-")
+        .suffix(".erofs.tmp")
+        .permissions(fs::Permissions::from_mode(0o644))
+        .tempfile_in(&dir)
+        .map_err(ErofsError::io("create a temporary file in", &dir))?;
+    let tmp_path = tmp.path().to_owned();
+    let image = tmp
+        .as_file()
+        .try_clone()
+        .map_err(ErofsError::io("open", &tmp_path))?;
+
+    let (compression, reader) = input::open(input).map_err(ErofsError::Read)?;
+    let mut archive = tar::Archive::new(input::HashingReader::new(reader));
+    let build_time = opts.mkfs_time.unwrap_or(0);
+    let mut tree = tree::Tree::new(build_time);
+    let mut data = data::DataWriter::new(image, &tmp_path, &dir)?;
+    let stats = tarread::read_entries(&mut archive, &mut tree, &mut data, compression.name())?;
+    let (diff_id, tar_bytes) =
+        archive
+            .into_inner()
+            .finish()
+            .map_err(|e| match input::stream_error(&e) {
+                Some(_) => ErofsError::Decompress {
+                    format: compression.name(),
+                    source: e,
+                },
+                None => ErofsError::Read(e),
+            })?;
+
+    let data_end = data.next_block();
+    let (image, tails) = data.finish()?;
+    let plan = layout::plan(&tree, data_end)?;
+    let uuid = erofs_uuid(&diff_id);
+    let erofs_size = write::write_rest(&image, &tmp_path, &tree, &plan, &tails, *uuid.as_bytes())?;
+    drop(tails);
+    image
+        .sync_all()
+        .map_err(ErofsError::io("sync", &tmp_path))?;
+    drop(image);
+    tracing::debug!(
+        entries = stats.entries,
+        skipped = stats.skipped,
+        inodes = plan.order.len(),
+        tar_bytes,
+        erofs_size,
+        "EROFS image written"
+    );
+
+    let (root_hash, hash_offset, blob_size) = if opts.no_verity {
+        remove_stale_sidecar(out)?;
+        (None, None, erofs_size)
+    } else {
+        let fo = FormatOptions {
+            uuid: Some(verity_uuid(&diff_id)),
+            sidecar: false,
+            ..FormatOptions::containerd()
+        };
+        let report = format_file(&tmp_path, &fo, None)?;
+        Sidecar {
+            roothash: report.root_hash.clone(),
+            hashoffset: report.hash_offset,
+        }
+        .write(&sidecar_path(out))?;
+        let size = fs::metadata(&tmp_path)
+            .map_err(ErofsError::io("stat", &tmp_path))?
+            .len();
+        (Some(report.root_hash), Some(report.hash_offset), size)
+    };
+
+    if let Err(e) = tmp.persist(out) {
+        if !opts.no_verity {
+            let _ = fs::remove_file(sidecar_path(out));
+        }
+        return Err(ErofsError::Io {
+            op: "rename into",
+            path: out.to_owned(),
+            source: e.error,
+        });
+    }
+    if let Ok(d) = fs::File::open(&dir) {
+        d.sync_all()
+            .map_err(ErofsError::io("sync directory", &dir))?;
+    }
+    tracing::info!(%diff_id, erofs_size, blob_size, root_hash = root_hash.as_deref().unwrap_or("-"), "layer converted");
+    Ok(ConvertReport {
+        diff_id,
+        path: out.to_owned(),
+        erofs_size,
+        blob_size,
+        root_hash,
+        hash_offset,
+    })
+}
+
+/// Without verity a sidecar left from an earlier conversion would describe another file.
+fn remove_stale_sidecar(out: &Path) -> Result<(), ErofsError> {
+    let p = sidecar_path(out);
+    match fs::remove_file(&p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(ErofsError::Io {
+            op: "remove the stale sidecar",
+            path: p,
+            source: e,
+        }),
+    }
+}
