@@ -24,6 +24,27 @@ ensure_apt_packages() {
   fi
 }
 
+# ensure_qemu: QEMU 10 (qemu-system-x86_64, qemu-storage-daemon) from bookworm-backports,
+# for the VM tests. Adds the backports source (same mirror as the main Debian source) once.
+ensure_qemu() {
+  local src=/etc/apt/sources.list.d/layerpass-backports.sources
+  if ! command -v qemu-system-x86_64 >/dev/null || ! command -v qemu-storage-daemon >/dev/null; then
+    if [ ! -e "$src" ]; then
+      local uri
+      uri=$(awk '/^URIs:/ && $2 ~ /\/debian\/?$/ { print $2; exit }' \
+        /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+      uri=${uri:-http://deb.debian.org/debian}
+      echo "==> adding bookworm-backports ($uri) in $src" >&2
+      printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+        "$uri" | as_root tee "$src" >/dev/null
+    fi
+    echo "==> installing qemu-system-x86 qemu-system-common from bookworm-backports" >&2
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      -t bookworm-backports qemu-system-x86 qemu-system-common >&2
+  fi
+}
+
 ensure_rust() {
   command -v cargo >/dev/null || {
     echo "cargo not found: install the Rust toolchain (rustup) first" >&2
