@@ -1,6 +1,9 @@
 //! Reading real OCI layouts and `docker save` archives built here: layer order, digests,
 //! media types, platform choice, nested indexes, and every kind of bad input.
 
+// Helpers of a test binary are test code: unwrap as in #[test] functions.
+#![allow(clippy::unwrap_used)]
+
 mod image_support;
 
 use std::fs;
@@ -215,7 +218,7 @@ fn wrong_size_in_descriptor() {
     let oci = OciDir::new(dir.path());
     let m = oci.image(&three_layers("w"), None);
     let m = oci.edit_manifest(&m, |m| {
-        m["layers"][2]["size"] = json!(m["layers"][2]["size"].as_u64().unwrap() + 1)
+        m["layers"][2]["size"] = json!(m["layers"][2]["size"].as_u64().unwrap() + 1);
     });
     oci.write_index(vec![m]);
     let img = open_image(dir.path(), None).unwrap();
@@ -366,7 +369,7 @@ fn non_distributable_and_unknown_media_types_are_rejected() {
     let oci = OciDir::new(dir.path());
     let m = oci.image(&three_layers("a"), None);
     let m = oci.edit_manifest(&m, |m| {
-        m["config"]["mediaType"] = json!("application/vnd.cncf.helm.config.v1+json")
+        m["config"]["mediaType"] = json!("application/vnd.cncf.helm.config.v1+json");
     });
     oci.write_index(vec![m]);
     let e = open_image(dir.path(), None).unwrap_err().to_string();

@@ -3,6 +3,9 @@
 //! docker archive built here. The test fails when skopeo is missing: it is a required test
 //! tool (`apt-get install skopeo`).
 
+// Helpers of a test binary are test code: unwrap as in #[test] functions.
+#![allow(clippy::unwrap_used)]
+
 mod image_support;
 
 use std::path::Path;
