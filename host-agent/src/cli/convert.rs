@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
+mod image;
 
 use super::{Outcome, emit};
 use crate::erofs::{ConvertOptions, ConvertReport, convert_layer};
@@ -17,13 +18,18 @@ pub enum ConvertCommand {
     /// Convert one tar layer (plain, gzip or zstd; `-` reads stdin) into a reproducible
     /// EROFS image with containerd's dm-verity layout appended and OUT.dmverity written.
     Layer(LayerArgs),
-    // `Image(image::ImageArgs)`: OCI image layout / docker save input (image/ module).
+    /// Convert every layer of an image (OCI layout directory, docker save tar or OCI layout
+    /// tar) into OUT_DIR, keyed by diff id: containerd's layer_content_caches layout
+    /// (sha256/<xx>/<hex>.erofs + .dmverity) or flat (<hex>.erofs). Layers already there
+    /// are skipped.
+    Image(image::ImageArgs),
 }
 
 impl ConvertCommand {
     pub fn run(self) -> anyhow::Result<Outcome> {
         match self {
             Self::Layer(a) => a.run(),
+            Self::Image(a) => a.run(),
         }
     }
 }
