@@ -194,16 +194,26 @@ fn docker_archive_to_flat_layout() {
         ]),
         layer_tar(&[("etc/.wh.passwd", b"")]),
         layer_tar(&[("srv/big", &[3u8; 100_000])]),
+        layer_tar(&[]),
+        // The same layer twice (docker stores it as a symlink): one blob, converted once.
+        layer_tar(&[("srv/big", &[3u8; 100_000])]),
     ];
     docker_legacy(&archive, &tars, "linux/amd64", "flat:1");
     let out = dir.path().join("flat");
     let report = convert(&archive, &out, &["--layout", "flat"]);
     assert_eq!(report["format"], "docker-archive");
-    for (l, t) in report["layers"].as_array().unwrap().iter().zip(&tars) {
+    let layers = report["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 5);
+    for (l, t) in layers.iter().zip(&tars) {
         let d = digest(t);
         check_layer(l, &out.join(format!("{}.erofs", &d[7..])), &d);
     }
-    assert_eq!(files(&out).len(), 6);
+    let skipped: Vec<bool> = layers
+        .iter()
+        .map(|l| l["skipped"].as_bool().unwrap())
+        .collect();
+    assert_eq!(skipped, [false, false, false, false, true]);
+    assert_eq!(files(&out).len(), 8);
 }
 
 #[test]
