@@ -19,8 +19,8 @@ pub enum ConvertCommand {
     /// EROFS image with containerd's dm-verity layout appended and OUT.dmverity written.
     Layer(LayerArgs),
     /// Convert every layer of an image (OCI layout directory, docker save tar or OCI layout
-    /// tar) into OUT_DIR, keyed by diff id: containerd's layer_content_caches layout
-    /// (sha256/<xx>/<hex>.erofs + .dmverity) or flat (<hex>.erofs). Layers already there
+    /// tar) into OUT_DIR, keyed by diff id: containerd's `layer_content_caches` layout
+    /// (`sha256/XX/HEX.erofs` + `.dmverity`) or flat (`HEX.erofs`). Layers already there
     /// are skipped.
     Image(image::ImageArgs),
 }
