@@ -13,6 +13,7 @@ use std::process::Command;
 
 use image_support::*;
 use layerpass::image::{Compression, SourceFormat, open_image};
+use layerpass::verity::{Sidecar, VerifyOptions, VerityParams, sidecar_path, verify_file};
 
 fn skopeo_copy(extra: &[&str], from: &str, to: &str) {
     let out = Command::new("skopeo")
@@ -100,4 +101,37 @@ fn reads_what_skopeo_writes() {
         Compression::None,
         &tars,
     );
+
+    // The real binary converts skopeo's zstd layout; every blob verifies against its sidecar.
+    let out = d.join("cache");
+    let o = Command::new(env!("CARGO_BIN_EXE_layerpass"))
+        .args(["convert", "image", "--json"])
+        .args([&zst, &out])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let layers = report["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), tars.len());
+    for (l, t) in layers.iter().zip(&tars) {
+        let hex = &digest(t)[7..];
+        let path = out
+            .join("sha256")
+            .join(&hex[..2])
+            .join(format!("{hex}.erofs"));
+        assert_eq!(l["path"].as_str().unwrap(), path.to_str().unwrap());
+        assert_eq!(
+            l["media_type"],
+            "application/vnd.oci.image.layer.v1.tar+zstd"
+        );
+        let sidecar = Sidecar::read(&sidecar_path(&path)).unwrap();
+        let opts = VerifyOptions {
+            params: VerityParams::containerd(),
+            superblock: true,
+            hash_file: None,
+            hash_offset: None,
+            data_blocks: None,
+        };
+        verify_file(&path, &sidecar.roothash, &opts, None).unwrap();
+    }
 }

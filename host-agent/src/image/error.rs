@@ -65,8 +65,8 @@ pub enum ImageError {
         media_type: String,
         reason: String,
     },
-    #[error("{what}: {value:?} is not a platform (expected os/arch or os/arch/variant)")]
-    BadPlatform { what: String, value: String },
+    #[error("{value:?} is not a platform (expected os/arch or os/arch/variant)")]
+    BadPlatform { value: String },
     #[error("no manifest for platform {wanted} in {source_name}; available: {available}")]
     PlatformNotFound {
         wanted: String,
