@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod erofs;
+pub mod export;
 pub mod image;
 pub mod progress;
 pub mod verity;

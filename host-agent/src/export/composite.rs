@@ -1,0 +1,188 @@
+//! One read-only disk holding every layer of an image as GPT partitions: partition i is layer
+//! i (top layer first), 1 MiB aligned, named `lp-` + the first 32 hex digits of the layer
+//! digest, with a unique GUID derived from the digest. Nothing is written anywhere: headers
+//! come from memory, partition ranges map onto the blobs, gaps read as zeros.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use uuid::Uuid;
+use vm_memory::VolatileSlice;
+
+use super::error::DiskError;
+use super::extent::{ExtentMap, Source};
+use super::gpt::{self, LINUX_FS_TYPE, Layout, Partition};
+use super::layer::LayerDisk;
+use super::{Disk, serial_from};
+
+/// Partition alignment.
+pub const ALIGN: u64 = 1 << 20;
+/// Namespace of layerpass's UUIDv5 values (partition and disk GUIDs).
+pub const NAMESPACE: Uuid = Uuid::from_u128(0x6c61_7965_7270_6173_7300_0000_0000_0001);
+/// Most layers one composite disk holds.
+pub const MAX_LAYERS: usize = 4096;
+
+/// A layer to place in a composite disk.
+#[derive(Debug, Clone)]
+pub struct CompositeLayer {
+    pub blob: PathBuf,
+    pub tree: Option<PathBuf>,
+    /// The layer digest: `sha256:` + 64 hex digits, or the 64 hex digits alone.
+    pub digest: String,
+}
+
+/// Where a layer ended up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlacedLayer {
+    /// 1-based partition number (`/dev/vdX<number>` in the guest).
+    pub number: usize,
+    pub name: String,
+    pub unique_guid: Uuid,
+    /// Byte offset and size of the partition on the disk.
+    pub offset: u64,
+    pub size: u64,
+}
+
+/// The composite disk.
+#[derive(Debug)]
+pub struct CompositeDisk {
+    map: ExtentMap,
+    serial: Vec<u8>,
+    layers: Vec<PlacedLayer>,
+    disk_guid: Uuid,
+}
+
+/// Lower-case hex of a layer digest, validated.
+pub fn digest_hex(digest: &str) -> Result<String, DiskError> {
+    let hex = digest
+        .strip_prefix("sha256:")
+        .unwrap_or(digest)
+        .to_ascii_lowercase();
+    if hex.len() != 64 || !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+        return Err(DiskError::Invalid {
+            what: format!("layer digest {digest:?}"),
+            reason: "expected sha256: followed by 64 hex digits".into(),
+        });
+    }
+    Ok(hex)
+}
+
+impl CompositeDisk {
+    /// Lays out `layers` (top layer first) with `lba_size`-byte blocks (the guest's logical
+    /// block size: the virtio-blk `blk_size`).
+    pub fn build(
+        layers: &[CompositeLayer],
+        lba_size: u64,
+        serial: &str,
+    ) -> Result<Self, DiskError> {
+        if layers.is_empty() || layers.len() > MAX_LAYERS {
+            return Err(DiskError::Invalid {
+                what: "composite disk".into(),
+                reason: format!("needs 1 to {MAX_LAYERS} layers, got {}", layers.len()),
+            });
+        }
+        if !matches!(lba_size, 512 | 4096) {
+            return Err(DiskError::Invalid {
+                what: "logical block size".into(),
+                reason: format!("{lba_size} is neither 512 nor 4096"),
+            });
+        }
+        let layout = Layout::new(lba_size, layers.len());
+        let mut disks = Vec::with_capacity(layers.len());
+        let mut hexes: Vec<String> = Vec::with_capacity(layers.len());
+        for l in layers {
+            disks.push(LayerDisk::open(&l.blob, l.tree.as_deref(), None)?);
+            hexes.push(digest_hex(&l.digest)?);
+        }
+
+        let mut placed = Vec::with_capacity(layers.len());
+        let mut partitions = Vec::with_capacity(layers.len());
+        let mut at = ALIGN;
+        for (i, (disk, hex)) in disks.iter().zip(&hexes).enumerate() {
+            // A digest repeated in one image (identical layers) still gets a unique GUID.
+            let repeat = hexes[..i].iter().filter(|h| *h == hex).count();
+            let key = if repeat == 0 {
+                format!("sha256:{hex}")
+            } else {
+                format!("sha256:{hex}#{repeat}")
+            };
+            let unique_guid = Uuid::new_v5(&NAMESPACE, key.as_bytes());
+            let name = format!("lp-{}", &hex[..32]);
+            let size = disk.size();
+            partitions.push(Partition {
+                type_guid: LINUX_FS_TYPE,
+                unique_guid,
+                first_lba: at / lba_size,
+                last_lba: (at + size) / lba_size - 1,
+                name: name.clone(),
+            });
+            placed.push(PlacedLayer {
+                number: i + 1,
+                name,
+                unique_guid,
+                offset: at,
+                size,
+            });
+            at = (at + size).div_ceil(ALIGN) * ALIGN;
+        }
+        let total = (at + layout.backup_lbas() * lba_size).div_ceil(ALIGN) * ALIGN;
+        let total_lbas = total / lba_size;
+        let disk_guid = Uuid::new_v5(&NAMESPACE, format!("disk:{}", hexes.join(",")).as_bytes());
+        let table = gpt::build(layout, total_lbas, disk_guid, &partitions);
+
+        let mut map = ExtentMap::default();
+        let primary_len = table.primary.len() as u64;
+        map.push(primary_len, Source::Bytes(Arc::from(table.primary)));
+        for (disk, p) in disks.iter().zip(&placed) {
+            map.push(p.offset - map.size(), Source::Zero);
+            for e in disk.extents().extents() {
+                map.push(e.len, e.source.clone());
+            }
+        }
+        let backup_len = table.backup.len() as u64;
+        map.push(total - backup_len - map.size(), Source::Zero);
+        map.push(backup_len, Source::Bytes(Arc::from(table.backup)));
+        debug_assert_eq!(map.size(), total);
+        Ok(Self {
+            map,
+            serial: serial_from(serial),
+            layers: placed,
+            disk_guid,
+        })
+    }
+
+    /// The partitions, top layer first.
+    pub fn layers(&self) -> &[PlacedLayer] {
+        &self.layers
+    }
+
+    pub fn disk_guid(&self) -> Uuid {
+        self.disk_guid
+    }
+}
+
+impl Disk for CompositeDisk {
+    fn size(&self) -> u64 {
+        self.map.size()
+    }
+
+    fn read_only(&self) -> bool {
+        true
+    }
+
+    fn serial(&self) -> &[u8] {
+        &self.serial
+    }
+
+    fn read_at(&self, offset: u64, dst: &[VolatileSlice<'_>]) -> Result<(), DiskError> {
+        self.map.read_at(offset, dst)
+    }
+
+    fn write_at(&self, _offset: u64, _src: &[VolatileSlice<'_>]) -> Result<(), DiskError> {
+        Err(DiskError::ReadOnly)
+    }
+
+    fn flush(&self) -> Result<(), DiskError> {
+        Ok(())
+    }
+}
