@@ -625,6 +625,20 @@ fn docker_save_bad_paths_and_config() {
     fs::write(&archive, &tar_).unwrap();
     let e = open_image(&archive, None).unwrap_err().to_string();
     assert!(e.contains("neither manifest.json"), "{e}");
+    // A compressed archive (`docker save | gzip`) is named as such.
+    let gz = dir.path().join("img.tar.gz");
+    fs::write(&gz, gzip(&fs::read(dir.path().join("bad0.tar")).unwrap())).unwrap();
+    let e = open_image(&gz, None).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            ImageError::CompressedArchive {
+                compression: "gzip",
+                ..
+            }
+        ),
+        "{e}"
+    );
     // Not a tar at all.
     let junk = dir.path().join("junk.tar");
     fs::write(&junk, vec![0xffu8; 2048]).unwrap();

@@ -87,6 +87,14 @@ pub enum ImageError {
     MissingMember { archive: PathBuf, member: String },
     #[error("{archive}: bad tar archive: {reason}")]
     BadArchive { archive: PathBuf, reason: String },
+    #[error(
+        "{archive} is {compression}-compressed; decompress it first (archives are read in \
+         place, by offset)"
+    )]
+    CompressedArchive {
+        archive: PathBuf,
+        compression: &'static str,
+    },
 }
 
 impl ImageError {

@@ -21,6 +21,7 @@ mod spec;
 mod store;
 mod verify;
 
+use std::io::Read as _;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -50,6 +51,7 @@ pub fn open_image(path: &Path, platform: Option<&Platform>) -> Result<Image, Ima
             path: path.to_owned(),
         });
     }
+    check_not_compressed(path)?;
     let store = Arc::new(Store::Tar(TarArchive::index(path)?));
     if store.contains("manifest.json") {
         docker::read(&store, path, platform)
@@ -61,4 +63,21 @@ pub fn open_image(path: &Path, platform: Option<&Platform>) -> Result<Image, Ima
             reason: "it has neither manifest.json (docker save) nor index.json (OCI layout)".into(),
         })
     }
+}
+
+/// `docker save | gzip` output cannot be read by offset: say so instead of "bad tar".
+fn check_not_compressed(path: &Path) -> Result<(), ImageError> {
+    let mut head = Vec::with_capacity(4);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(4).read_to_end(&mut head))
+        .map_err(ImageError::io("read", path))?;
+    let compression = match Compression::sniff(&head) {
+        Compression::None => return Ok(()),
+        Compression::Gzip => "gzip",
+        Compression::Zstd => "zstd",
+    };
+    Err(ImageError::CompressedArchive {
+        archive: path.to_owned(),
+        compression,
+    })
 }
