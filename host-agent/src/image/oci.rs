@@ -60,6 +60,9 @@ pub fn read(
         &config_what,
     )?;
     let diff_ids = spec::diff_ids(&config, &config_what)?;
+    if chosen.platform.is_none() {
+        warn_platform_mismatch(&config, platform, &what);
+    }
 
     let descriptors = manifest
         .layers
@@ -149,5 +152,21 @@ fn label(digest: &str, annotations: &BTreeMap<String, String>) -> String {
     match annotations.get(REF_NAME) {
         Some(r) => format!("{digest} {r}"),
         None => digest.to_owned(),
+    }
+}
+
+/// A manifest taken because it was the only one and named no platform: say so when its
+/// config names a platform other than the one asked for.
+fn warn_platform_mismatch(config: &ImageConfig, wanted: Option<&Platform>, what: &str) {
+    let default = Platform::linux_amd64();
+    let wanted = wanted.unwrap_or(&default);
+    if let Some(actual) = config.platform()
+        && wanted.score(&actual).is_none()
+    {
+        tracing::warn!(
+            manifest = what,
+            "the image config says {actual}, not {wanted}; converting it anyway because the \
+             index names no platform and holds only this image"
+        );
     }
 }
