@@ -1,0 +1,11 @@
+//! Helpers shared by the `erofs_*` integration tests: kernel mounts with drop guards, a
+//! walk of a mounted tree, the tree a tar should give (an independent model of the rules),
+//! tar builders, and external tools that must be present in CI.
+#![allow(dead_code)]
+
+pub mod corpus;
+pub mod model;
+pub mod mount;
+pub mod tars;
+pub mod tools;
+pub mod walk;
