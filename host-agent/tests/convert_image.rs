@@ -284,3 +284,25 @@ fn platform_errors_reach_the_user() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("not a platform"));
 }
+
+#[test]
+fn tampering_after_the_tar_end_marker_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let oci = OciDir::new(&layout);
+    // A plain tar ends with two zero blocks that carry no entries: a change there alters no
+    // file, and only the blob digest check (at the converter's end of input, or in
+    // finish() if the converter stops early) can see it.
+    let layer = LayerSpec::new(LAYER_TAR, &layer_tar(&[("etc/issue", b"hello\n")]));
+    oci.write_index(vec![oci.image(std::slice::from_ref(&layer), None)]);
+    let blob = layout.join("blobs/sha256").join(&digest(&layer.blob)[7..]);
+    let mut bytes = fs::read(&blob).unwrap();
+    let last = bytes.len() - 1;
+    assert_eq!(bytes[last], 0);
+    bytes[last] = 1;
+    fs::write(&blob, bytes).unwrap();
+    let out = dir.path().join("out");
+    let err = convert_err(&layout, &out, &[]);
+    assert!(err.contains("does not match its digest"), "{err}");
+    assert_eq!(files(&out), Vec::<String>::new());
+}
