@@ -9,4 +9,6 @@ pub mod erofs;
 pub mod export;
 pub mod image;
 pub mod progress;
+pub mod ratelog;
 pub mod verity;
+pub mod vhost;

@@ -1,0 +1,203 @@
+//! `VhostUserBackend` for one disk: one worker thread per queue, no lock shared between
+//! queues on the data path, completions in order per queue (so a frontend that replays a
+//! queue after a backend restart sees consistent results).
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use vhost::vhost_user::message::VhostUserProtocolFeatures;
+use vhost_user_backend::{VhostUserBackend, VringRwLock, VringT};
+use virtio_queue::QueueOwnedT;
+use vm_memory::{GuestAddressSpace, GuestMemoryAtomic};
+use vmm_sys_util::epoll::EventSet;
+use vmm_sys_util::event::{
+    EventConsumer, EventFlag, EventNotifier, new_event_consumer_and_notifier,
+};
+
+use super::config::{self, MAX_QUEUE_SIZE, MAX_QUEUES};
+use super::error::VhostError;
+use super::request::{Chain, GuestMem, execute};
+use crate::export::{Disk, SECTOR_SIZE};
+use crate::warn_limited;
+
+/// The backend of one connection.
+#[derive(Debug)]
+pub struct BlkBackend {
+    disk: Arc<dyn Disk>,
+    mem: GuestMemoryAtomic<GuestMem>,
+    queues: usize,
+    event_idx: AtomicBool,
+    config: [u8; config::CONFIG_LEN],
+    exits: Vec<(EventConsumer, EventNotifier)>,
+}
+
+impl BlkBackend {
+    /// A backend serving `disk` on `queues` queues (1..=8), reading guest memory through
+    /// `mem` (the same atomic the daemon updates on SET_MEM_TABLE).
+    pub fn new(
+        disk: Arc<dyn Disk>,
+        mem: GuestMemoryAtomic<GuestMem>,
+        queues: usize,
+    ) -> Result<Self, VhostError> {
+        if !(1..=MAX_QUEUES).contains(&queues) {
+            return Err(VhostError::Queues(queues));
+        }
+        let discard = disk.supports_discard() && !disk.read_only();
+        // queues <= 8 fits in u16.
+        let config = config::config_space(disk.size() / SECTOR_SIZE, queues as u16, discard);
+        let exits = (0..queues)
+            .map(|_| new_event_consumer_and_notifier(EventFlag::NONBLOCK))
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(VhostError::ExitEvent)?;
+        Ok(Self {
+            disk,
+            mem,
+            queues,
+            event_idx: AtomicBool::new(false),
+            config,
+            exits,
+        })
+    }
+
+    /// Tells every worker thread to stop.
+    pub fn exit_workers(&self) {
+        for (_, notifier) in &self.exits {
+            if let Err(e) = notifier.notify() {
+                tracing::error!(error = %e, "cannot signal a queue worker to exit");
+            }
+        }
+    }
+
+    /// Drains `vring`: executes every available chain in order, then signals the guest once.
+    fn process_queue(&self, vring: &VringRwLock) {
+        let event_idx = self.event_idx.load(Ordering::Relaxed);
+        loop {
+            if event_idx && let Err(e) = vring.disable_notification() {
+                warn_limited!(error = %e, "cannot disable queue notifications");
+            }
+            self.drain(vring);
+            if !event_idx {
+                break;
+            }
+            match vring.enable_notification() {
+                Ok(true) => continue,
+                Ok(false) => break,
+                Err(e) => {
+                    warn_limited!(error = %e, "cannot enable queue notifications");
+                    break;
+                }
+            }
+        }
+        match vring.needs_notification() {
+            Ok(true) => {
+                if let Err(e) = vring.signal_used_queue() {
+                    warn_limited!(error = %e, "cannot signal the used queue");
+                }
+            }
+            Ok(false) => {}
+            Err(e) => warn_limited!(error = %e, "cannot check whether to notify the guest"),
+        }
+    }
+
+    fn drain(&self, vring: &VringRwLock) {
+        let mem = self.mem.memory();
+        let chains: Vec<_> = {
+            let mut state = vring.get_mut();
+            match state.get_queue_mut().iter(mem.clone()) {
+                Ok(iter) => iter.collect(),
+                Err(e) => {
+                    warn_limited!(error = %e, "cannot read the available ring");
+                    return;
+                }
+            }
+        };
+        for chain in chains {
+            let head = chain.head_index();
+            let used = match Chain::split(chain) {
+                Ok(c) => execute(&mem, &c, self.disk.as_ref()),
+                Err(m) => {
+                    warn_limited!(error = %m, "malformed virtio-blk chain");
+                    0
+                }
+            };
+            if let Err(e) = vring.add_used(head, used) {
+                warn_limited!(error = %e, head, "cannot add to the used ring");
+            }
+        }
+    }
+}
+
+impl VhostUserBackend for BlkBackend {
+    type Bitmap = ();
+    type Vring = VringRwLock;
+
+    fn num_queues(&self) -> usize {
+        self.queues
+    }
+
+    fn max_queue_size(&self) -> usize {
+        MAX_QUEUE_SIZE
+    }
+
+    fn features(&self) -> u64 {
+        config::virtio_features(self.disk.read_only(), self.disk.supports_discard())
+    }
+
+    fn protocol_features(&self) -> VhostUserProtocolFeatures {
+        config::protocol_features()
+    }
+
+    fn set_event_idx(&self, enabled: bool) {
+        self.event_idx.store(enabled, Ordering::Relaxed);
+    }
+
+    fn get_config(&self, offset: u32, size: u32) -> Vec<u8> {
+        config::config_reply(&self.config, offset, size)
+    }
+
+    fn set_config(&self, _offset: u32, _buf: &[u8]) -> io::Result<()> {
+        // Nothing in the config space is writable (no CONFIG_WCE).
+        Err(io::Error::from(io::ErrorKind::PermissionDenied))
+    }
+
+    fn update_memory(&self, _mem: GuestMemoryAtomic<GuestMem>) -> io::Result<()> {
+        // `self.mem` is the same atomic the handler has just updated.
+        Ok(())
+    }
+
+    fn queues_per_thread(&self) -> Vec<u64> {
+        (0..self.queues).map(|q| 1u64 << q).collect()
+    }
+
+    fn exit_event(&self, thread_index: usize) -> Option<(EventConsumer, EventNotifier)> {
+        let (consumer, notifier) = self.exits.get(thread_index)?;
+        match (consumer.try_clone(), notifier.try_clone()) {
+            (Ok(c), Ok(n)) => Some((c, n)),
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(error = %e, "cannot clone a queue exit event");
+                None
+            }
+        }
+    }
+
+    fn handle_event(
+        &self,
+        device_event: u16,
+        evset: EventSet,
+        vrings: &[VringRwLock],
+        _thread_id: usize,
+    ) -> io::Result<()> {
+        if evset != EventSet::IN {
+            warn_limited!(?evset, "unexpected queue event");
+            return Ok(());
+        }
+        // One queue per thread: the event names the index inside this thread's vrings.
+        match vrings.get(usize::from(device_event)) {
+            Some(vring) => self.process_queue(vring),
+            None => warn_limited!(device_event, "event for an unknown queue"),
+        }
+        // Never an error: an Err would end this queue's worker thread for good.
+        Ok(())
+    }
+}

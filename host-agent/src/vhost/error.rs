@@ -1,0 +1,20 @@
+use std::path::PathBuf;
+
+/// Errors setting up or running the vhost-user-blk server (never caused by guest requests:
+/// those become virtio status codes).
+#[derive(Debug, thiserror::Error)]
+pub enum VhostError {
+    #[error("cannot listen on {path}")]
+    Listen {
+        path: PathBuf,
+        #[source]
+        source: vhost::vhost_user::Error,
+    },
+    /// vhost-user-backend's error implements only `Display`, so it is carried as text.
+    #[error("cannot create the vhost-user daemon: {0}")]
+    Daemon(String),
+    #[error("cannot create the queue exit events")]
+    ExitEvent(#[source] std::io::Error),
+    #[error("queue count {0} is outside 1..=8")]
+    Queues(usize),
+}

@@ -1,0 +1,148 @@
+//! The listener: bound once, a fresh daemon and backend per connection, so a VMM can
+//! disconnect and reconnect (QEMU `reconnect-ms`) and I/O goes on.
+
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use vhost::vhost_user::Listener;
+use vhost_user_backend::VhostUserDaemon;
+use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
+
+use super::backend::BlkBackend;
+use super::error::VhostError;
+use crate::export::Disk;
+
+/// Serves one disk on one unix socket until [`ServerHandle::stop`].
+pub struct Server {
+    socket: PathBuf,
+    disk: Arc<dyn Disk>,
+    queues: usize,
+    listener: Listener,
+    state: Arc<State>,
+}
+
+#[derive(Default)]
+struct State {
+    stop: AtomicBool,
+    current: Mutex<Option<vhost_user_backend::ShutdownHandle>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("socket", &self.socket)
+            .field("disk", &self.disk)
+            .field("queues", &self.queues)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("stop", &self.stop)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Stops a running [`Server`] from another thread.
+#[derive(Debug, Clone)]
+pub struct ServerHandle {
+    socket: PathBuf,
+    state: Arc<State>,
+}
+
+impl ServerHandle {
+    /// Ends the current connection and the accept loop.
+    pub fn stop(&self) {
+        self.state.stop.store(true, Ordering::SeqCst);
+        if let Some(h) = self
+            .state
+            .current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
+            h.shutdown();
+        }
+        // Wake a blocked accept().
+        let _ = UnixStream::connect(&self.socket);
+    }
+}
+
+impl Server {
+    /// Binds `socket` (replacing a stale socket file).
+    pub fn bind(socket: &Path, disk: Arc<dyn Disk>, queues: usize) -> Result<Self, VhostError> {
+        if !(1..=super::config::MAX_QUEUES).contains(&queues) {
+            return Err(VhostError::Queues(queues));
+        }
+        let listener = Listener::new(socket, true).map_err(|source| VhostError::Listen {
+            path: socket.to_owned(),
+            source,
+        })?;
+        Ok(Self {
+            socket: socket.to_owned(),
+            disk,
+            queues,
+            listener,
+            state: Arc::default(),
+        })
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        ServerHandle {
+            socket: self.socket.clone(),
+            state: self.state.clone(),
+        }
+    }
+
+    /// Accepts connections one after another until stopped.
+    pub fn run(mut self) -> Result<(), VhostError> {
+        let name = format!("vhost-blk:{}", self.socket.display());
+        while !self.state.stop.load(Ordering::SeqCst) {
+            let mem = GuestMemoryAtomic::new(GuestMemoryMmap::new());
+            let backend = Arc::new(BlkBackend::new(
+                self.disk.clone(),
+                mem.clone(),
+                self.queues,
+            )?);
+            let mut daemon = VhostUserDaemon::new(name.clone(), backend.clone(), mem)
+                .map_err(|e| VhostError::Daemon(e.to_string()))?;
+            if let Err(e) = daemon.start(&mut self.listener) {
+                if self.state.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                tracing::warn!(error = %e, "vhost-user connection failed to start");
+                continue;
+            }
+            if self.state.stop.load(Ordering::SeqCst) {
+                daemon.request_shutdown();
+            }
+            *self
+                .state
+                .current
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = daemon.shutdown_handle();
+            tracing::info!(socket = %self.socket.display(), "frontend connected");
+            match daemon.wait() {
+                Ok(()) => tracing::info!("frontend disconnected"),
+                Err(e) => tracing::info!(error = %e, "frontend connection ended"),
+            }
+            *self
+                .state
+                .current
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = None;
+            backend.exit_workers();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
