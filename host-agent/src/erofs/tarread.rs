@@ -128,7 +128,9 @@ fn add_entry<R: Read>(
 
     let kind = match typ {
         EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-            if raw_path.ends_with(b"/") && typ == EntryType::Regular {
+            // V7 convention kept by Go's archive/tar (containerd): typeflag NUL and a
+            // trailing slash is a directory.
+            if raw_path.ends_with(b"/") && entry.header().as_old().linkflag[0] == 0 {
                 Some(KindOf::Dir)
             } else if raw_mode & mode::S_IFMT == mode::S_IFSOCK {
                 tracing::warn!(

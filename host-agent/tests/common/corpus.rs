@@ -12,6 +12,12 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 
 /// Regular files of every size class, all special types, owners, modes, times, xattrs.
 pub fn basic() -> Vec<u8> {
+    basic_with(true)
+}
+
+/// `basic`, optionally without the `LIBARCHIVE.xattr.*` record (mkfs.erofs 1.8.6 rejects
+/// those: "Structure needs cleaning").
+pub fn basic_with(libarchive: bool) -> Vec<u8> {
     let mut t = Tar::new();
     t.dir("./", 0o755);
     t.dir("./files/", 0o755);
@@ -88,8 +94,10 @@ pub fn basic() -> Vec<u8> {
         ),
     ])
     .file("xattrs/caps", 0o755, b"ping");
-    t.pax(&[("LIBARCHIVE.xattr.user.lib%3Darchive", b"dmFsdWU=")])
-        .file("xattrs/libarchive", 0o644, b"l");
+    if libarchive {
+        t.pax(&[("LIBARCHIVE.xattr.user.lib%3Darchive", b"dmFsdWU=")])
+            .file("xattrs/libarchive", 0o644, b"l");
+    }
     // (no newline bytes in PAX values: the tar crate splits PAX records at newlines)
     let big: Vec<u8> = pattern(3000, 1)
         .into_iter()
@@ -124,6 +132,13 @@ pub fn whiteouts() -> Vec<u8> {
 
 /// Path normalisation, implicit directories, replacement, long names.
 pub fn normalisation() -> Vec<u8> {
+    normalisation_with(true)
+}
+
+/// `normalisation`, optionally without the V7 directory (typeflag NUL, name ending in `/`):
+/// Go's archive/tar and layerpass read it as a directory with the entry's mode;
+/// mkfs.erofs 1.8.6 reads a regular file, then replaces it by an implicit directory.
+pub fn normalisation_with(v7_dir: bool) -> Vec<u8> {
     let mut t = Tar::new();
     t.entry(EntryType::Directory, "./", 0o700, 5, 6, b"");
     t.file("./a//b/./c", 0o644, b"c");
@@ -149,8 +164,10 @@ pub fn normalisation() -> Vec<u8> {
     t.pax(&[("path", format!("{}/pax-path", "p".repeat(200)).as_bytes())])
         .file("ignored-name", 0o644, b"pax");
     t.file(&"n".repeat(255), 0o644, b"255");
-    t.raw_name(EntryType::Regular, b"olddir/", b"");
-    t.file("olddir/inside", 0o644, b"v7 dir");
+    if v7_dir {
+        t.raw_name(0, b"olddir/", b""); // V7: NUL typeflag + slash = directory
+        t.file("olddir/inside", 0o644, b"v7 dir");
+    }
     t.finish()
 }
 
@@ -173,6 +190,16 @@ pub fn big_dir() -> Vec<u8> {
         t.file(&format!("maxnames/{}{i:03}", "m".repeat(252)), 0o644, b"");
     }
     t.finish()
+}
+
+/// The generated tars mkfs.erofs 1.8.6 can read, by name.
+pub fn all_for_mkfs() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("basic", basic_with(false)),
+        ("whiteouts", whiteouts()),
+        ("normalisation", normalisation_with(false)),
+        ("big_dir", big_dir()),
+    ]
 }
 
 /// All generated tars, by name.

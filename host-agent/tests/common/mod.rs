@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod corpus;
+pub mod debian;
 pub mod model;
 pub mod mount;
 pub mod tars;

@@ -186,7 +186,7 @@ pub fn expected(tar_bytes: &[u8], build_time: i64) -> Expected {
                 .insert(b"trusted.overlay.origin".to_vec(), Vec::new());
             continue;
         }
-        let old_style_dir = typ == tar::EntryType::Regular && e.path_bytes().ends_with(b"/");
+        let old_style_dir = h.as_old().linkflag[0] == 0 && e.path_bytes().ends_with(b"/");
         let kind = match typ {
             tar::EntryType::Directory => Kind::Dir,
             _ if old_style_dir => Kind::Dir,

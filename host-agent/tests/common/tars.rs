@@ -116,8 +116,9 @@ impl Tar {
 
     /// An entry whose name is written raw into the header (for names `append_data`
     /// refuses, such as `..`).
-    pub fn raw_name(&mut self, typ: EntryType, name: &[u8], data: &[u8]) -> &mut Self {
-        let mut h = self.header(typ, 0o644, data.len() as u64);
+    pub fn raw_name(&mut self, typeflag: u8, name: &[u8], data: &[u8]) -> &mut Self {
+        let mut h = self.header(EntryType::Regular, 0o644, data.len() as u64);
+        h.as_old_mut().linkflag[0] = typeflag;
         h.as_old_mut().name[..name.len()].copy_from_slice(name);
         h.set_cksum();
         self.b.append(&h, data).unwrap();

@@ -1,0 +1,65 @@
+//! Real-world layer tars nobody here wrote: the data members of Debian packages, fetched
+//! with `apt-get download` into a cache under the target directory.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use super::tools;
+
+/// Packages used by the tests: coreutils and python3.11-minimal (ELF binaries, setuid-free
+/// system files), tzdata (a thousand small files and symlinks), perl-modules-5.36 (1.4k
+/// files), python3-botocore (2.3k files, names longer than 100 bytes, 80 MB).
+pub const PACKAGES: [&str; 5] = [
+    "coreutils",
+    "python3.11-minimal",
+    "tzdata",
+    "perl-modules-5.36",
+    "python3-botocore",
+];
+
+/// The `.deb` of `package`, downloaded once. `None` (outside CI) when apt cannot get it.
+pub fn deb(package: &str) -> Option<PathBuf> {
+    let dir = tools::cache_dir("debian");
+    let find = || {
+        std::fs::read_dir(&dir)
+            .ok()?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&format!("{package}_")) && n.ends_with(".deb"))
+            })
+    };
+    if let Some(p) = find() {
+        return Some(p);
+    }
+    if !tools::have("apt-get", "downloading Debian packages") {
+        return None;
+    }
+    let out = Command::new("apt-get")
+        .arg("download")
+        .arg(package)
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        let msg = format!(
+            "apt-get download {package} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!tools::in_ci(), "{msg}");
+        eprintln!("SKIP: {msg}");
+        return None;
+    }
+    find()
+}
+
+/// The uncompressed data tar of `package` (`dpkg-deb --fsys-tarfile`).
+pub fn data_tar(package: &str) -> Option<Vec<u8>> {
+    let deb = deb(package)?;
+    if !tools::have("dpkg-deb", "reading Debian packages") {
+        return None;
+    }
+    Some(tools::run(Command::new("dpkg-deb").arg("--fsys-tarfile").arg(&deb)).stdout)
+}

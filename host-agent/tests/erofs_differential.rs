@@ -1,0 +1,112 @@
+//! Differential test against containerd's converter: mkfs.erofs 1.8.6 (`--tar=f --aufs
+//! -Enoinline_data -b4096 -T0 --mkfs-time`, Debian 13's build through
+//! `shared/tools/mkfs-erofs-trixie`) and layerpass convert the same tars; both images are
+//! mounted and the trees must be identical in every attribute, whiteouts and overlay
+//! xattrs included.
+//!
+//! The one named exception: directories the tar does not list (implicit directories, and
+//! the root when the tar has no `./` entry). layerpass creates them 0755 root:root with the
+//! build time as mtime, as containerd's overlayfs applier does; mkfs.erofs 1.8.6 makes an
+//! implicit root 0777 and gives other implicit directories 0755 (plus group/other write
+//! if the parent has them) with the owner and mtime of their parent. For those paths
+//! only, the mode, owner and mtime are not compared (type, xattrs, nlink and content are).
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::walk::{Node, Tree};
+use common::{corpus, debian, model, mount::Mount, tools, walk};
+use layerpass::erofs::{ConvertOptions, convert_layer};
+
+fn mkfs_trixie(tar: &Path, out: &Path) -> bool {
+    let Some(mkfs) = tools::mkfs_trixie() else {
+        return false;
+    };
+    tools::run(
+        Command::new(mkfs)
+            .args([
+                "--tar=f",
+                "--aufs",
+                "-Enoinline_data",
+                "-b4096",
+                "-T0",
+                "--mkfs-time",
+                "--quiet",
+            ])
+            .arg(out)
+            .arg(tar),
+    );
+    true
+}
+
+/// The implicit-directory exception, applied to both trees.
+fn mask_implicit(tree: &mut Tree, implicit: &[String]) {
+    for p in implicit {
+        if let Some(n) = tree.get_mut(p) {
+            *n = Node {
+                perm: 0,
+                uid: 0,
+                gid: 0,
+                mtime: (0, 0),
+                ..n.clone()
+            };
+        }
+    }
+}
+
+fn compare(name: &str, tar: &[u8], dir: &Path) -> bool {
+    let tar_path = dir.join(format!("{name}.tar"));
+    std::fs::write(&tar_path, tar).unwrap();
+    let theirs = dir.join(format!("{name}.mkfs.erofs"));
+    if !mkfs_trixie(&tar_path, &theirs) {
+        return false;
+    }
+    let ours = dir.join(format!("{name}.erofs"));
+    convert_layer(tar, &ours, &ConvertOptions::default()).unwrap();
+    tools::fsck(&ours);
+    let implicit = model::expected(tar, 0).implicit_dirs;
+    let m_ours = Mount::erofs(&ours);
+    let m_theirs = Mount::erofs(&theirs);
+    let mut a = walk::walk(m_theirs.path());
+    let mut b = walk::walk(m_ours.path());
+    mask_implicit(&mut a, &implicit);
+    mask_implicit(&mut b, &implicit);
+    walk::assert_same(
+        &format!("{name}: mkfs.erofs 1.8.6 vs layerpass"),
+        &a,
+        &b,
+        &[],
+    );
+    true
+}
+
+#[test]
+fn generated_tars_match_mkfs_erofs() {
+    if !tools::can_mount() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for (name, tar) in corpus::all_for_mkfs() {
+        if !compare(name, &tar, dir.path()) {
+            return;
+        }
+    }
+}
+
+#[test]
+fn debian_package_tars_match_mkfs_erofs() {
+    if !tools::can_mount() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for pkg in debian::PACKAGES {
+        let Some(tar) = debian::data_tar(pkg) else {
+            continue;
+        };
+        if !compare(pkg, &tar, dir.path()) {
+            return;
+        }
+    }
+}
