@@ -1,4 +1,7 @@
 //! Shared helpers for layerpass integration tests and the benchmark tool.
 
 pub mod bench;
+pub mod blk_client;
+pub mod blk_server;
 pub mod tools;
+pub mod vm;

@@ -1,5 +1,6 @@
 //! Command-line interface of the `layerpass` binary. `main.rs` only parses and reports.
 
+mod blk;
 mod convert;
 mod verity;
 
@@ -25,6 +26,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Serve layer blobs and scratch disks to VMs over vhost-user-blk.
+    #[command(subcommand)]
+    Blk(blk::BlkCommand),
     /// Convert tar layers into reproducible EROFS images with dm-verity.
     #[command(subcommand)]
     Convert(convert::ConvertCommand),
@@ -37,6 +41,7 @@ impl Cli {
     /// Runs the parsed command.
     pub fn run(self) -> anyhow::Result<Outcome> {
         match self.command {
+            Command::Blk(cmd) => cmd.run(),
             Command::Convert(cmd) => cmd.run(),
             Command::Verity(cmd) => cmd.run(),
         }

@@ -1,0 +1,211 @@
+//! `layerpass blk serve`: one disk on one vhost-user-blk socket.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::{ArgGroup, Args, Subcommand};
+
+use super::Outcome;
+use crate::export::Disk;
+use crate::export::composite::{CompositeDisk, CompositeLayer, digest_hex};
+use crate::export::layer::LayerDisk;
+use crate::export::scratch::ScratchDisk;
+use crate::verity::{Sidecar, sidecar_path};
+use crate::vhost::config::{BLK_SIZE, MAX_QUEUES};
+use crate::vhost::server::Server;
+
+#[derive(Debug, Subcommand)]
+pub enum BlkCommand {
+    /// Serve one disk until SIGINT or SIGTERM; a VMM may disconnect and reconnect.
+    Serve(ServeArgs),
+}
+
+impl BlkCommand {
+    pub fn run(self) -> anyhow::Result<Outcome> {
+        match self {
+            Self::Serve(a) => a.run(),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("disk").required(true).args(["layer", "composite", "scratch"])))]
+pub struct ServeArgs {
+    /// Unix socket to listen on (the VMM's `-chardev socket,path=`).
+    #[arg(long, value_name = "PATH")]
+    socket: PathBuf,
+    /// A read-only layer disk: the blob, then (if given) a separate hash tree file.
+    #[arg(long, value_name = "FILE[:TREE]")]
+    layer: Option<String>,
+    /// A read-only composite GPT disk, one partition per layer, top layer first. The digest
+    /// names the partition; default: the file name if it is 64 hex digits, else the root
+    /// hash in the blob's `.dmverity` sidecar.
+    #[arg(long, value_name = "FILE[:TREE][@DIGEST]", num_args = 1..)]
+    composite: Vec<String>,
+    /// A writable scratch disk, created sparse and ext4-formatted if missing.
+    #[arg(long, value_name = "FILE", requires = "size")]
+    scratch: Option<PathBuf>,
+    /// Size of a new scratch disk: bytes, or with a K, M, G or T suffix.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    size: Option<u64>,
+    /// virtio-blk serial (GET_ID), at most 20 bytes; default: the file name.
+    #[arg(long, value_name = "S")]
+    serial: Option<String>,
+    /// Queues offered (at least the guest's vCPU count for QEMU's default num-queues).
+    #[arg(long, default_value_t = MAX_QUEUES, value_parser = parse_queues)]
+    queues: usize,
+}
+
+impl ServeArgs {
+    fn run(self) -> anyhow::Result<Outcome> {
+        let disk = self.open()?;
+        let server = Server::bind(&self.socket, disk.clone(), self.queues)
+            .with_context(|| format!("cannot serve on {}", self.socket.display()))?;
+        let handle = server.handle();
+        let mut signals = signal_hook::iterator::Signals::new([
+            signal_hook::consts::SIGINT,
+            signal_hook::consts::SIGTERM,
+        ])
+        .context("cannot install signal handlers")?;
+        std::thread::spawn(move || {
+            if signals.forever().next().is_some() {
+                tracing::info!("signal received, stopping");
+                handle.stop();
+            }
+        });
+        tracing::info!(
+            socket = %self.socket.display(),
+            size = disk.size(),
+            read_only = disk.read_only(),
+            serial = %String::from_utf8_lossy(disk.serial()),
+            queues = self.queues,
+            "serving"
+        );
+        server.run()?;
+        Ok(Outcome::Success)
+    }
+
+    fn open(&self) -> anyhow::Result<Arc<dyn Disk>> {
+        if let Some(spec) = &self.layer {
+            let (blob, tree) = split_tree(spec);
+            let d = LayerDisk::open(&blob, tree.as_deref(), self.serial.as_deref())?;
+            return Ok(Arc::new(d));
+        }
+        if let Some(path) = &self.scratch {
+            return Ok(Arc::new(ScratchDisk::open_or_create(
+                path,
+                self.size,
+                self.serial.as_deref(),
+            )?));
+        }
+        let layers = self
+            .composite
+            .iter()
+            .map(|s| composite_layer(s))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let serial = self
+            .serial
+            .clone()
+            .unwrap_or_else(|| "lp-composite".to_owned());
+        let d = CompositeDisk::build(&layers, u64::from(BLK_SIZE), &serial)?;
+        for l in d.layers() {
+            tracing::info!(partition = l.number, name = %l.name, guid = %l.unique_guid, offset = l.offset, size = l.size, "layer");
+        }
+        Ok(Arc::new(d))
+    }
+}
+
+/// `FILE[:TREE]`; a path that exists as given is taken whole (it may contain a colon).
+fn split_tree(spec: &str) -> (PathBuf, Option<PathBuf>) {
+    if Path::new(spec).exists() {
+        return (PathBuf::from(spec), None);
+    }
+    match spec.rsplit_once(':') {
+        Some((blob, tree)) if !blob.is_empty() && !tree.is_empty() => {
+            (PathBuf::from(blob), Some(PathBuf::from(tree)))
+        }
+        _ => (PathBuf::from(spec), None),
+    }
+}
+
+fn composite_layer(spec: &str) -> anyhow::Result<CompositeLayer> {
+    let (rest, digest) = match spec.rsplit_once('@') {
+        Some((rest, d)) if digest_hex(d).is_ok() => (rest, Some(d.to_owned())),
+        _ => (spec, None),
+    };
+    let (blob, tree) = split_tree(rest);
+    let digest = match digest {
+        Some(d) => d,
+        None => default_digest(&blob)?,
+    };
+    Ok(CompositeLayer { blob, tree, digest })
+}
+
+fn default_digest(blob: &Path) -> anyhow::Result<String> {
+    let stem = blob
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if digest_hex(&stem).is_ok() {
+        return Ok(stem);
+    }
+    let side = sidecar_path(blob);
+    if side.exists() {
+        let s = Sidecar::read(&side)?;
+        if digest_hex(&s.roothash).is_ok() {
+            return Ok(s.roothash);
+        }
+    }
+    bail!(
+        "{}: no layer digest: name the file <64 hex>.erofs, give FILE@sha256:<hex>, or keep its .dmverity sidecar beside it",
+        blob.display()
+    )
+}
+
+fn parse_queues(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=MAX_QUEUES).contains(&n) => Ok(n),
+        _ => Err(format!("{s:?} is not a queue count from 1 to {MAX_QUEUES}")),
+    }
+}
+
+/// Bytes, or a number with a K, M, G or T suffix (powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (digits, shift) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => {
+                    return Err(format!(
+                        "unknown size suffix {c:?} in {s:?} (use K, M, G or T)"
+                    ));
+                }
+            };
+            (&s[..i], shift)
+        }
+        _ => (s, 0),
+    };
+    let n: u64 = digits.parse().map_err(|_| format!("{s:?} is not a size"))?;
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("10G"), Ok(10 << 30));
+        assert_eq!(parse_size("512m"), Ok(512 << 20));
+        assert!(parse_size("1X").is_err());
+        assert!(parse_size("").is_err());
+        assert!(parse_size("99999999999T").is_err());
+    }
+}
