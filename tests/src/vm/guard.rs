@@ -1,0 +1,185 @@
+//! [`VmGuard`]: a running QEMU guest that is killed, reaped and has its console saved (and
+//! printed if the test is failing) when dropped.
+
+use std::fs;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use tempfile::TempDir;
+
+use super::accel::Accel;
+use super::assets::workspace_root;
+use super::console::Console;
+use super::initramfs::RESULT_MARKER;
+use super::process::ChildGuard;
+use super::qemu::port_socket;
+
+/// A running VM. Dropping it kills QEMU's process group and reaps it, writes the console
+/// to `target/vm-logs/<name>.log`, and prints the console if the thread is panicking.
+#[derive(Debug)]
+pub struct VmGuard {
+    name: String,
+    process: ChildGuard,
+    console: Console,
+    readers: Vec<JoinHandle<()>>,
+    dir: TempDir,
+    ports: Vec<String>,
+    accel: Accel,
+    cursor: usize,
+    started: Instant,
+}
+
+impl VmGuard {
+    pub(super) fn new(
+        name: String,
+        process: ChildGuard,
+        console: Console,
+        readers: Vec<JoinHandle<()>>,
+        dir: TempDir,
+        ports: Vec<String>,
+        accel: Accel,
+    ) -> Self {
+        Self {
+            name,
+            process,
+            console,
+            readers,
+            dir,
+            ports,
+            accel,
+            cursor: 0,
+            started: Instant::now(),
+        }
+    }
+
+    /// The accelerator this VM runs with.
+    pub fn accel(&self) -> Accel {
+        self.accel
+    }
+
+    /// QEMU's process id.
+    pub fn pid(&self) -> u32 {
+        self.process.id()
+    }
+
+    /// Time since QEMU started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// The console text so far (serial output; QEMU's stderr lines start with `qemu: `).
+    pub fn console(&self) -> String {
+        self.console.text()
+    }
+
+    /// Waits for `marker` on the console after the previous match (each call moves past
+    /// what it matched, so a repeated marker can be awaited again). Fails if QEMU exits
+    /// first or after `timeout` (which only guards against hangs).
+    pub fn wait_for(&mut self, marker: &str, timeout: Duration) -> Result<()> {
+        self.cursor = self
+            .console
+            .wait_for(marker, self.cursor, timeout)
+            .with_context(|| format!("VM {}", self.name))?;
+        Ok(())
+    }
+
+    /// Waits for the default init's result line: `Ok` for `PASS`, an error for `FAIL`.
+    pub fn wait_result(&mut self, timeout: Duration) -> Result<()> {
+        self.wait_for(RESULT_MARKER, timeout)?;
+        let text = self.console.text();
+        let rest = text.get(self.cursor..).unwrap_or_default();
+        let verdict = rest.lines().next().unwrap_or_default().trim().to_owned();
+        if verdict == "PASS" {
+            Ok(())
+        } else {
+            bail!("the guest test of VM {} failed: {verdict}", self.name)
+        }
+    }
+
+    /// The lines of console output that start with `prefix`, prefix removed, trimmed.
+    pub fn lines_with(&self, prefix: &str) -> Vec<String> {
+        self.console
+            .text()
+            .lines()
+            .filter_map(|l| l.strip_prefix(prefix))
+            .map(|l| l.trim().to_owned())
+            .collect()
+    }
+
+    /// Waits for QEMU to exit by itself (the guest powered off) and returns its status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
+        match self.process.wait_timeout(timeout)? {
+            Some(status) => Ok(status),
+            None => bail!("VM {} still running after {timeout:?}", self.name),
+        }
+    }
+
+    /// The host socket of virtio-serial port `name`.
+    pub fn port_path(&self, name: &str) -> PathBuf {
+        port_socket(self.dir.path(), name)
+    }
+
+    /// Connects to virtio-serial port `name` (QEMU listens on its socket), retrying while
+    /// QEMU starts, up to `timeout`.
+    pub fn connect_port(&mut self, name: &str, timeout: Duration) -> Result<UnixStream> {
+        if !self.ports.iter().any(|p| p == name) {
+            bail!("VM {} has no serial port {name}", self.name);
+        }
+        let path = self.port_path(name);
+        let deadline = Instant::now() + timeout;
+        loop {
+            match UnixStream::connect(&path) {
+                Ok(stream) => return Ok(stream),
+                Err(e) => {
+                    if let Some(status) = self.process.try_wait()? {
+                        bail!("QEMU exited ({status}) before port {name} accepted a connection");
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(e).with_context(|| {
+                            format!("cannot connect to port {name} at {}", path.display())
+                        });
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+    }
+
+    /// The directory holding this VM's sockets (removed on drop).
+    pub fn socket_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn save_console(&self, text: &str) -> Option<PathBuf> {
+        let dir = workspace_root().join("target").join("vm-logs");
+        fs::create_dir_all(&dir).ok()?;
+        let path = dir.join(format!("{}.log", self.name));
+        fs::write(&path, text).ok()?;
+        Some(path)
+    }
+}
+
+impl Drop for VmGuard {
+    fn drop(&mut self) {
+        self.process.kill();
+        // The pipes close with QEMU; the readers finish with the last of the output.
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        let text = self.console.text();
+        let saved = self.save_console(&text);
+        if std::thread::panicking() {
+            eprintln!(
+                "==== console of VM {} ({:?}, {:.1} s, saved in {}) ====\n{text}==== end of console ====",
+                self.name,
+                self.accel,
+                self.started.elapsed().as_secs_f64(),
+                saved.map_or_else(|| "nowhere".to_owned(), |p| p.display().to_string()),
+            );
+        }
+    }
+}
