@@ -135,3 +135,18 @@ fn replaced_file_contents_do_not_linger() {
     let needle = b"old content that will be zeroed";
     assert!(!img.windows(needle.len()).any(|w| w == needle));
 }
+
+#[test]
+fn binary_xattr_values_with_newlines_survive() {
+    if !tools::can_mount() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("b.erofs");
+    convert_layer(&corpus::binary_xattr()[..], &out, &ConvertOptions::default()).unwrap();
+    tools::fsck(&out);
+    let m = Mount::erofs(&out);
+    let x = walk::xattrs(&m.path().join("bin/tool"));
+    assert_eq!(x.get(&b"security.capability"[..]).map(Vec::as_slice), Some(corpus::BINARY_CAP));
+    assert_eq!(x.get(&b"user.blob"[..]).map(Vec::as_slice), Some(corpus::BINARY_BLOB));
+}

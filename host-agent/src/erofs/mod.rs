@@ -17,6 +17,7 @@ mod input;
 mod layout;
 mod path;
 mod tarread;
+mod tarstream;
 mod tree;
 mod write;
 mod xattr;
@@ -101,7 +102,7 @@ pub fn convert_layer<R: Read>(
         .map_err(ErofsError::io("open", &tmp_path))?;
 
     let (compression, reader) = input::open(input).map_err(ErofsError::Read)?;
-    let mut archive = tar::Archive::new(input::HashingReader::new(reader));
+    let mut archive = tarstream::TarStream::new(input::HashingReader::new(reader));
     let build_time = opts.mkfs_time.unwrap_or(0);
     let mut tree = tree::Tree::new(build_time);
     let mut data = data::DataWriter::new(image, &tmp_path, &dir)?;

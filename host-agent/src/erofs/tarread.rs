@@ -17,6 +17,7 @@ use super::error::ErofsError;
 use super::format::{BLOCK_SIZE, encode_dev, mode};
 use super::input::stream_error;
 use super::path::{Components, normalise};
+use super::tarstream::{Entry, TarError, TarStream};
 use super::tree::{Inode, Kind, Meta, ROOT, Tree};
 use super::xattr::{self, Xattr};
 
@@ -34,23 +35,38 @@ pub struct Stats {
     pub skipped: u64,
 }
 
-/// Reads every entry of `archive` into `tree`. On a stream error the underlying error is
+/// Reads every entry of `stream` into `tree`. On a stream error the underlying error is
 /// reported as such, not as a tar format problem.
 pub fn read_entries<R: Read>(
-    archive: &mut tar::Archive<R>,
+    stream: &mut TarStream<R>,
     tree: &mut Tree,
     data: &mut DataWriter,
     compression: &'static str,
 ) -> Result<Stats, ErofsError> {
     let mut stats = Stats::default();
     let mut last = String::from("(start of archive)");
-    let entries = archive
-        .entries()
-        .map_err(|e| stream_or_tar(e, &last, compression))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| stream_or_tar(e, &last, compression))?;
-        let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        add_entry(&mut entry, &name, tree, data, &mut stats, compression)?;
+    loop {
+        let entry = match stream.next_entry() {
+            Ok(Some(e)) => e,
+            Ok(None) => break,
+            Err(TarError::Io(e)) => return Err(stream_or_tar(e, &last, compression)),
+            Err(TarError::Format(msg)) => {
+                return Err(ErofsError::Tar {
+                    after: last,
+                    source: io::Error::new(io::ErrorKind::InvalidData, msg),
+                });
+            }
+        };
+        let name = String::from_utf8_lossy(&entry.path).into_owned();
+        add_entry(
+            &entry,
+            &mut stream.content(),
+            &name,
+            tree,
+            data,
+            &mut stats,
+            compression,
+        )?;
         stats.entries += 1;
         last = name;
     }
@@ -73,21 +89,18 @@ fn stream_or_tar(e: io::Error, after: &str, compression: &'static str) -> ErofsE
     }
 }
 
-fn add_entry<R: Read>(
-    entry: &mut tar::Entry<'_, R>,
+fn add_entry(
+    entry: &Entry,
+    content: &mut dyn Read,
     name: &str,
     tree: &mut Tree,
     data: &mut DataWriter,
     stats: &mut Stats,
     compression: &'static str,
 ) -> Result<(), ErofsError> {
-    let typ = entry.header().entry_type();
-    if typ == EntryType::XGlobalHeader {
-        tracing::debug!(entry = name, "PAX global header ignored");
-        return Ok(());
-    }
-    let raw_path = entry.path_bytes().into_owned();
-    let mut comps = normalise(&raw_path, name, "path")?;
+    let typ = entry.header.entry_type();
+    let raw_path = &entry.path;
+    let mut comps = normalise(raw_path, name, "path")?;
     let (meta, raw_mode) = read_meta(entry, name)?;
 
     // Whiteouts and opaque markers.
@@ -130,7 +143,7 @@ fn add_entry<R: Read>(
         EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
             // V7 convention kept by Go's archive/tar (containerd): typeflag NUL and a
             // trailing slash is a directory.
-            if raw_path.ends_with(b"/") && entry.header().as_old().linkflag[0] == 0 {
+            if raw_path.ends_with(b"/") && entry.header.as_old().linkflag[0] == 0 {
                 Some(KindOf::Dir)
             } else if raw_mode & mode::S_IFMT == mode::S_IFSOCK {
                 tracing::warn!(
@@ -187,9 +200,9 @@ fn add_entry<R: Read>(
             children: Default::default(),
         },
         KindOf::Reg => {
-            let size = entry.size();
+            let size = entry.size;
             let inline = tail_fits_inline(size % BLOCK_SIZE, xattr_bytes);
-            let d = data.copy(entry, size, inline).map_err(|e| match e {
+            let d = data.copy(content, size, inline).map_err(|e| match e {
                 CopyError::Short { got } => ErofsError::Truncated {
                     entry: name.to_owned(),
                     expected: size,
@@ -202,10 +215,7 @@ fn add_entry<R: Read>(
             Kind::Reg(d)
         }
         KindOf::Symlink => {
-            let target = entry
-                .link_name_bytes()
-                .map(|t| t.into_owned())
-                .unwrap_or_default();
+            let target = entry.link.clone();
             let reason = if target.is_empty() {
                 Some("target is empty")
             } else if target.contains(&0) {
@@ -225,7 +235,7 @@ fn add_entry<R: Read>(
             Kind::Symlink(data.store(&target, inline)?)
         }
         KindOf::Dev(is_char) => {
-            let h = entry.header();
+            let h = &entry.header;
             let major = h.device_major().ok().flatten().unwrap_or(0);
             let minor = h.device_minor().ok().flatten().unwrap_or(0);
             if major >= 1 << 12 || minor >= 1 << 20 {
@@ -271,16 +281,13 @@ impl KindOf {
     }
 }
 
-fn add_hardlink<R: Read>(
-    entry: &tar::Entry<'_, R>,
+fn add_hardlink(
+    entry: &Entry,
     name: &str,
     comps: &Components,
     tree: &mut Tree,
 ) -> Result<(), ErofsError> {
-    let raw_target = entry
-        .link_name_bytes()
-        .map(|t| t.into_owned())
-        .unwrap_or_default();
+    let raw_target = entry.link.clone();
     let target_name = String::from_utf8_lossy(&raw_target).into_owned();
     let target = normalise(&raw_target, name, "hard link target")?;
     let bad = |reason| ErofsError::BadHardlink {
@@ -314,17 +321,14 @@ fn add_hardlink<R: Read>(
     Ok(())
 }
 
-/// Owner, permissions, mtime (PAX `mtime` with its fraction over the header's) and xattrs
-/// of an entry, and the raw header mode.
-fn read_meta<R: Read>(
-    entry: &mut tar::Entry<'_, R>,
-    name: &str,
-) -> Result<(Meta, u32), ErofsError> {
-    let h = entry.header();
-    let range = |what: &'static str, value: u64, limit: &'static str| ErofsError::OutOfRange {
+/// Owner, permissions, mtime (PAX `uid`, `gid`, `mtime` with its fraction over the
+/// header's) and xattrs of an entry, and the raw header mode.
+fn read_meta(entry: &Entry, name: &str) -> Result<(Meta, u32), ErofsError> {
+    let h = &entry.header;
+    let range = |what: &'static str, value: String, limit: &'static str| ErofsError::OutOfRange {
         entry: name.to_owned(),
         what,
-        value: value.to_string(),
+        value,
         limit,
     };
     let bad_header = |what: &'static str, e: io::Error| ErofsError::BadPax {
@@ -333,51 +337,48 @@ fn read_meta<R: Read>(
         reason: format!("header field is not a number: {e}"),
     };
     let raw_mode = h.mode().map_err(|e| bad_header("mode", e))?;
-    let uid = h.uid().map_err(|e| bad_header("uid", e))?;
-    let gid = h.gid().map_err(|e| bad_header("gid", e))?;
-    let uid = u32::try_from(uid).map_err(|_| range("uid", uid, "at most 2^32 - 1"))?;
-    let gid = u32::try_from(gid).map_err(|_| range("gid", gid, "at most 2^32 - 1"))?;
+    let mut uid = h.uid().map_err(|e| bad_header("uid", e))?;
+    let mut gid = h.gid().map_err(|e| bad_header("gid", e))?;
     let header_mtime = h.mtime().map_err(|e| bad_header("mtime", e))?;
     let mut mtime = (
         i64::try_from(header_mtime)
-            .map_err(|_| range("mtime", header_mtime, "at most 2^63 - 1"))?,
+            .map_err(|_| range("mtime", header_mtime.to_string(), "at most 2^63 - 1"))?,
         0u32,
     );
     let mut xattrs: Vec<Xattr> = Vec::new();
-    let pax = entry.pax_extensions().map_err(|e| ErofsError::BadPax {
-        entry: name.to_owned(),
-        key: String::new(),
-        reason: e.to_string(),
-    })?;
-    if let Some(pax) = pax {
-        for ext in pax {
-            let ext = ext.map_err(|e| ErofsError::BadPax {
-                entry: name.to_owned(),
-                key: String::new(),
-                reason: e.to_string(),
-            })?;
-            let key = ext.key_bytes();
-            let bad = |reason: String| ErofsError::BadPax {
-                entry: name.to_owned(),
-                key: String::from_utf8_lossy(key).into_owned(),
-                reason,
-            };
-            if key == b"mtime" {
-                mtime = parse_pax_time(ext.value_bytes())
-                    .ok_or_else(|| bad("not a decimal time".to_owned()))?;
-            } else if let Some((xname, value)) =
-                xattr::from_pax(key, ext.value_bytes()).map_err(bad)?
-            {
-                xattr::check(&xname, &value).map_err(|reason| ErofsError::BadXattr {
-                    entry: name.to_owned(),
-                    name: String::from_utf8_lossy(&xname).into_owned(),
-                    reason,
-                })?;
-                xattrs.retain(|(n, _)| *n != xname);
-                xattrs.push((xname, value));
+    for (key, value) in &entry.pax {
+        let bad = |reason: String| ErofsError::BadPax {
+            entry: name.to_owned(),
+            key: String::from_utf8_lossy(key).into_owned(),
+            reason,
+        };
+        let number = || {
+            std::str::from_utf8(value)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| bad("not a number".to_owned()))
+        };
+        match key.as_slice() {
+            b"uid" => uid = number()?,
+            b"gid" => gid = number()?,
+            b"mtime" => {
+                mtime = parse_pax_time(value).ok_or_else(|| bad("not a decimal time".to_owned()))?
+            }
+            _ => {
+                if let Some((xname, xvalue)) = xattr::from_pax(key, value).map_err(bad)? {
+                    xattr::check(&xname, &xvalue).map_err(|reason| ErofsError::BadXattr {
+                        entry: name.to_owned(),
+                        name: String::from_utf8_lossy(&xname).into_owned(),
+                        reason,
+                    })?;
+                    xattrs.retain(|(n, _)| *n != xname);
+                    xattrs.push((xname, xvalue));
+                }
             }
         }
     }
+    let uid = u32::try_from(uid).map_err(|_| range("uid", uid.to_string(), "at most 2^32 - 1"))?;
+    let gid = u32::try_from(gid).map_err(|_| range("gid", gid.to_string(), "at most 2^32 - 1"))?;
     xattrs.sort_by(|a, b| a.0.cmp(&b.0));
     let meta = Meta {
         perm: (raw_mode & 0o7777) as u16,
