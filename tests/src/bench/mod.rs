@@ -1,5 +1,6 @@
 //! Benchmarks: each measures layerpass against a named peer in the same run and prints
 //! medians and ratios. They are tools, never tests with timing thresholds.
 
+pub mod blk;
 pub mod stats;
 pub mod verity;

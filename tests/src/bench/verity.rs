@@ -99,7 +99,7 @@ fn ratio(a: Duration, b: Duration) -> f64 {
 }
 
 /// Writes `size` bytes of incompressible, non-repeating data.
-fn write_data(path: &Path, size: u64) -> anyhow::Result<()> {
+pub fn write_data(path: &Path, size: u64) -> anyhow::Result<()> {
     let mut f = std::io::BufWriter::with_capacity(1 << 20, File::create(path)?);
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
     let mut buf = vec![0u8; 1 << 20];

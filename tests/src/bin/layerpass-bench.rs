@@ -21,6 +21,16 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
+    /// 4 KiB random and 1 MiB sequential reads over vhost-user-blk: layerpass against
+    /// qemu-storage-daemon (io_uring), both driven by libblkio.
+    Blk {
+        /// File size in MiB.
+        #[arg(long, default_value_t = 1024)]
+        size_mib: u64,
+        /// Rounds per workload (alternating servers).
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
     /// dm-verity tree of a 1 GiB file: layerpass against `veritysetup format`.
     Verity {
         /// File size in MiB.
@@ -54,6 +64,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     match args.command {
+        Cmd::Blk { size_mib, rounds } => bench::blk::run_bench(&dir, size_mib << 20, rounds),
         Cmd::Verity { size_mib, runs } => bench::verity::run_bench(&dir, size_mib << 20, runs),
     }
 }
