@@ -1,5 +1,6 @@
 //! Real-world tars: the data members of Debian packages (gzip and zstd recompressed too),
 //! converted, checked by fsck.erofs, mounted and compared with what the tar says.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers of tests panic like the tests
 
 mod common;
 

@@ -10,6 +10,7 @@
 //! implicit root 0777 and gives other implicit directories 0755 (plus group/other write
 //! if the parent has them) with the owner and mtime of their parent. For those paths
 //! only, the mode, owner and mtime are not compared (type, xattrs, nlink and content are).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers of tests panic like the tests
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Generated tars covering every rule, converted (plain, gzip, zstd), checked by
 //! `fsck.erofs`, mounted with the host kernel and compared entry by entry with what the
 //! tar says; converted twice to check reproducibility.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers of tests panic like the tests
 
 mod common;
 
@@ -143,10 +144,21 @@ fn binary_xattr_values_with_newlines_survive() {
     }
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("b.erofs");
-    convert_layer(&corpus::binary_xattr()[..], &out, &ConvertOptions::default()).unwrap();
+    convert_layer(
+        &corpus::binary_xattr()[..],
+        &out,
+        &ConvertOptions::default(),
+    )
+    .unwrap();
     tools::fsck(&out);
     let m = Mount::erofs(&out);
     let x = walk::xattrs(&m.path().join("bin/tool"));
-    assert_eq!(x.get(&b"security.capability"[..]).map(Vec::as_slice), Some(corpus::BINARY_CAP));
-    assert_eq!(x.get(&b"user.blob"[..]).map(Vec::as_slice), Some(corpus::BINARY_BLOB));
+    assert_eq!(
+        x.get(&b"security.capability"[..]).map(Vec::as_slice),
+        Some(corpus::BINARY_CAP)
+    );
+    assert_eq!(
+        x.get(&b"user.blob"[..]).map(Vec::as_slice),
+        Some(corpus::BINARY_BLOB)
+    );
 }

@@ -78,6 +78,8 @@ pub enum ErofsError {
         #[source]
         source: io::Error,
     },
+    #[error("{path} is not an EROFS image (no EROFS magic at byte 1024)")]
+    NotErofs { path: PathBuf },
     #[error("cannot add the dm-verity tree")]
     Verity(#[from] VerityError),
 }

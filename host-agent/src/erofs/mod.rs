@@ -33,7 +33,7 @@ use uuid::Uuid;
 pub use error::ErofsError;
 pub use format::BLOCK_SIZE;
 
-use crate::verity::{FormatOptions, Sidecar, format_file, sidecar_path};
+use crate::verity::{FormatOptions, FormatReport, Sidecar, format_file, sidecar_path};
 
 /// How to convert a layer.
 #[derive(Debug, Clone, Default)]
@@ -142,17 +142,7 @@ pub fn convert_layer<R: Read>(
         remove_stale_sidecar(out)?;
         (None, None, erofs_size)
     } else {
-        let fo = FormatOptions {
-            uuid: Some(verity_uuid(&diff_id)),
-            sidecar: false,
-            ..FormatOptions::containerd()
-        };
-        let report = format_file(&tmp_path, &fo, None)?;
-        Sidecar {
-            roothash: report.root_hash.clone(),
-            hashoffset: report.hash_offset,
-        }
-        .write(&sidecar_path(out))?;
+        let report = add_verity(&tmp_path, out, verity_uuid(&diff_id))?;
         let size = fs::metadata(&tmp_path)
             .map_err(ErofsError::io("stat", &tmp_path))?
             .len();
@@ -182,6 +172,45 @@ pub fn convert_layer<R: Read>(
         root_hash,
         hash_offset,
     })
+}
+
+/// Appends containerd's dm-verity layout (4096-byte superblock area with `uuid`, then the
+/// sha256 tree with 32 zero bytes of salt) to the EROFS image at `image`, which must be
+/// whole 4096-byte blocks, and writes the sidecar `<sidecar_for>.dmverity`. `convert_layer`
+/// uses it on its temporary file; blobs made by `mkfs.erofs` go through it as they are.
+pub fn add_verity(
+    image: &Path,
+    sidecar_for: &Path,
+    uuid: Uuid,
+) -> Result<FormatReport, ErofsError> {
+    check_erofs(image)?;
+    let opts = FormatOptions {
+        uuid: Some(uuid),
+        sidecar: false,
+        ..FormatOptions::containerd()
+    };
+    let report = format_file(image, &opts, None)?;
+    Sidecar {
+        roothash: report.root_hash.clone(),
+        hashoffset: report.hash_offset,
+    }
+    .write(&sidecar_path(sidecar_for))?;
+    Ok(report)
+}
+
+/// The EROFS magic at byte 1024, or a clear error.
+fn check_erofs(image: &Path) -> Result<(), ErofsError> {
+    use std::os::unix::fs::FileExt;
+    let f = fs::File::open(image).map_err(ErofsError::io("open", image))?;
+    let mut magic = [0u8; 4];
+    f.read_exact_at(&mut magic, format::SUPER_OFFSET as u64)
+        .map_err(ErofsError::io("read the superblock of", image))?;
+    if u32::from_le_bytes(magic) != format::SUPER_MAGIC {
+        return Err(ErofsError::NotErofs {
+            path: image.to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// Without verity a sidecar left from an earlier conversion would describe another file.

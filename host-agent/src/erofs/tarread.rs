@@ -362,7 +362,8 @@ fn read_meta(entry: &Entry, name: &str) -> Result<(Meta, u32), ErofsError> {
             b"uid" => uid = number()?,
             b"gid" => gid = number()?,
             b"mtime" => {
-                mtime = parse_pax_time(value).ok_or_else(|| bad("not a decimal time".to_owned()))?
+                mtime =
+                    parse_pax_time(value).ok_or_else(|| bad("not a decimal time".to_owned()))?;
             }
             _ => {
                 if let Some((xname, xvalue)) = xattr::from_pax(key, value).map_err(bad)? {

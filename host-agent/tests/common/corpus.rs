@@ -196,12 +196,16 @@ pub fn big_dir() -> Vec<u8> {
 /// PAX records are length-delimited, so these must survive.
 pub fn binary_xattr() -> Vec<u8> {
     let mut t = Tar::new();
-    t.pax(&[("SCHILY.xattr.security.capability", BINARY_CAP), ("SCHILY.xattr.user.blob", BINARY_BLOB)])
-        .file("bin/tool", 0o755, b"tool");
+    t.pax(&[
+        ("SCHILY.xattr.security.capability", BINARY_CAP),
+        ("SCHILY.xattr.user.blob", BINARY_BLOB),
+    ])
+    .file("bin/tool", 0o755, b"tool");
     t.finish()
 }
 
-pub const BINARY_CAP: &[u8] = b"\x01\x00\x00\x02\x0a\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00";
+pub const BINARY_CAP: &[u8] =
+    b"\x01\x00\x00\x02\x0a\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00";
 pub const BINARY_BLOB: &[u8] = b"line one\nline two\n\0\x0a=\n";
 
 /// The generated tars mkfs.erofs 1.8.6 can read, by name.

@@ -80,9 +80,10 @@ pub fn fsck(image: &Path) {
 
 /// A cache folder under the target directory for downloaded test inputs.
 pub fn cache_dir(name: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
+        PathBuf::from,
+    );
     let d = target.join("test-cache").join(name);
     std::fs::create_dir_all(&d).unwrap();
     d
