@@ -43,6 +43,9 @@ port=$(lp_port layerpass.0)
 read -r line < "$port"
 echo "guest-echo:$line" > "$port"
 echo "GUEST-SERIAL-DONE"
+rc=0
+/bin/layerpass-guest --help >/dev/null 2>&1 || rc=$?
+echo "GUEST-STATIC-BINARY-RC $rc"
 "#;
 
 /// Deterministic pseudo-random bytes (xorshift).
@@ -116,8 +119,13 @@ fn guest_boots_mounts_erofs_and_talks_over_virtio_serial() {
 
     let kernel = assets::cloud_kernel().unwrap();
     let initrd = dir.path().join("initrd.gz");
+    let agent = vm::static_binary("layerpass-guest", "layerpass-guest").unwrap();
     let mut initramfs = Initramfs::standard(&kernel).unwrap();
-    initramfs.test_script(GUEST_SCRIPT).write(&initrd).unwrap();
+    initramfs
+        .host_file("/bin/layerpass-guest", &agent, 0o755)
+        .test_script(GUEST_SCRIPT)
+        .write(&initrd)
+        .unwrap();
 
     let vub_sock = dir.path().join("vub.sock");
     let _daemon = storage_daemon(&qsd, &image, &vub_sock);
@@ -170,4 +178,52 @@ fn guest_boots_mounts_erofs_and_talks_over_virtio_serial() {
         !vm.console().contains("LAYERPASS-INSMOD-FAILED"),
         "a module failed to load"
     );
+    // The static binary ran (whatever it answered): 126/127 would mean it could not exec.
+    let rc = vm.lines_with("GUEST-STATIC-BINARY-RC ");
+    assert_eq!(rc.len(), 1, "{rc:?}");
+    assert!(
+        !["126", "127"].contains(&rc[0].as_str()),
+        "exec failed: {rc:?}"
+    );
+}
+
+/// The harness itself must be able to fail: a failing guest command fails the result, and
+/// dropping a guard kills a guest that would never stop.
+#[test]
+fn failing_guest_is_reported_and_dropped_vm_is_killed() {
+    if !vm::require_vm_tools() {
+        return;
+    }
+    let kernel = assets::cloud_kernel().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+
+    let failing = dir.path().join("failing.gz");
+    Initramfs::standard(&kernel)
+        .unwrap()
+        .test_script("echo GUEST-BEFORE\nfalse\necho GUEST-NOT-REACHED\n")
+        .write(&failing)
+        .unwrap();
+    let mut vm = VmBuilder::new("vm_harness_failing", &kernel, &failing)
+        .spawn()
+        .unwrap();
+    let err = vm.wait_result(BOOT_TIMEOUT).unwrap_err();
+    assert!(format!("{err:#}").contains("FAIL (exit 1)"), "{err:#}");
+    assert_eq!(vm.lines_with("GUEST-BEFORE"), [""]);
+    assert!(vm.lines_with("GUEST-NOT-REACHED").is_empty());
+    drop(vm);
+
+    let sleeping = dir.path().join("sleeping.gz");
+    Initramfs::standard(&kernel)
+        .unwrap()
+        .test_script("echo GUEST-SLEEPING\nsleep 100000\n")
+        .write(&sleeping)
+        .unwrap();
+    let mut vm = VmBuilder::new("vm_harness_sleeping", &kernel, &sleeping)
+        .spawn()
+        .unwrap();
+    vm.wait_for("GUEST-SLEEPING", BOOT_TIMEOUT).unwrap();
+    let proc_dir = Path::new("/proc").join(vm.pid().to_string());
+    assert!(proc_dir.exists());
+    drop(vm);
+    assert!(!proc_dir.exists(), "QEMU outlived its guard");
 }

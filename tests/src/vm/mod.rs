@@ -35,6 +35,7 @@ pub mod initramfs;
 pub mod modules;
 pub mod process;
 pub mod qemu;
+pub mod static_bin;
 
 use std::time::Duration;
 
@@ -43,6 +44,7 @@ pub use guard::VmGuard;
 pub use initramfs::Initramfs;
 pub use process::ChildGuard;
 pub use qemu::{VhostUserBlk, VmBuilder};
+pub use static_bin::static_binary;
 
 use crate::tools::require_tool;
 

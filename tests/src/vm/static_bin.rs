@@ -1,0 +1,39 @@
+//! Building workspace binaries statically linked (`-C target-feature=+crt-static`) so they
+//! run in the busybox initramfs, which has no C library.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, Result, ensure};
+
+use super::assets::workspace_root;
+use crate::tools::run;
+
+/// The host target, named explicitly so `RUSTFLAGS` reach only the target artifacts (not
+/// build scripts or proc macros).
+pub const TARGET: &str = "x86_64-unknown-linux-gnu";
+
+/// Builds `bin` of workspace package `package` as a static executable and returns its path.
+///
+/// Uses its own target directory, `<workspace>/target/vm-static`: the `cargo test` that
+/// runs the caller holds the lock on its own target directory. Concurrent callers are
+/// serialised by cargo's lock on this one.
+pub fn static_binary(package: &str, bin: &str) -> Result<PathBuf> {
+    let target_dir = workspace_root().join("target").join("vm-static");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    run(Command::new(cargo)
+        .current_dir(workspace_root())
+        .args(["build", "--package", package, "--bin", bin])
+        .args(["--target", TARGET])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .env("RUSTFLAGS", "-C target-feature=+crt-static")
+        // A dev build compiles fastest; without debug info it stays small in the initramfs.
+        .env("CARGO_PROFILE_DEV_DEBUG", "0")
+        .env("CARGO_PROFILE_DEV_STRIP", "true")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS"))
+    .with_context(|| format!("cannot build {package} {bin} statically"))?;
+    let path = target_dir.join(TARGET).join("debug").join(bin);
+    ensure!(path.is_file(), "cargo built no {}", path.display());
+    Ok(path)
+}
