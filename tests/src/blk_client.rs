@@ -25,6 +25,7 @@ impl std::fmt::Debug for BlkClient {
     }
 }
 
+#[allow(clippy::needless_pass_by_value, reason = "used as map_err(err)")]
 fn err(e: blkio::Error) -> anyhow::Error {
     anyhow!("blkio: {} (errno {})", e.message(), e.errno())
 }

@@ -149,7 +149,7 @@ pub fn run_bench(dir: &Path, size: u64, rounds: usize) -> anyhow::Result<()> {
             if w.len >= 1 << 20 {
                 format!("{:.0} MiB/s", iops * w.len as f64 / f64::from(1 << 20))
             } else {
-                format!("{:.0} IOPS", iops)
+                format!("{iops:.0} IOPS")
             }
         };
         writeln!(

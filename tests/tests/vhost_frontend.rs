@@ -1,0 +1,344 @@
+//! The vhost-user-blk socket driven by the vhost crate's own frontend, in process, with
+//! memfd-backed guest memory in two regions and a hand-written split virtqueue: the
+//! handshake QEMU performs, then reads, GET_ID, writes on a read-only disk, bad ranges, a
+//! buffer across two memory regions, EVENT_IDX notification suppression and reconnects.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+use std::fs::{self, File};
+use std::os::fd::FromRawFd;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use layerpass::export::layer::LayerDisk;
+use layerpass_tests::blk_server::ServerGuard;
+use vhost::vhost_user::message::{
+    VhostUserConfigFlags, VhostUserProtocolFeatures, VhostUserVirtioFeatures,
+};
+use vhost::vhost_user::{Frontend, VhostUserFrontend};
+use vhost::{VhostBackend, VhostUserMemoryRegionInfo, VringConfigData};
+use virtio_bindings::virtio_blk::{VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT};
+use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
+use virtio_bindings::virtio_ring::{
+    VIRTIO_RING_F_EVENT_IDX, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE,
+};
+use vm_memory::{Address, Bytes, FileOffset, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
+use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
+
+const QSIZE: u16 = 256;
+const REGION: usize = 2 << 20;
+const RING: u64 = 0x10_0000;
+const DESC: u64 = RING;
+const AVAIL: u64 = RING + 0x1000;
+const USED: u64 = RING + 0x2000;
+/// Request buffers: header, data, status.
+const HDR: u64 = 0x11_0000;
+const DATA: u64 = 0x12_0000;
+const STATUS: u64 = 0x1f_0000;
+/// A data buffer straddling the two regions (the boundary is at 0x30_0000).
+const STRADDLE: u64 = 0x30_0000 - 0x1000;
+
+struct Guest {
+    mem: GuestMemoryMmap<()>,
+    frontend: Frontend,
+    kick: EventFd,
+    call: EventFd,
+    avail_idx: u16,
+    used_seen: u16,
+}
+
+fn memfd() -> File {
+    let name = c"layerpass-test-guest";
+    // SAFETY: memfd_create takes a NUL-terminated name and flags; it returns a new fd or -1.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), 0) };
+    assert!(fd >= 0, "memfd_create failed");
+    // SAFETY: fd is a fresh, owned file descriptor.
+    let f = unsafe { File::from_raw_fd(fd) };
+    f.set_len(2 * REGION as u64).unwrap();
+    f
+}
+
+impl Guest {
+    /// Connects and performs QEMU's handshake on queue 0.
+    fn connect(socket: &Path, event_idx: bool) -> Self {
+        let file = memfd();
+        let mem = GuestMemoryMmap::<()>::from_ranges_with_files(&[
+            (
+                GuestAddress(0x10_0000),
+                REGION,
+                Some(FileOffset::new(file.try_clone().unwrap(), 0)),
+            ),
+            (
+                GuestAddress(0x30_0000),
+                REGION,
+                Some(FileOffset::new(file, REGION as u64)),
+            ),
+        ])
+        .unwrap();
+        let mut frontend = Frontend::connect(socket, 8).unwrap();
+        frontend.set_owner().unwrap();
+        let features = frontend.get_features().unwrap();
+        assert_ne!(
+            features & VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits(),
+            0
+        );
+        let proto = frontend.get_protocol_features().unwrap();
+        assert!(proto.contains(VhostUserProtocolFeatures::CONFIG | VhostUserProtocolFeatures::MQ));
+        assert!(!proto.contains(VhostUserProtocolFeatures::INFLIGHT_SHMFD));
+        frontend
+            .set_protocol_features(
+                VhostUserProtocolFeatures::CONFIG
+                    | VhostUserProtocolFeatures::MQ
+                    | VhostUserProtocolFeatures::REPLY_ACK,
+            )
+            .unwrap();
+        assert_eq!(frontend.get_queue_num().unwrap(), 2);
+        // QEMU 10 asks for 57 bytes.
+        let (_, config) = frontend
+            .get_config(0, 57, VhostUserConfigFlags::WRITABLE, &[0u8; 57])
+            .unwrap();
+        assert_eq!(config.len(), 57);
+        assert_eq!(
+            u64::from_le_bytes(config[0..8].try_into().unwrap()),
+            3 * 4096 / 512
+        );
+        assert_eq!(u32::from_le_bytes(config[20..24].try_into().unwrap()), 4096);
+        let mut want =
+            (1u64 << VIRTIO_F_VERSION_1) | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits();
+        if event_idx {
+            want |= 1 << VIRTIO_RING_F_EVENT_IDX;
+        }
+        frontend.set_features(features & want).unwrap();
+        let regions: Vec<VhostUserMemoryRegionInfo> = mem
+            .iter()
+            .map(|r| VhostUserMemoryRegionInfo::from_guest_region(r).unwrap())
+            .collect();
+        frontend.set_mem_table(&regions).unwrap();
+        frontend.set_vring_num(0, QSIZE).unwrap();
+        let va = |gpa: u64| mem.get_host_address(GuestAddress(gpa)).unwrap() as u64;
+        frontend
+            .set_vring_addr(
+                0,
+                &VringConfigData {
+                    queue_max_size: QSIZE,
+                    queue_size: QSIZE,
+                    flags: 0,
+                    desc_table_addr: va(DESC),
+                    used_ring_addr: va(USED),
+                    avail_ring_addr: va(AVAIL),
+                    log_addr: None,
+                },
+            )
+            .unwrap();
+        frontend.set_vring_base(0, 0).unwrap();
+        let call = EventFd::new(EFD_NONBLOCK).unwrap();
+        let kick = EventFd::new(EFD_NONBLOCK).unwrap();
+        frontend.set_vring_call(0, &call).unwrap();
+        frontend.set_vring_kick(0, &kick).unwrap();
+        frontend.set_vring_enable(0, true).unwrap();
+        Self {
+            mem,
+            frontend,
+            kick,
+            call,
+            avail_idx: 0,
+            used_seen: 0,
+        }
+    }
+
+    fn desc(&self, index: u16, addr: u64, len: u32, flags: u32, next: u16) {
+        let at = GuestAddress(DESC + u64::from(index) * 16);
+        self.mem.write_obj(addr, at).unwrap();
+        self.mem.write_obj(len, at.unchecked_add(8)).unwrap();
+        self.mem
+            .write_obj(flags as u16, at.unchecked_add(12))
+            .unwrap();
+        self.mem.write_obj(next, at.unchecked_add(14)).unwrap();
+    }
+
+    /// Posts a chain of (addr, len, writable) buffers, kicks, and returns (used len,
+    /// whether the call eventfd fired).
+    fn submit(&mut self, bufs: &[(u64, u32, bool)], used_event: Option<u16>) -> (u32, bool) {
+        for (i, &(addr, len, write)) in bufs.iter().enumerate() {
+            let mut flags = if write { VRING_DESC_F_WRITE } else { 0 };
+            if i + 1 < bufs.len() {
+                flags |= VRING_DESC_F_NEXT;
+            }
+            self.desc(i as u16, addr, len, flags, i as u16 + 1);
+        }
+        let slot = AVAIL + 4 + 2 * u64::from(self.avail_idx % QSIZE);
+        self.mem.write_obj(0u16, GuestAddress(slot)).unwrap();
+        if let Some(e) = used_event {
+            self.mem
+                .write_obj(e, GuestAddress(AVAIL + 4 + 2 * u64::from(QSIZE)))
+                .unwrap();
+        }
+        self.avail_idx = self.avail_idx.wrapping_add(1);
+        self.mem
+            .write_obj(self.avail_idx, GuestAddress(AVAIL + 2))
+            .unwrap();
+        self.kick.write(1).unwrap();
+        // Wait for the used index to move.
+        for _ in 0..2000 {
+            let used: u16 = self.mem.read_obj(GuestAddress(USED + 2)).unwrap();
+            if used != self.used_seen {
+                let elem = USED + 4 + 8 * u64::from(self.used_seen % QSIZE);
+                let len: u32 = self.mem.read_obj(GuestAddress(elem + 4)).unwrap();
+                self.used_seen = used;
+                std::thread::sleep(Duration::from_millis(20));
+                let fired = self.call.read().is_ok();
+                return (len, fired);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        panic!("request not completed");
+    }
+
+    fn header(&self, kind: u32, sector: u64) {
+        let mut h = [0u8; 16];
+        h[0..4].copy_from_slice(&kind.to_le_bytes());
+        h[8..16].copy_from_slice(&sector.to_le_bytes());
+        self.mem.write_slice(&h, GuestAddress(HDR)).unwrap();
+        self.mem.write_obj(0xffu8, GuestAddress(STATUS)).unwrap();
+    }
+
+    fn status(&self) -> u8 {
+        self.mem.read_obj(GuestAddress(STATUS)).unwrap()
+    }
+
+    fn bytes(&self, at: u64, len: usize) -> Vec<u8> {
+        let mut v = vec![0u8; len];
+        self.mem.read_slice(&mut v, GuestAddress(at)).unwrap();
+        v
+    }
+}
+
+fn serve(dir: &Path) -> (ServerGuard, Vec<u8>) {
+    let blob: Vec<u8> = (0..10_000u32).map(|i| (i % 241) as u8).collect();
+    fs::write(dir.join("blob"), &blob).unwrap();
+    let disk = LayerDisk::open(&dir.join("blob"), None, Some("layer-serial-0123456789")).unwrap();
+    let server = ServerGuard::start(&dir.join("blk.sock"), Arc::new(disk), 2).unwrap();
+    let mut expected = blob;
+    expected.resize(3 * 4096, 0);
+    (server, expected)
+}
+
+#[test]
+fn requests_over_a_real_vhost_user_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, disk) = serve(dir.path());
+    let mut g = Guest::connect(server.socket(), false);
+
+    // READ 4096 from sector 8: used length = data + status.
+    g.header(VIRTIO_BLK_T_IN, 8);
+    let (len, fired) = g.submit(
+        &[(HDR, 16, false), (DATA, 4096, true), (STATUS, 1, true)],
+        None,
+    );
+    assert_eq!((len, g.status(), fired), (4097, 0, true));
+    assert_eq!(g.bytes(DATA, 4096), disk[4096..8192]);
+
+    // GET_ID: 20 bytes, no NUL.
+    g.header(VIRTIO_BLK_T_GET_ID, 0);
+    let (len, _) = g.submit(
+        &[(HDR, 16, false), (DATA, 20, true), (STATUS, 1, true)],
+        None,
+    );
+    assert_eq!((len, g.status()), (21, 0));
+    assert_eq!(g.bytes(DATA, 20), b"layer-serial-0123456");
+
+    // WRITE on a read-only disk: IOERR, file untouched.
+    g.header(VIRTIO_BLK_T_OUT, 0);
+    let (len, _) = g.submit(
+        &[(HDR, 16, false), (DATA, 512, false), (STATUS, 1, true)],
+        None,
+    );
+    assert_eq!((len, g.status()), (1, 1));
+    assert_eq!(
+        fs::read(dir.path().join("blob")).unwrap()[..512],
+        disk[..512]
+    );
+
+    // Past the end, and a length that is not whole sectors: IOERR.
+    g.header(VIRTIO_BLK_T_IN, 24);
+    g.submit(
+        &[(HDR, 16, false), (DATA, 512, true), (STATUS, 1, true)],
+        None,
+    );
+    assert_eq!(g.status(), 1);
+    g.header(VIRTIO_BLK_T_IN, 0);
+    g.submit(
+        &[(HDR, 16, false), (DATA, 100, true), (STATUS, 1, true)],
+        None,
+    );
+    assert_eq!(g.status(), 1);
+
+    // A data buffer across the two memory regions, data and status in one descriptor.
+    g.header(VIRTIO_BLK_T_IN, 0);
+    let (len, _) = g.submit(&[(HDR, 16, false), (STRADDLE, 8192 + 1, true)], None);
+    g.mem.write_obj(0u8, GuestAddress(STATUS)).unwrap();
+    assert_eq!(len, 8193);
+    assert_eq!(g.bytes(STRADDLE + 8192, 1), [0]);
+    assert_eq!(g.bytes(STRADDLE, 8192), disk[..8192]);
+
+    // The queue survived every bad request: one more good read.
+    g.header(VIRTIO_BLK_T_IN, 16);
+    g.submit(
+        &[(HDR, 16, false), (DATA, 4096, true), (STATUS, 1, true)],
+        None,
+    );
+    assert_eq!(
+        (g.status(), g.bytes(DATA, 4096)),
+        (0, disk[8192..].to_vec())
+    );
+
+    // GET_VRING_BASE stops the queue and returns the next available index.
+    assert_eq!(
+        g.frontend.get_vring_base(0).unwrap(),
+        u32::from(g.avail_idx)
+    );
+}
+
+#[test]
+fn event_idx_suppresses_notifications_until_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, disk) = serve(dir.path());
+    let mut g = Guest::connect(server.socket(), true);
+    // used_event far ahead: the backend completes the request but does not interrupt.
+    g.header(VIRTIO_BLK_T_IN, 0);
+    let (len, fired) = g.submit(
+        &[(HDR, 16, false), (DATA, 512, true), (STATUS, 1, true)],
+        Some(100),
+    );
+    assert_eq!((len, fired), (513, false));
+    assert_eq!(g.bytes(DATA, 512), disk[..512]);
+    // used_event = the index the next completion moves past: notified.
+    let seen = g.used_seen;
+    let (_, fired) = g.submit(
+        &[(HDR, 16, false), (DATA, 512, true), (STATUS, 1, true)],
+        Some(seen),
+    );
+    assert!(fired);
+}
+
+#[test]
+fn a_new_connection_after_a_disconnect_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, disk) = serve(dir.path());
+    for round in 0..3u64 {
+        let mut g = Guest::connect(server.socket(), round % 2 == 1);
+        g.header(VIRTIO_BLK_T_IN, round * 8);
+        g.submit(
+            &[(HDR, 16, false), (DATA, 4096, true), (STATUS, 1, true)],
+            Some(0),
+        );
+        assert_eq!(g.status(), 0, "round {round}");
+        let at = round as usize * 4096;
+        assert_eq!(g.bytes(DATA, 4096), disk[at..at + 4096], "round {round}");
+        drop(g);
+    }
+}
