@@ -53,6 +53,12 @@ pub enum ErofsError {
         value: String,
         limit: &'static str,
     },
+    #[error("tar entry {entry:?}: header field {field} is not a number: {reason}")]
+    BadHeaderField {
+        entry: String,
+        field: &'static str,
+        reason: String,
+    },
     #[error("tar entry {entry:?}: bad PAX record {key:?}: {reason}")]
     BadPax {
         entry: String,

@@ -331,15 +331,23 @@ fn read_meta(entry: &Entry, name: &str) -> Result<(Meta, u32), ErofsError> {
         value,
         limit,
     };
-    let bad_header = |what: &'static str, e: io::Error| ErofsError::BadPax {
-        entry: name.to_owned(),
-        key: what.to_owned(),
-        reason: format!("header field is not a number: {e}"),
+    let old = h.as_old();
+    let num = |field: &'static str, raw: &[u8], v: io::Result<u64>| -> Result<u64, ErofsError> {
+        match v {
+            Ok(v) => Ok(v),
+            // an empty field (NULs or spaces) reads as 0, as Go's archive/tar reads it
+            Err(_) if raw.iter().all(|&b| b == 0 || b == b' ') => Ok(0),
+            Err(e) => Err(ErofsError::BadHeaderField {
+                entry: name.to_owned(),
+                field,
+                reason: e.to_string(),
+            }),
+        }
     };
-    let raw_mode = h.mode().map_err(|e| bad_header("mode", e))?;
-    let mut uid = h.uid().map_err(|e| bad_header("uid", e))?;
-    let mut gid = h.gid().map_err(|e| bad_header("gid", e))?;
-    let header_mtime = h.mtime().map_err(|e| bad_header("mtime", e))?;
+    let raw_mode = u32::try_from(num("mode", &old.mode, h.mode().map(u64::from))?).unwrap_or(0);
+    let mut uid = num("uid", &old.uid, h.uid())?;
+    let mut gid = num("gid", &old.gid, h.gid())?;
+    let header_mtime = num("mtime", &old.mtime, h.mtime())?;
     let mut mtime = (
         i64::try_from(header_mtime)
             .map_err(|_| range("mtime", header_mtime.to_string(), "at most 2^63 - 1"))?,

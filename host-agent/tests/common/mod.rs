@@ -13,6 +13,7 @@ pub mod corpus;
 pub mod debian;
 pub mod model;
 pub mod mount;
+pub mod streamgen;
 pub mod tars;
 pub mod tools;
 pub mod walk;
