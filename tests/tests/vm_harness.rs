@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use layerpass_tests::tools::{require_tool, run};
 use layerpass_tests::vm::{
-    self, BOOT_TIMEOUT, ChildGuard, Initramfs, VhostUserBlk, VmBuilder, assets,
+    self, BOOT_TIMEOUT, BOOTED_MARKER, ChildGuard, Initramfs, VhostUserBlk, VmBuilder, assets,
 };
 use sha2::{Digest, Sha256};
 
@@ -136,11 +136,14 @@ fn guest_boots_mounts_erofs_and_talks_over_virtio_serial() {
         .vhost_user_blk(VhostUserBlk {
             socket: vub_sock,
             num_queues: Some(1),
-            reconnect_ms: None,
+            reconnect_ms: Some(500),
         })
         .serial_port(PORT)
         .spawn()
         .unwrap();
+
+    vm.wait_for(BOOTED_MARKER, BOOT_TIMEOUT).unwrap();
+    let booted = started.elapsed();
 
     // Host → guest → host over virtio-serial.
     let stream = vm.connect_port(PORT, Duration::from_secs(30)).unwrap();
@@ -156,8 +159,9 @@ fn guest_boots_mounts_erofs_and_talks_over_virtio_serial() {
     vm.wait_result(BOOT_TIMEOUT).unwrap();
     let status = vm.wait_exit(Duration::from_secs(60)).unwrap();
     eprintln!(
-        "vm_harness: {:?} guest ran its test in {:.1} s (QEMU exit {status})",
+        "vm_harness: {:?} guest booted in {:.1} s, ran its test in {:.1} s (QEMU exit {status})",
         vm.accel(),
+        booted.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
 

@@ -41,7 +41,7 @@ use std::time::Duration;
 
 pub use accel::Accel;
 pub use guard::VmGuard;
-pub use initramfs::Initramfs;
+pub use initramfs::{BOOTED_MARKER, Initramfs, RESULT_MARKER};
 pub use process::ChildGuard;
 pub use qemu::{VhostUserBlk, VmBuilder};
 pub use static_bin::static_binary;
