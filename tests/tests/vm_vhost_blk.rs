@@ -1,0 +1,192 @@
+//! The vhost-user-blk backend under a real Linux guest (QEMU, Debian cloud kernel): a layer
+//! disk (EROFS with its dm-verity tree appended) read whole and mounted, a composite disk
+//! whose GPT partitions the guest kernel finds by name, a scratch disk written and flushed,
+//! and a backend killed with SIGKILL and restarted while the guest keeps reading.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use layerpass::verity::{FormatOptions, format_file};
+use layerpass_tests::tools::{require_tool, run};
+use layerpass_tests::vm::{
+    BOOT_TIMEOUT, ChildGuard, Initramfs, VhostUserBlk, VmBuilder, assets, require_vm_tools,
+    static_binary,
+};
+use sha2::{Digest, Sha256};
+
+fn sha_padded(path: &Path) -> String {
+    let mut data = fs::read(path).unwrap();
+    data.resize(data.len().div_ceil(4096) * 4096, 0);
+    hex::encode(Sha256::digest(&data))
+}
+
+/// `layerpass blk serve ARGS` as a child process, waiting until its socket exists.
+fn serve(bin: &Path, socket: &Path, args: &[&str]) -> ChildGuard {
+    let _ = fs::remove_file(socket);
+    let mut cmd = Command::new(bin);
+    cmd.args(["blk", "serve", "--queues", "2", "--socket"])
+        .arg(socket)
+        .args(args);
+    let child = ChildGuard::spawn(&mut cmd, "layerpass blk serve").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !socket.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "no socket at {}",
+            socket.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+const SCRIPT: &str = r#"
+d=$(lp_disk lp-layer)
+echo "SUM layer $(sha256sum < "$d" | cut -d' ' -f1)"
+mkdir -p /mnt/l
+mount -t erofs -o ro "$d" /mnt/l
+echo "FILE $(cat /mnt/l/hello.txt)"
+umount /mnt/l
+c=$(lp_disk lp-composite)
+n=${c#/dev/}
+lp_wait 10 test -b "/dev/${n}3"
+for p in /sys/block/$n/$n*; do
+  part=${p##*/}
+  name=$(grep PARTNAME "$p/uevent" | cut -d= -f2)
+  echo "PART $part $name $(sha256sum < "/dev/$part" | cut -d' ' -f1)"
+done
+s=$(lp_disk lp-scratch)
+dd if=/payload of="$s" bs=4096 seek=1000 conv=fsync 2>/dev/null
+echo WROTE
+i=0
+while [ $i -lt 12 ]; do
+  echo 3 > /proc/sys/vm/drop_caches
+  echo "LOOP $i $(sha256sum < "$d" | cut -d' ' -f1)"
+  i=$((i + 1))
+done
+"#;
+
+#[test]
+fn guest_reads_layer_composite_and_scratch_disks_and_survives_a_backend_restart() {
+    if !require_vm_tools() {
+        return;
+    }
+    let Some(mkfs) = require_tool("mkfs.erofs", "erofs-utils") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let bin = static_binary("layerpass", "layerpass").unwrap();
+
+    // A layer: EROFS (erofs-utils) with containerd's verity layout appended.
+    let root = d.join("root");
+    fs::create_dir_all(root.join("etc")).unwrap();
+    fs::write(root.join("hello.txt"), "hello from the layer\n").unwrap();
+    fs::write(
+        root.join("etc/big"),
+        (0..300_000u32).map(|i| (i % 253) as u8).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let layer = d.join("layer.erofs");
+    run(Command::new(&mkfs).arg("-T0").arg(&layer).arg(&root)).unwrap();
+    format_file(&layer, &FormatOptions::containerd(), None).unwrap();
+    let layer_sum = sha_padded(&layer);
+
+    // Three blobs for the composite disk, named by digest.
+    let mut blobs: Vec<(PathBuf, String)> = Vec::new();
+    for (i, len) in [20_000usize, 4096, 1_000_000].into_iter().enumerate() {
+        let digest = format!("{:064x}", (i as u128 + 1) * 0xfeed_beef_1234_5678);
+        let p = d.join(format!("{digest}.erofs"));
+        fs::write(
+            &p,
+            (0..len)
+                .map(|j| ((j * (i + 3)) % 251) as u8)
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+        blobs.push((p, digest));
+    }
+    let scratch = d.join("rwlayer.img");
+    let payload: Vec<u8> = (0..65_536u32).map(|i| (i * 7 % 256) as u8).collect();
+
+    let layer_sock = d.join("layer.sock");
+    let layer_args = ["--layer", layer.to_str().unwrap(), "--serial", "lp-layer"];
+    let mut layer_srv = serve(&bin, &layer_sock, &layer_args);
+    let comp_sock = d.join("comp.sock");
+    let comp_args: Vec<&str> = std::iter::once("--composite")
+        .chain(blobs.iter().map(|(p, _)| p.to_str().unwrap()))
+        .collect();
+    let _comp_srv = serve(&bin, &comp_sock, &comp_args);
+    let scratch_sock = d.join("scratch.sock");
+    let _scratch_srv = serve(
+        &bin,
+        &scratch_sock,
+        &[
+            "--scratch",
+            scratch.to_str().unwrap(),
+            "--size",
+            "64M",
+            "--serial",
+            "lp-scratch",
+        ],
+    );
+
+    let kernel = assets::cloud_kernel().unwrap();
+    let initrd = d.join("initrd.gz");
+    Initramfs::standard(&kernel)
+        .unwrap()
+        .file("payload", &payload, 0o644)
+        .test_script(SCRIPT)
+        .write(&initrd)
+        .unwrap();
+    let dev = |socket: &Path, reconnect| VhostUserBlk {
+        socket: socket.to_owned(),
+        num_queues: Some(2),
+        reconnect_ms: reconnect,
+    };
+    let mut vm = VmBuilder::new("vhost-blk", &kernel, &initrd)
+        .vhost_user_blk(dev(&layer_sock, Some(200)))
+        .vhost_user_blk(dev(&comp_sock, None))
+        .vhost_user_blk(dev(&scratch_sock, None))
+        .spawn()
+        .unwrap();
+
+    // Kill the layer backend while the guest is reading, then start a new one.
+    vm.wait_for("LOOP 2 ", BOOT_TIMEOUT).unwrap();
+    layer_srv.kill();
+    std::thread::sleep(Duration::from_millis(500));
+    let _layer_srv2 = serve(&bin, &layer_sock, &layer_args);
+    vm.wait_result(BOOT_TIMEOUT).unwrap();
+
+    assert_eq!(vm.lines_with("SUM layer "), [layer_sum.clone()]);
+    assert_eq!(vm.lines_with("FILE "), ["hello from the layer"]);
+    let parts = vm.lines_with("PART ");
+    assert_eq!(parts.len(), 3, "{parts:?}");
+    for (i, ((blob, digest), line)) in blobs.iter().zip(&parts).enumerate() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert!(fields[0].ends_with(&(i + 1).to_string()), "{line}");
+        assert_eq!(fields[1], format!("lp-{}", &digest[..32]), "{line}");
+        assert_eq!(fields[2], sha_padded(blob), "{line}");
+    }
+    let loops = vm.lines_with("LOOP ");
+    assert_eq!(loops.len(), 12, "{loops:?}");
+    for l in &loops {
+        assert!(
+            l.ends_with(&layer_sum),
+            "a read after the restart differs: {l}"
+        );
+    }
+    assert_eq!(vm.lines_with("WROTE").len(), 1);
+    let on_host = fs::read(&scratch).unwrap();
+    assert_eq!(
+        on_host[4096 * 1000..4096 * 1000 + payload.len()],
+        payload[..]
+    );
+}
