@@ -165,7 +165,10 @@ fn guest_reads_layer_composite_and_scratch_disks_and_survives_a_backend_restart(
     let _layer_srv2 = serve(&bin, &layer_sock, &layer_args);
     vm.wait_result(BOOT_TIMEOUT).unwrap();
 
-    assert_eq!(vm.lines_with("SUM layer "), [layer_sum.clone()]);
+    assert_eq!(
+        vm.lines_with("SUM layer "),
+        std::slice::from_ref(&layer_sum)
+    );
     assert_eq!(vm.lines_with("FILE "), ["hello from the layer"]);
     let parts = vm.lines_with("PART ");
     assert_eq!(parts.len(), 3, "{parts:?}");
