@@ -1,7 +1,8 @@
 //! Self-test of the QEMU guest harness: Debian's cloud kernel boots with the harness
 //! initramfs, loads the modules, mounts an EROFS image made on the host from a plain
 //! virtio disk and from a vhost-user-blk device (served by qemu-storage-daemon), stacks
-//! it with overlayfs, shows device-mapper, and echoes a line over virtio-serial.
+//! it with overlayfs, shows device-mapper, echoes a line over virtio-serial, and sees a
+//! disk hot-plugged through QMP.
 
 #![allow(
     clippy::unwrap_used,
@@ -43,6 +44,10 @@ port=$(lp_port layerpass.0)
 read -r line < "$port"
 echo "guest-echo:$line" > "$port"
 echo "GUEST-SERIAL-DONE"
+hot=$(lp_disk hot0 300)
+mkdir -p /mnt/hot
+mount -t erofs -o ro "$hot" /mnt/hot
+echo "GUEST-SHA256-HOT $(sha256sum /mnt/hot/sub/data.bin)"
 rc=0
 /bin/layerpass-guest --help >/dev/null 2>&1 || rc=$?
 echo "GUEST-STATIC-BINARY-RC $rc"
@@ -139,6 +144,7 @@ fn guest_boots_mounts_erofs_and_talks_over_virtio_serial() {
             reconnect_ms: Some(500),
         })
         .serial_port(PORT)
+        .hotplug_ports(1)
         .spawn()
         .unwrap();
 
@@ -156,6 +162,9 @@ fn guest_boots_mounts_erofs_and_talks_over_virtio_serial() {
     BufReader::new(&stream).read_line(&mut reply).unwrap();
     assert_eq!(reply.trim_end(), format!("guest-echo:{token}"));
 
+    // A disk hot-plugged through QMP after the guest is up (it waits for serial hot0).
+    vm.hotplug_disk(&image, "hot0", true).unwrap();
+
     vm.wait_result(BOOT_TIMEOUT).unwrap();
     let status = vm.wait_exit(Duration::from_secs(60)).unwrap();
     eprintln!(
@@ -172,6 +181,7 @@ fn guest_boots_mounts_erofs_and_talks_over_virtio_serial() {
     };
     assert_eq!(sha("GUEST-SHA256-PLAIN "), host_sha);
     assert_eq!(sha("GUEST-SHA256-VUB "), host_sha);
+    assert_eq!(sha("GUEST-SHA256-HOT "), host_sha);
     assert_eq!(
         vm.lines_with("GUEST-OVERLAY "),
         ["changed hello from the host"]

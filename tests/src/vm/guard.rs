@@ -9,6 +9,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use super::accel::Accel;
@@ -16,46 +17,28 @@ use super::assets::workspace_root;
 use super::console::Console;
 use super::initramfs::RESULT_MARKER;
 use super::process::ChildGuard;
-use super::qemu::port_socket;
+use super::qemu::{VhostUserBlk, port_socket, qmp_socket};
+use super::qmp::Qmp;
 
 /// A running VM. Dropping it kills QEMU's process group and reaps it, writes the console
 /// to `target/vm-logs/<name>.log`, and prints the console if the thread is panicking.
 #[derive(Debug)]
 pub struct VmGuard {
-    name: String,
-    process: ChildGuard,
-    console: Console,
-    readers: Vec<JoinHandle<()>>,
-    dir: TempDir,
-    ports: Vec<String>,
-    accel: Accel,
-    cursor: usize,
-    started: Instant,
+    pub(super) name: String,
+    pub(super) process: ChildGuard,
+    pub(super) console: Console,
+    pub(super) readers: Vec<JoinHandle<()>>,
+    pub(super) dir: TempDir,
+    pub(super) ports: Vec<String>,
+    pub(super) accel: Accel,
+    pub(super) cursor: usize,
+    pub(super) started: Instant,
+    /// Free `pcie-root-port`s for hot-plugging (`hp0`, `hp1`, …): next index and count.
+    pub(super) hotplug: (usize, usize),
+    pub(super) qmp: Option<Qmp>,
 }
 
 impl VmGuard {
-    pub(super) fn new(
-        name: String,
-        process: ChildGuard,
-        console: Console,
-        readers: Vec<JoinHandle<()>>,
-        dir: TempDir,
-        ports: Vec<String>,
-        accel: Accel,
-    ) -> Self {
-        Self {
-            name,
-            process,
-            console,
-            readers,
-            dir,
-            ports,
-            accel,
-            cursor: 0,
-            started: Instant::now(),
-        }
-    }
-
     /// The accelerator this VM runs with.
     pub fn accel(&self) -> Accel {
         self.accel
@@ -147,6 +130,79 @@ impl VmGuard {
                 }
             }
         }
+    }
+
+    /// The QMP session (connected on first use).
+    pub fn qmp(&mut self) -> Result<&mut Qmp> {
+        if self.qmp.is_none() {
+            let qmp = Qmp::connect(&qmp_socket(self.dir.path()), Duration::from_secs(60))
+                .with_context(|| format!("VM {}", self.name))?;
+            self.qmp = Some(qmp);
+        }
+        self.qmp.as_mut().context("QMP session missing")
+    }
+
+    fn next_hotplug_port(&mut self) -> Result<String> {
+        let (next, count) = self.hotplug;
+        if next >= count {
+            bail!(
+                "VM {} has no free hot-plug port ({count} made with VmBuilder::hotplug_ports)",
+                self.name
+            );
+        }
+        self.hotplug.0 += 1;
+        Ok(format!("hp{next}"))
+    }
+
+    /// Hot-plugs a raw virtio-blk disk with serial `serial` into the next free root port;
+    /// returns the QEMU device id (`hotdisk-<serial>`).
+    pub fn hotplug_disk(&mut self, image: &Path, serial: &str, read_only: bool) -> Result<String> {
+        let bus = self.next_hotplug_port()?;
+        let node = format!("hotnode-{serial}");
+        let id = format!("hotdisk-{serial}");
+        let qmp = self.qmp()?;
+        qmp.execute(
+            "blockdev-add",
+            json!({
+                "node-name": node,
+                "driver": "raw",
+                "read-only": read_only,
+                "file": { "driver": "file", "filename": image, "read-only": read_only },
+            }),
+        )?;
+        qmp.execute(
+            "device_add",
+            json!({ "driver": "virtio-blk-pci", "id": id, "drive": node, "serial": serial, "bus": bus }),
+        )?;
+        Ok(id)
+    }
+
+    /// Hot-plugs a `vhost-user-blk-pci` device on a backend's socket into the next free
+    /// root port; returns the QEMU device id (`hotvub-N`).
+    pub fn hotplug_vhost_user_blk(&mut self, dev: &VhostUserBlk) -> Result<String> {
+        let bus = self.next_hotplug_port()?;
+        let n = self.hotplug.0;
+        let chardev = format!("hotvubchr-{n}");
+        let id = format!("hotvub-{n}");
+        let mut data = json!({
+            "addr": { "type": "unix", "data": { "path": dev.socket } },
+            "server": false,
+        });
+        if let Some(ms) = dev.reconnect_ms {
+            data["reconnect-ms"] = Value::from(ms);
+        }
+        let mut device =
+            json!({ "driver": "vhost-user-blk-pci", "id": id, "chardev": chardev, "bus": bus });
+        if let Some(q) = dev.num_queues {
+            device["num-queues"] = Value::from(q);
+        }
+        let qmp = self.qmp()?;
+        qmp.execute(
+            "chardev-add",
+            json!({ "id": chardev, "backend": { "type": "socket", "data": data } }),
+        )?;
+        qmp.execute("device_add", device)?;
+        Ok(id)
     }
 
     /// The directory holding this VM's sockets (removed on drop).

@@ -35,6 +35,7 @@ pub mod initramfs;
 pub mod modules;
 pub mod process;
 pub mod qemu;
+pub mod qmp;
 pub mod static_bin;
 
 use std::time::Duration;

@@ -4,6 +4,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 
@@ -43,6 +44,7 @@ pub struct VmBuilder {
     drives: Vec<(PathBuf, String, bool)>,
     vhost_user_blk: Vec<VhostUserBlk>,
     ports: Vec<String>,
+    hotplug_ports: usize,
     extra: Vec<OsString>,
 }
 
@@ -61,6 +63,7 @@ impl VmBuilder {
             drives: Vec::new(),
             vhost_user_blk: Vec::new(),
             ports: Vec::new(),
+            hotplug_ports: 0,
             extra: Vec::new(),
         }
     }
@@ -116,6 +119,13 @@ impl VmBuilder {
     /// [`VmGuard::connect_port`].
     pub fn serial_port(mut self, name: &str) -> Self {
         self.ports.push(name.to_owned());
+        self
+    }
+
+    /// Adds `n` empty `pcie-root-port`s (`hp0`…) for [`VmGuard::hotplug_disk`] and
+    /// [`VmGuard::hotplug_vhost_user_blk`] (q35 cannot hot-plug into the root bus).
+    pub fn hotplug_ports(mut self, n: usize) -> Self {
+        self.hotplug_ports = n;
         self
     }
 
@@ -195,6 +205,19 @@ impl VmBuilder {
                     "virtserialport,bus=vser0.0,chardev=port{i},name={name}"
                 ));
         }
+        for i in 0..self.hotplug_ports {
+            cmd.arg("-device").arg(format!(
+                "pcie-root-port,id=hp{i},bus=pcie.0,chassis={},slot={}",
+                i + 1,
+                i + 1
+            ));
+        }
+        cmd.arg("-chardev")
+            .arg(format!(
+                "socket,id=qmp,path={},server=on,wait=off",
+                escape(&qmp_socket(dir))
+            ))
+            .args(["-mon", "chardev=qmp,mode=control"]);
         cmd.args(&self.extra);
         cmd
     }
@@ -224,15 +247,30 @@ impl VmBuilder {
         if let Some(err) = process.child_mut().stderr.take() {
             readers.push(console.capture(err, "qemu: "));
         }
-        Ok(VmGuard::new(
-            self.name, process, console, readers, dir, self.ports, accel,
-        ))
+        Ok(VmGuard {
+            name: self.name,
+            process,
+            console,
+            readers,
+            dir,
+            ports: self.ports,
+            accel,
+            cursor: 0,
+            started: Instant::now(),
+            hotplug: (0, self.hotplug_ports),
+            qmp: None,
+        })
     }
 }
 
 /// The host end of virtio-serial port `name`.
 pub fn port_socket(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!("{name}.sock"))
+}
+
+/// The QMP socket of a VM.
+pub fn qmp_socket(dir: &Path) -> PathBuf {
+    dir.join("qmp.sock")
 }
 
 /// QEMU option values double their commas.
