@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use vhost::vhost_user::message::VhostUserProtocolFeatures;
 use vhost_user_backend::{VhostUserBackend, VringRwLock, VringT};
-use virtio_queue::QueueOwnedT;
 use vm_memory::{GuestAddressSpace, GuestMemoryAtomic};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::event::{
@@ -17,7 +16,8 @@ use vmm_sys_util::event::{
 
 use super::config::{self, MAX_QUEUE_SIZE, MAX_QUEUES};
 use super::error::VhostError;
-use super::request::{Chain, GuestMem, execute};
+use super::queue::serve_available;
+use super::request::GuestMem;
 use crate::export::{Disk, SECTOR_SIZE};
 use crate::warn_limited;
 
@@ -102,28 +102,10 @@ impl BlkBackend {
 
     fn drain(&self, vring: &VringRwLock) {
         let mem = self.mem.memory();
-        let chains: Vec<_> = {
-            let mut state = vring.get_mut();
-            match state.get_queue_mut().iter(mem.clone()) {
-                Ok(iter) => iter.collect(),
-                Err(e) => {
-                    warn_limited!(error = %e, "cannot read the available ring");
-                    return;
-                }
-            }
-        };
-        for chain in chains {
-            let head = chain.head_index();
-            let used = match Chain::split(chain) {
-                Ok(c) => execute(&mem, &c, self.disk.as_ref()),
-                Err(m) => {
-                    warn_limited!(error = %m, "malformed virtio-blk chain");
-                    0
-                }
-            };
-            if let Err(e) = vring.add_used(head, used) {
-                warn_limited!(error = %e, head, "cannot add to the used ring");
-            }
+        // The vring lock is this queue's alone; holding it for the batch costs no other queue.
+        let mut state = vring.get_mut();
+        if let Err(e) = serve_available(state.get_queue_mut(), &mem, self.disk.as_ref()) {
+            warn_limited!(error = %e, "cannot serve the queue");
         }
     }
 }

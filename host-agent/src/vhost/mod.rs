@@ -8,6 +8,7 @@
 pub mod backend;
 pub mod config;
 mod error;
+pub mod queue;
 pub mod request;
 pub mod server;
 
