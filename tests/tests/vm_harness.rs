@@ -224,6 +224,7 @@ fn failing_guest_is_reported_and_dropped_vm_is_killed() {
     assert!(format!("{err:#}").contains("FAIL (exit 1)"), "{err:#}");
     assert_eq!(vm.lines_with("GUEST-BEFORE"), [""]);
     assert!(vm.lines_with("GUEST-NOT-REACHED").is_empty());
+    assert_eq!(vm.lines_with("---- guest kernel log ----").len(), 1);
     drop(vm);
 
     let sleeping = dir.path().join("sleeping.gz");

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Default /init of the layerpass test initramfs: mounts the pseudo filesystems, loads the
 # modules listed in /etc/layerpass/modules (dependencies first), runs /test.sh with
-# `set -e` and the helpers of /etc/layerpass/lib.sh, prints the result marker, powers off.
+# `set -e` and the helpers of /etc/layerpass/lib.sh, prints the result marker (and the
+# kernel log on failure), powers off.
 export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -17,6 +18,9 @@ for m in $modules; do
     ok=0
   fi
 done
+# From here on the console carries only the test's output: kernel messages (which could
+# split a line the host parses) go to the kernel log, printed below if the test fails.
+dmesg -n 1
 echo "LAYERPASS-BOOTED"
 if [ "$ok" = 1 ]; then
   sh -e -c '. /etc/layerpass/lib.sh; . /test.sh'
@@ -27,6 +31,9 @@ fi
 if [ "$rc" = 0 ]; then
   echo "LAYERPASS-RESULT: PASS"
 else
+  echo "---- guest kernel log ----"
+  dmesg
+  echo "---- end of guest kernel log ----"
   echo "LAYERPASS-RESULT: FAIL (exit $rc)"
 fi
 sync
