@@ -1,8 +1,8 @@
 //! Self-test of the QEMU guest harness: Debian's cloud kernel boots with the harness
 //! initramfs, loads the modules, mounts an EROFS image made on the host from a plain
 //! virtio disk and from a vhost-user-blk device (served by qemu-storage-daemon), stacks
-//! it with overlayfs, shows device-mapper, echoes a line over virtio-serial, and sees a
-//! disk hot-plugged through QMP.
+//! it with overlayfs, shows device-mapper, echoes a line over virtio-serial, and reads a
+//! virtio-blk disk and a vhost-user-blk device hot-plugged through QMP.
 
 #![allow(
     clippy::unwrap_used,
@@ -48,6 +48,14 @@ hot=$(lp_disk hot0 300)
 mkdir -p /mnt/hot
 mount -t erofs -o ro "$hot" /mnt/hot
 echo "GUEST-SHA256-HOT $(sha256sum /mnt/hot/sub/data.bin)"
+two_vub() { [ "$(grep -lx vhost_user_blk /sys/block/vd*/serial | wc -l)" -ge 2 ]; }
+lp_wait 300 two_vub
+for d in /sys/block/vd*; do
+  if [ "$(cat "$d/serial")" = vhost_user_blk ] && [ "/dev/${d##*/}" != "$vub" ]; then hotvub="/dev/${d##*/}"; fi
+done
+mkdir -p /mnt/hotvub
+mount -t erofs -o ro "$hotvub" /mnt/hotvub
+echo "GUEST-SHA256-HOTVUB $(sha256sum /mnt/hotvub/sub/data.bin)"
 rc=0
 /bin/layerpass-guest --help >/dev/null 2>&1 || rc=$?
 echo "GUEST-STATIC-BINARY-RC $rc"
@@ -78,26 +86,25 @@ fn make_erofs(mkfs: &Path, dir: &Path) -> (std::path::PathBuf, String) {
     (image, hex::encode(Sha256::digest(&data)))
 }
 
-/// qemu-storage-daemon exporting `image` read-only over vhost-user-blk on `sock`.
-fn storage_daemon(qsd: &Path, image: &Path, sock: &Path) -> ChildGuard {
+/// qemu-storage-daemon exporting `image` read-only over vhost-user-blk on each socket.
+fn storage_daemon(qsd: &Path, image: &Path, socks: &[&Path]) -> ChildGuard {
     let mut cmd = Command::new(qsd);
-    cmd.arg("--blockdev")
-        .arg(format!(
-            "driver=file,filename={},node-name=n0,read-only=on",
-            image.display()
-        ))
-        .arg("--export")
-        .arg(format!(
-            "type=vhost-user-blk,id=e0,node-name=n0,addr.type=unix,addr.path={},writable=off,num-queues=1",
+    cmd.arg("--blockdev").arg(format!(
+        "driver=file,filename={},node-name=n0,read-only=on",
+        image.display()
+    ));
+    for (i, sock) in socks.iter().enumerate() {
+        cmd.arg("--export").arg(format!(
+            "type=vhost-user-blk,id=e{i},node-name=n0,addr.type=unix,addr.path={},writable=off,num-queues=1",
             sock.display()
         ));
+    }
     let mut daemon = ChildGuard::spawn(&mut cmd, "qemu-storage-daemon").unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !sock.exists() {
+    while !socks.iter().all(|s| s.exists()) {
         assert!(
             daemon.try_wait().unwrap().is_none(),
-            "qemu-storage-daemon exited before listening on {}",
-            sock.display()
+            "qemu-storage-daemon exited before listening on {socks:?}"
         );
         assert!(
             Instant::now() < deadline,
@@ -133,7 +140,8 @@ fn guest_boots_mounts_erofs_and_talks_over_virtio_serial() {
         .unwrap();
 
     let vub_sock = dir.path().join("vub.sock");
-    let _daemon = storage_daemon(&qsd, &image, &vub_sock);
+    let hot_vub_sock = dir.path().join("vub-hot.sock");
+    let _daemon = storage_daemon(&qsd, &image, &[&vub_sock, &hot_vub_sock]);
 
     let started = Instant::now();
     let mut vm = VmBuilder::new("vm_harness", &kernel, &initrd)
@@ -144,7 +152,7 @@ fn guest_boots_mounts_erofs_and_talks_over_virtio_serial() {
             reconnect_ms: Some(500),
         })
         .serial_port(PORT)
-        .hotplug_ports(1)
+        .hotplug_ports(2)
         .spawn()
         .unwrap();
 
@@ -164,6 +172,12 @@ fn guest_boots_mounts_erofs_and_talks_over_virtio_serial() {
 
     // A disk hot-plugged through QMP after the guest is up (it waits for serial hot0).
     vm.hotplug_disk(&image, "hot0", true).unwrap();
+    vm.hotplug_vhost_user_blk(&VhostUserBlk {
+        socket: hot_vub_sock,
+        num_queues: Some(1),
+        reconnect_ms: None,
+    })
+    .unwrap();
 
     vm.wait_result(BOOT_TIMEOUT).unwrap();
     let status = vm.wait_exit(Duration::from_secs(60)).unwrap();
@@ -182,6 +196,7 @@ fn guest_boots_mounts_erofs_and_talks_over_virtio_serial() {
     assert_eq!(sha("GUEST-SHA256-PLAIN "), host_sha);
     assert_eq!(sha("GUEST-SHA256-VUB "), host_sha);
     assert_eq!(sha("GUEST-SHA256-HOT "), host_sha);
+    assert_eq!(sha("GUEST-SHA256-HOTVUB "), host_sha);
     assert_eq!(
         vm.lines_with("GUEST-OVERLAY "),
         ["changed hello from the host"]
