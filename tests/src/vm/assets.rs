@@ -11,7 +11,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail, ensure};
 
-use crate::tools::run;
+use crate::tools::{in_ci, run};
 
 /// The metapackage whose dependency names the current cloud kernel package.
 pub const KERNEL_METAPACKAGE: &str = "linux-image-cloud-amd64";
@@ -64,26 +64,32 @@ pub struct Kernel {
 /// Returns the current Debian cloud kernel, downloading and unpacking it on first use.
 ///
 /// The package is the one [`KERNEL_METAPACKAGE`] depends on now (`apt-cache depends`), so
-/// nothing is pinned. If apt cannot answer (offline) a kernel already in the cache is used.
+/// nothing is pinned.
 pub fn cloud_kernel() -> Result<Kernel> {
-    let resolved = kernel_package_name();
-    let root = match resolved {
-        Ok(package) => deb_package(&package)?,
-        Err(e) => newest_cached("linux-image-")
-            .with_context(|| format!("cannot resolve the kernel package ({e:#})"))?,
-    };
-    kernel_in(&root)
+    let fetched = kernel_package_name().and_then(|p| deb_package(&p));
+    kernel_in(&or_cached(fetched, "linux-image-")?)
 }
 
 /// The unpacked `busybox-static` package's static `bin/busybox`.
 pub fn busybox() -> Result<PathBuf> {
-    let root = match deb_package("busybox-static") {
-        Ok(root) => root,
-        Err(e) => newest_cached("busybox-static_").with_context(|| format!("{e:#}"))?,
-    };
+    let root = or_cached(deb_package("busybox-static"), "busybox-static_")?;
     let path = root.join("bin").join("busybox");
     ensure!(path.is_file(), "busybox-static has no {}", path.display());
     Ok(path)
+}
+
+/// Outside CI, when apt cannot resolve or download a package (offline), the newest cached
+/// one is used, with a warning. Under `CI=true` the failure stands.
+fn or_cached(fetched: Result<PathBuf>, prefix: &str) -> Result<PathBuf> {
+    match fetched {
+        Ok(root) => Ok(root),
+        Err(e) if in_ci() => Err(e),
+        Err(e) => {
+            let root = newest_cached(prefix).with_context(|| format!("{e:#}"))?;
+            eprintln!("vm: using the cached {} because: {e:#}", root.display());
+            Ok(root)
+        }
+    }
 }
 
 /// The applets of a busybox binary (`busybox --list`).
