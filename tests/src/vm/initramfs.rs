@@ -191,3 +191,64 @@ impl Initramfs {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+
+    use flate2::read::GzDecoder;
+
+    use super::*;
+    use crate::tools::require_tool;
+
+    /// The real `cpio` reads what we write: names, types, modes, link targets, sizes.
+    #[test]
+    fn cpio_lists_the_image() {
+        let Some(cpio) = require_tool("cpio", "cpio") else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let host = dir.path().join("host.bin");
+        fs::write(&host, b"from the host").unwrap();
+        let mut image = Initramfs::empty();
+        image
+            .init("#!/bin/sh\n")
+            .file("/etc/deep/er/conf", b"x=1\n", 0o600)
+            .host_file("/opt/host.bin", &host, 0o755)
+            .symlink("/bin/sh", "busybox");
+        let path = dir.path().join("initrd.gz");
+        image.write(&path).unwrap();
+
+        let mut raw = Vec::new();
+        GzDecoder::new(File::open(&path).unwrap())
+            .read_to_end(&mut raw)
+            .unwrap();
+        let mut child = Command::new(cpio)
+            .args(["-t", "-v", "--quiet"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(&raw).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        let listing = String::from_utf8(out.stdout).unwrap();
+        let line = |name: &str| {
+            listing
+                .lines()
+                .find(|l| l.ends_with(name) || l.contains(&format!(" {name} -> ")))
+                .unwrap_or_else(|| panic!("{name} missing from:\n{listing}"))
+                .to_owned()
+        };
+        assert!(line("dev/console").starts_with("crw-------"));
+        assert!(line("init").starts_with("-rwxr-xr-x"));
+        assert!(line("etc/deep/er").starts_with("drwxr-xr-x"));
+        assert!(line("etc/deep/er/conf").starts_with("-rw-------"));
+        assert!(line("opt/host.bin").starts_with("-rwxr-xr-x"));
+        assert!(line("opt/host.bin").contains(" 13 "), "size: {listing}");
+        assert!(line("bin/sh").starts_with("lrwxrwxrwx"));
+        assert!(line("bin/sh").ends_with("bin/sh -> busybox"));
+        assert!(line("etc/layerpass/lib.sh").starts_with("-rw-r--r--"));
+    }
+}
