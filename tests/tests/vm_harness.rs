@@ -158,6 +158,11 @@ fn guest_boots_mounts_erofs_and_talks_over_virtio_serial() {
 
     vm.wait_for(BOOTED_MARKER, BOOT_TIMEOUT).unwrap();
     let booted = started.elapsed();
+    let first_disk = vm.wait_line("GUEST-DISK ", BOOT_TIMEOUT).unwrap();
+    assert!(
+        ["vda layer0", "vda vhost_user_blk"].contains(&first_disk.as_str()),
+        "{first_disk:?}"
+    );
 
     // Host → guest → host over virtio-serial.
     let stream = vm.connect_port(PORT, Duration::from_secs(30)).unwrap();

@@ -70,6 +70,20 @@ impl VmGuard {
         Ok(())
     }
 
+    /// Waits for a console line starting with `prefix` (after the previous match) and
+    /// returns the rest of that line, trimmed.
+    pub fn wait_line(&mut self, prefix: &str, timeout: Duration) -> Result<String> {
+        loop {
+            self.wait_for(prefix, timeout)?;
+            let text = self.console.text();
+            let start = self.cursor - prefix.len();
+            if start == 0 || text.as_bytes().get(start - 1) == Some(&b'\n') {
+                let rest = text.get(self.cursor..).unwrap_or_default();
+                return Ok(rest.lines().next().unwrap_or_default().trim().to_owned());
+            }
+        }
+    }
+
     /// Waits for the default init's result line: `Ok` for `PASS`, an error for `FAIL`.
     pub fn wait_result(&mut self, timeout: Duration) -> Result<()> {
         self.wait_for(RESULT_MARKER, timeout)?;
