@@ -7,10 +7,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use uuid::Uuid;
-use vm_memory::VolatileSlice;
 
 use super::error::DiskError;
-use super::extent::{ExtentMap, Source};
+use super::extent::{ExtentMap, ReadOnlyExtents, Source};
 use super::gpt::{self, LINUX_FS_TYPE, Layout, Partition};
 use super::layer::LayerDisk;
 use super::{Disk, serial_from};
@@ -161,28 +160,12 @@ impl CompositeDisk {
     }
 }
 
-impl Disk for CompositeDisk {
-    fn size(&self) -> u64 {
-        self.map.size()
+impl ReadOnlyExtents for CompositeDisk {
+    fn extent_map(&self) -> &ExtentMap {
+        &self.map
     }
 
-    fn read_only(&self) -> bool {
-        true
-    }
-
-    fn serial(&self) -> &[u8] {
+    fn serial_bytes(&self) -> &[u8] {
         &self.serial
-    }
-
-    fn read_at(&self, offset: u64, dst: &[VolatileSlice<'_>]) -> Result<(), DiskError> {
-        self.map.read_at(offset, dst)
-    }
-
-    fn write_at(&self, _offset: u64, _src: &[VolatileSlice<'_>]) -> Result<(), DiskError> {
-        Err(DiskError::ReadOnly)
-    }
-
-    fn flush(&self) -> Result<(), DiskError> {
-        Ok(())
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use vm_memory::VolatileSlice;
 
+use super::Disk;
 use super::error::DiskError;
 use super::io::{pread_exact, window, zero};
 use super::{check_range, slices_len};
@@ -113,6 +114,38 @@ impl ExtentMap {
             done += n;
             index += 1;
         }
+        Ok(())
+    }
+}
+
+/// A read-only disk whose contents are an extent map: layer and composite disks.
+pub trait ReadOnlyExtents: Send + Sync + std::fmt::Debug {
+    fn extent_map(&self) -> &ExtentMap;
+    fn serial_bytes(&self) -> &[u8];
+}
+
+impl<T: ReadOnlyExtents> Disk for T {
+    fn size(&self) -> u64 {
+        self.extent_map().size()
+    }
+
+    fn read_only(&self) -> bool {
+        true
+    }
+
+    fn serial(&self) -> &[u8] {
+        self.serial_bytes()
+    }
+
+    fn read_at(&self, offset: u64, dst: &[VolatileSlice<'_>]) -> Result<(), DiskError> {
+        self.extent_map().read_at(offset, dst)
+    }
+
+    fn write_at(&self, _offset: u64, _src: &[VolatileSlice<'_>]) -> Result<(), DiskError> {
+        Err(DiskError::ReadOnly)
+    }
+
+    fn flush(&self) -> Result<(), DiskError> {
         Ok(())
     }
 }

@@ -6,11 +6,9 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use vm_memory::VolatileSlice;
-
 use super::error::DiskError;
-use super::extent::{ExtentMap, Source};
-use super::{Disk, serial_from};
+use super::extent::{ExtentMap, ReadOnlyExtents, Source};
+use super::serial_from;
 
 /// Alignment of every part of a layer disk.
 pub const LAYER_ALIGN: u64 = 4096;
@@ -94,28 +92,12 @@ pub(super) fn push_file(map: &mut ExtentMap, path: &Path) -> Result<(), DiskErro
     Ok(())
 }
 
-impl Disk for LayerDisk {
-    fn size(&self) -> u64 {
-        self.map.size()
+impl ReadOnlyExtents for LayerDisk {
+    fn extent_map(&self) -> &ExtentMap {
+        &self.map
     }
 
-    fn read_only(&self) -> bool {
-        true
-    }
-
-    fn serial(&self) -> &[u8] {
+    fn serial_bytes(&self) -> &[u8] {
         &self.serial
-    }
-
-    fn read_at(&self, offset: u64, dst: &[VolatileSlice<'_>]) -> Result<(), DiskError> {
-        self.map.read_at(offset, dst)
-    }
-
-    fn write_at(&self, _offset: u64, _src: &[VolatileSlice<'_>]) -> Result<(), DiskError> {
-        Err(DiskError::ReadOnly)
-    }
-
-    fn flush(&self) -> Result<(), DiskError> {
-        Ok(())
     }
 }

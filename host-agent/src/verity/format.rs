@@ -6,13 +6,14 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use uuid::Uuid;
 
 use super::Progress;
+use super::atomic::{persist, temp_beside};
 use super::build::build_tree;
 use super::error::VerityError;
 use super::geometry::Geometry;
@@ -367,15 +368,7 @@ fn write_hash_file(
     keep: u64,
     write_area: &dyn Fn(&File, &Path) -> Result<RootHash, VerityError>,
 ) -> Result<RootHash, VerityError> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let tmp = tempfile::Builder::new()
-        .prefix(".layerpass-verity-")
-        .permissions(std::fs::Permissions::from_mode(0o644))
-        .tempfile_in(dir)
-        .map_err(VerityError::io("create a temporary file in", dir))?;
+    let tmp = temp_beside(path)?;
     if keep > 0 {
         match File::open(path) {
             Ok(old) => {
@@ -393,14 +386,7 @@ fn write_hash_file(
         }
     }
     let root = write_area(tmp.as_file(), tmp.path())?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(VerityError::io("sync", tmp.path().to_owned()))?;
-    tmp.persist(path).map_err(|e| VerityError::Io {
-        op: "rename into",
-        path: path.to_owned(),
-        source: e.error,
-    })?;
+    persist(tmp, path)?;
     Ok(root)
 }
 

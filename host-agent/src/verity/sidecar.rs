@@ -3,11 +3,11 @@
 use std::ffi::OsString;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use super::atomic::{persist, temp_beside};
 use super::error::VerityError;
 
 /// The sidecar containerd's EROFS differ writes next to a layer blob.
@@ -58,30 +58,10 @@ impl Sidecar {
 
 /// Replaces `path` with `bytes` so that readers see the old or the new content, never a mix.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), VerityError> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".layerpass-")
-        .permissions(std::fs::Permissions::from_mode(0o644))
-        .tempfile_in(dir)
-        .map_err(VerityError::io("create a temporary file in", dir))?;
+    let mut tmp = temp_beside(path)?;
     tmp.write_all(bytes)
         .map_err(VerityError::io("write", tmp.path().to_owned()))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(VerityError::io("sync", tmp.path().to_owned()))?;
-    tmp.persist(path).map_err(|e| VerityError::Io {
-        op: "rename into",
-        path: path.to_owned(),
-        source: e.error,
-    })?;
-    if let Ok(d) = fs::File::open(dir) {
-        d.sync_all()
-            .map_err(VerityError::io("sync directory", dir))?;
-    }
-    Ok(())
+    persist(tmp, path)
 }
 
 #[cfg(test)]
