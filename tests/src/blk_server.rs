@@ -19,7 +19,13 @@ pub struct ServerGuard {
 impl ServerGuard {
     /// Serves `disk` on `socket` with `queues` queues.
     pub fn start(socket: &Path, disk: Arc<dyn Disk>, queues: usize) -> anyhow::Result<Self> {
-        let server = Server::bind(socket, disk, queues)?;
+        Self::start_with(Server::bind(socket, disk, queues)?)
+    }
+
+    /// Runs an already configured server.
+    pub fn start_with(server: Server) -> anyhow::Result<Self> {
+        let socket = server.socket().to_owned();
+        let socket = socket.as_path();
         let handle = server.handle();
         let thread = std::thread::spawn(move || {
             if let Err(e) = server.run() {

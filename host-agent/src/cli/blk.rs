@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{ArgGroup, Args, Subcommand};
@@ -13,7 +14,7 @@ use crate::export::layer::LayerDisk;
 use crate::export::scratch::ScratchDisk;
 use crate::verity::{Sidecar, sidecar_path};
 use crate::vhost::config::{BLK_SIZE, MAX_QUEUES};
-use crate::vhost::server::Server;
+use crate::vhost::server::{DEFAULT_POLL, Server};
 
 #[derive(Debug, Subcommand)]
 pub enum BlkCommand {
@@ -55,12 +56,16 @@ pub struct ServeArgs {
     /// Queues offered (at least the guest's vCPU count for QEMU's default num-queues).
     #[arg(long, default_value_t = MAX_QUEUES, value_parser = parse_queues)]
     queues: usize,
+    /// Microseconds a queue worker busy-polls for the next request after a batch (0: off).
+    #[arg(long, value_name = "US", default_value_t = DEFAULT_POLL.as_micros() as u64)]
+    poll_us: u64,
 }
 
 impl ServeArgs {
     fn run(self) -> anyhow::Result<Outcome> {
         let disk = self.open()?;
         let server = Server::bind(&self.socket, disk.clone(), self.queues)
+            .map(|s| s.with_poll(Duration::from_micros(self.poll_us)))
             .with_context(|| format!("cannot serve on {}", self.socket.display()))?;
         let handle = server.handle();
         let mut signals = signal_hook::iterator::Signals::new([

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use layerpass::export::layer::LayerDisk;
+use layerpass::vhost::server::Server;
 
 use super::stats::median;
 use super::verity::write_data;
@@ -115,7 +116,7 @@ fn run_workload(socket: &Path, w: Workload, size: u64) -> anyhow::Result<f64> {
 }
 
 /// Runs the benchmark in `dir` with a `size`-byte file, `rounds` rounds.
-pub fn run_bench(dir: &Path, size: u64, rounds: usize) -> anyhow::Result<()> {
+pub fn run_bench(dir: &Path, size: u64, rounds: usize, poll: Duration) -> anyhow::Result<()> {
     let qsd = find_tool("qemu-storage-daemon")
         .context("qemu-storage-daemon not found (Debian package qemu-system-common)")?;
     let image: PathBuf = dir.join("image");
@@ -124,14 +125,16 @@ pub fn run_bench(dir: &Path, size: u64, rounds: usize) -> anyhow::Result<()> {
     let lp_socket = dir.join("layerpass.sock");
     let qsd_socket = dir.join("qsd.sock");
     let disk = LayerDisk::open(&image, None, Some("bench"))?;
-    let _server = ServerGuard::start(&lp_socket, Arc::new(disk), 1)?;
+    let _server =
+        ServerGuard::start_with(Server::bind(&lp_socket, Arc::new(disk), 1)?.with_poll(poll))?;
     let _qsd = Qsd::start(&qsd, &image, &qsd_socket)?;
 
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "blk: {} MiB page-cache-hot file, 1 queue each, libblkio client, {rounds} rounds, alternating",
-        size >> 20
+        "blk: {} MiB page-cache-hot file, 1 queue each, libblkio client, {rounds} rounds, alternating, layerpass busy-poll {} us",
+        size >> 20,
+        poll.as_micros()
     )?;
     for w in WORKLOADS {
         let mut ours = Vec::new();

@@ -30,6 +30,9 @@ enum Cmd {
         /// Rounds per workload (alternating servers).
         #[arg(long, default_value_t = 5)]
         rounds: usize,
+        /// layerpass queue workers' busy-poll after a batch, in microseconds.
+        #[arg(long, default_value_t = 0)]
+        poll_us: u64,
     },
     /// dm-verity tree of a 1 GiB file: layerpass against `veritysetup format`.
     Verity {
@@ -64,7 +67,16 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     match args.command {
-        Cmd::Blk { size_mib, rounds } => bench::blk::run_bench(&dir, size_mib << 20, rounds),
+        Cmd::Blk {
+            size_mib,
+            rounds,
+            poll_us,
+        } => bench::blk::run_bench(
+            &dir,
+            size_mib << 20,
+            rounds,
+            std::time::Duration::from_micros(poll_us),
+        ),
         Cmd::Verity { size_mib, runs } => bench::verity::run_bench(&dir, size_mib << 20, runs),
     }
 }
