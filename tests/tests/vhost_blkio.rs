@@ -18,6 +18,7 @@ use layerpass::export::scratch::ScratchDisk;
 use layerpass_tests::blk_client::BlkClient;
 use layerpass_tests::blk_server::ServerGuard;
 use layerpass_tests::tools::require_tool;
+use sha2::{Digest, Sha256};
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
@@ -137,7 +138,7 @@ fn layer_files(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>, String)> {
         .iter()
         .map(|&(len, seed)| {
             let data = pattern(len, seed);
-            let digest = format!("{:064x}", u128::from(seed) * 0x1234_5678_9abc_def1);
+            let digest = hex::encode(Sha256::digest(&data));
             let p = dir.join(format!("{digest}.erofs"));
             fs::write(&p, &data).unwrap();
             (p, data, digest)
@@ -165,6 +166,8 @@ fn composite_disk_is_a_valid_gpt_with_every_layer() {
     let server = ServerGuard::start(&dir.path().join("s.sock"), Arc::new(disk), 1).unwrap();
     let mut c = BlkClient::connect(server.socket(), true, 1 << 20).unwrap();
     let image = read_all(&mut c);
+    let names: std::collections::HashSet<&str> = placed.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names.len(), 3, "partition names must differ");
     for ((_, data, digest), p) in layers.iter().zip(&placed) {
         assert_eq!(p.name, format!("lp-{}", &digest[..32]));
         assert_eq!(p.offset % (1 << 20), 0);

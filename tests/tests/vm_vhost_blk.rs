@@ -102,15 +102,11 @@ fn guest_reads_layer_composite_and_scratch_disks_and_survives_a_backend_restart(
     // Three blobs for the composite disk, named by digest.
     let mut blobs: Vec<(PathBuf, String)> = Vec::new();
     for (i, len) in [20_000usize, 4096, 1_000_000].into_iter().enumerate() {
-        let digest = format!("{:064x}", (i as u128 + 1) * 0xfeed_beef_1234_5678);
+        let data: Vec<u8> = (0..len).map(|j| ((j * (i + 3)) % 251) as u8).collect();
+        // The digest names the partition: a real sha256, distinct in its first 32 digits.
+        let digest = hex::encode(Sha256::digest(&data));
         let p = d.join(format!("{digest}.erofs"));
-        fs::write(
-            &p,
-            (0..len)
-                .map(|j| ((j * (i + 3)) % 251) as u8)
-                .collect::<Vec<_>>(),
-        )
-        .unwrap();
+        fs::write(&p, &data).unwrap();
         blobs.push((p, digest));
     }
     let scratch = d.join("rwlayer.img");
@@ -172,6 +168,11 @@ fn guest_reads_layer_composite_and_scratch_disks_and_survives_a_backend_restart(
     assert_eq!(vm.lines_with("FILE "), ["hello from the layer"]);
     let parts = vm.lines_with("PART ");
     assert_eq!(parts.len(), 3, "{parts:?}");
+    let names: std::collections::HashSet<&str> = parts
+        .iter()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert_eq!(names.len(), 3, "partition names must differ: {parts:?}");
     for (i, ((blob, digest), line)) in blobs.iter().zip(&parts).enumerate() {
         let fields: Vec<&str> = line.split_whitespace().collect();
         assert!(fields[0].ends_with(&(i + 1).to_string()), "{line}");
