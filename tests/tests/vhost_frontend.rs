@@ -24,7 +24,8 @@ use vhost::{VhostBackend, VhostUserMemoryRegionInfo, VringConfigData};
 use virtio_bindings::virtio_blk::{VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT};
 use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
 use virtio_bindings::virtio_ring::{
-    VIRTIO_RING_F_EVENT_IDX, VRING_DESC_F_NEXT, VRING_DESC_F_WRITE,
+    VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC, VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT,
+    VRING_DESC_F_WRITE,
 };
 use vm_memory::{Address, Bytes, FileOffset, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
@@ -39,6 +40,8 @@ const USED: u64 = RING + 0x2000;
 const HDR: u64 = 0x11_0000;
 const DATA: u64 = 0x12_0000;
 const STATUS: u64 = 0x1f_0000;
+/// An indirect descriptor table.
+const INDIRECT: u64 = 0x1e_0000;
 /// A data buffer straddling the two regions (the boundary is at 0x30_0000).
 const STRADDLE: u64 = 0x30_0000 - 0x1000;
 
@@ -107,11 +110,17 @@ impl Guest {
             3 * 4096 / 512
         );
         assert_eq!(u32::from_le_bytes(config[20..24].try_into().unwrap()), 4096);
-        let mut want =
-            (1u64 << VIRTIO_F_VERSION_1) | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits();
+        let mut want = (1u64 << VIRTIO_F_VERSION_1)
+            | (1 << VIRTIO_RING_F_INDIRECT_DESC)
+            | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits();
         if event_idx {
             want |= 1 << VIRTIO_RING_F_EVENT_IDX;
         }
+        assert_eq!(
+            features & want,
+            want,
+            "backend lacks a wanted feature: {features:#x}"
+        );
         frontend.set_features(features & want).unwrap();
         let regions: Vec<VhostUserMemoryRegionInfo> = mem
             .iter()
@@ -150,8 +159,8 @@ impl Guest {
         }
     }
 
-    fn desc(&self, index: u16, addr: u64, len: u32, flags: u32, next: u16) {
-        let at = GuestAddress(DESC + u64::from(index) * 16);
+    fn desc_at(&self, table: u64, index: u16, addr: u64, len: u32, flags: u32, next: u16) {
+        let at = GuestAddress(table + u64::from(index) * 16);
         self.mem.write_obj(addr, at).unwrap();
         self.mem.write_obj(len, at.unchecked_add(8)).unwrap();
         self.mem
@@ -163,12 +172,34 @@ impl Guest {
     /// Posts a chain of (addr, len, writable) buffers, kicks, and returns (used len,
     /// whether the call eventfd fired).
     fn submit(&mut self, bufs: &[(u64, u32, bool)], used_event: Option<u16>) -> (u32, bool) {
+        self.submit_as(bufs, used_event, false)
+    }
+
+    /// Like `submit`; with `indirect` the chain lives in an indirect table that the one
+    /// descriptor in the ring points at.
+    fn submit_as(
+        &mut self,
+        bufs: &[(u64, u32, bool)],
+        used_event: Option<u16>,
+        indirect: bool,
+    ) -> (u32, bool) {
+        let table = if indirect { INDIRECT } else { DESC };
         for (i, &(addr, len, write)) in bufs.iter().enumerate() {
             let mut flags = if write { VRING_DESC_F_WRITE } else { 0 };
             if i + 1 < bufs.len() {
                 flags |= VRING_DESC_F_NEXT;
             }
-            self.desc(i as u16, addr, len, flags, i as u16 + 1);
+            self.desc_at(table, i as u16, addr, len, flags, i as u16 + 1);
+        }
+        if indirect {
+            self.desc_at(
+                DESC,
+                0,
+                INDIRECT,
+                16 * bufs.len() as u32,
+                VRING_DESC_F_INDIRECT,
+                0,
+            );
         }
         let slot = AVAIL + 4 + 2 * u64::from(self.avail_idx % QSIZE);
         self.mem.write_obj(0u16, GuestAddress(slot)).unwrap();
@@ -284,6 +315,17 @@ fn requests_over_a_real_vhost_user_connection() {
     assert_eq!(len, 8193);
     assert_eq!(g.bytes(STRADDLE + 8192, 1), [0]);
     assert_eq!(g.bytes(STRADDLE, 8192), disk[..8192]);
+
+    // The same read through an indirect descriptor table.
+    g.header(VIRTIO_BLK_T_IN, 8);
+    g.mem.write_slice(&[0u8; 4096], GuestAddress(DATA)).unwrap();
+    let (len, _) = g.submit_as(
+        &[(HDR, 16, false), (DATA, 4096, true), (STATUS, 1, true)],
+        None,
+        true,
+    );
+    assert_eq!((len, g.status()), (4097, 0));
+    assert_eq!(g.bytes(DATA, 4096), disk[4096..8192]);
 
     // The queue survived every bad request: one more good read.
     g.header(VIRTIO_BLK_T_IN, 16);
