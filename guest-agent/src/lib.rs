@@ -1,3 +1,28 @@
 //! layerpass guest agent: opens layer disks through dm-verity, mounts EROFS read-only and
-//! stacks the layers with overlayfs. The agent itself arrives with a later change; this
-//! crate exists so the workspace has its final shape.
+//! stacks the layers with overlayfs under a writable upper.
+//!
+//! The core is [`agent::Agent`]: it takes validated [`plan::MountPlan`]s and talks to the
+//! kernel through the [`kernel::Kernel`] trait (real: [`kernel::linux::LinuxKernel`];
+//! tests: [`kernel::fake::FakeKernel`]).
+
+pub mod agent;
+pub mod error;
+pub mod events;
+pub mod kernel;
+pub mod layers;
+pub mod overlay;
+pub mod plan;
+pub mod policy;
+mod rollback;
+pub mod state;
+mod sync;
+pub mod verity;
+
+pub use agent::{Agent, AgentConfig};
+pub use error::{AgentError, ErrorKind};
+pub use kernel::Kernel;
+pub use plan::{
+    AgentStatus, ContainerStatus, CorruptionMode, DiskRef, FsType, HashAlgorithm, LayerSpec,
+    MountPlan, MountResult, MountedLayer, OverlayOptions, UpperSpec, VerityParams,
+};
+pub use policy::ReferenceValues;

@@ -1,0 +1,265 @@
+//! A recording fake kernel for tests (this crate's and the server's): disks are declared
+//! up front, every call is recorded in order, and any call can be made to fail.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use super::{BlockDevice, DevNum, DmTarget, Kernel, MountSpec};
+use crate::plan::DiskRef;
+use crate::sync::lock;
+
+/// One recorded call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    /// `wait_disk`.
+    WaitDisk(DiskRef),
+    /// `dm_create(name)`.
+    DmCreate(String),
+    /// `dm_load(name, targets)`.
+    DmLoad(String, Vec<DmTarget>),
+    /// `dm_resume(name)`.
+    DmResume(String),
+    /// `dm_remove(name)`.
+    DmRemove(String),
+    /// `make_block_node(path)`.
+    MakeNode(PathBuf),
+    /// `remove_node(path)`.
+    RemoveNode(PathBuf),
+    /// `mount(spec, target)`.
+    Mount(MountSpec, PathBuf),
+    /// `unmount(target)`.
+    Unmount(PathBuf),
+}
+
+impl Call {
+    /// A short label (`dm_create lp-ab..`, `mount /run/...`) for order assertions.
+    pub fn label(&self) -> String {
+        match self {
+            Self::WaitDisk(d) => format!("wait_disk {d}"),
+            Self::DmCreate(n) => format!("dm_create {n}"),
+            Self::DmLoad(n, _) => format!("dm_load {n}"),
+            Self::DmResume(n) => format!("dm_resume {n}"),
+            Self::DmRemove(n) => format!("dm_remove {n}"),
+            Self::MakeNode(p) => format!("make_node {}", p.display()),
+            Self::RemoveNode(p) => format!("remove_node {}", p.display()),
+            Self::Mount(_, t) => format!("mount {}", t.display()),
+            Self::Unmount(t) => format!("unmount {}", t.display()),
+        }
+    }
+}
+
+type FailRule = Box<dyn Fn(&Call) -> Option<i32> + Send + Sync>;
+
+#[derive(Default)]
+struct State {
+    calls: Vec<Call>,
+    disks: HashMap<DiskRef, BlockDevice>,
+    dm: BTreeMap<String, (DevNum, bool)>,
+    next_minor: u32,
+    nodes: BTreeSet<PathBuf>,
+    mounts: BTreeMap<PathBuf, MountSpec>,
+    fail: Vec<FailRule>,
+}
+
+/// The recording fake.
+#[derive(Default)]
+pub struct FakeKernel {
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for FakeKernel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let s = lock(&self.state);
+        f.debug_struct("FakeKernel")
+            .field("calls", &s.calls.len())
+            .field("dm", &s.dm.keys().collect::<Vec<_>>())
+            .field("mounts", &s.mounts.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl FakeKernel {
+    /// An empty fake: no disks.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Declares a disk (or partition) of `sectors` 512-byte sectors; returns its node.
+    pub fn add_disk(&self, disk: DiskRef, sectors: u64) -> PathBuf {
+        let mut s = lock(&self.state);
+        let n = u32::try_from(s.disks.len()).unwrap_or(u32::MAX);
+        let path = PathBuf::from(format!("/dev/fake{n}"));
+        let dev = BlockDevice {
+            path: path.clone(),
+            dev: DevNum { major: 254, minor: n * 16 },
+            sectors,
+        };
+        s.disks.insert(disk, dev);
+        path
+    }
+
+    /// Makes every call for which `rule` returns `Some(errno)` fail with that errno.
+    pub fn fail_when(&self, rule: impl Fn(&Call) -> Option<i32> + Send + Sync + 'static) {
+        lock(&self.state).fail.push(Box::new(rule));
+    }
+
+    /// Removes all failure rules.
+    pub fn clear_failures(&self) {
+        lock(&self.state).fail.clear();
+    }
+
+    /// Every call so far, in order.
+    pub fn calls(&self) -> Vec<Call> {
+        lock(&self.state).calls.clone()
+    }
+
+    /// Labels of every call so far.
+    pub fn labels(&self) -> Vec<String> {
+        self.calls().iter().map(Call::label).collect()
+    }
+
+    /// Forgets the recorded calls (state stays).
+    pub fn clear_calls(&self) {
+        lock(&self.state).calls.clear();
+    }
+
+    /// Current mounts: target → spec.
+    pub fn mounts(&self) -> BTreeMap<PathBuf, MountSpec> {
+        lock(&self.state).mounts.clone()
+    }
+
+    /// Current device-mapper devices by name.
+    pub fn dm_devices(&self) -> Vec<String> {
+        lock(&self.state).dm.keys().cloned().collect()
+    }
+
+    /// Current nodes made with `make_block_node`.
+    pub fn nodes(&self) -> Vec<PathBuf> {
+        lock(&self.state).nodes.iter().cloned().collect()
+    }
+
+    /// How many times a call with this label was made.
+    pub fn count(&self, label: &str) -> usize {
+        self.labels().iter().filter(|l| *l == label).count()
+    }
+
+    fn record(&self, call: Call) -> io::Result<std::sync::MutexGuard<'_, State>> {
+        let mut s = lock(&self.state);
+        let errno = s.fail.iter().find_map(|rule| rule(&call));
+        s.calls.push(call);
+        match errno {
+            Some(e) => Err(io::Error::from_raw_os_error(e)),
+            None => Ok(s),
+        }
+    }
+}
+
+fn errno(e: i32) -> io::Error {
+    io::Error::from_raw_os_error(e)
+}
+
+const ENOENT: i32 = 2;
+const ENXIO: i32 = 6;
+const EBUSY: i32 = 16;
+const EEXIST: i32 = 17;
+const ENOTDIR: i32 = 20;
+const EINVAL: i32 = 22;
+
+impl Kernel for FakeKernel {
+    fn wait_disk(&self, disk: &DiskRef, _timeout: Duration) -> io::Result<Option<BlockDevice>> {
+        let s = self.record(Call::WaitDisk(disk.clone()))?;
+        Ok(s.disks.get(disk).cloned())
+    }
+
+    fn dm_create(&self, name: &str, _uuid: &str) -> io::Result<DevNum> {
+        let mut s = self.record(Call::DmCreate(name.to_owned()))?;
+        if s.dm.contains_key(name) {
+            return Err(errno(EEXIST));
+        }
+        s.next_minor += 1;
+        let dev = DevNum { major: 253, minor: s.next_minor };
+        s.dm.insert(name.to_owned(), (dev, false));
+        Ok(dev)
+    }
+
+    fn dm_load(&self, name: &str, targets: &[DmTarget]) -> io::Result<()> {
+        let s = self.record(Call::DmLoad(name.to_owned(), targets.to_vec()))?;
+        if !s.dm.contains_key(name) {
+            return Err(errno(ENXIO));
+        }
+        Ok(())
+    }
+
+    fn dm_resume(&self, name: &str) -> io::Result<()> {
+        let mut s = self.record(Call::DmResume(name.to_owned()))?;
+        match s.dm.get_mut(name) {
+            Some(d) => {
+                d.1 = true;
+                Ok(())
+            }
+            None => Err(errno(ENXIO)),
+        }
+    }
+
+    fn dm_remove(&self, name: &str) -> io::Result<()> {
+        let mut s = self.record(Call::DmRemove(name.to_owned()))?;
+        let node = self.dm_node_path(name);
+        if s.mounts.values().any(|m| matches!(m, MountSpec::Erofs { source } if *source == node)) {
+            return Err(errno(EBUSY));
+        }
+        s.dm.remove(name).map(|_| ()).ok_or_else(|| errno(ENXIO))
+    }
+
+    fn dm_status(&self, name: &str) -> io::Result<Option<String>> {
+        let s = lock(&self.state);
+        Ok(s.dm.get(name).map(|_| "V".to_owned()))
+    }
+
+    fn dm_node_path(&self, name: &str) -> PathBuf {
+        Path::new("/dev/mapper").join(name)
+    }
+
+    fn make_block_node(&self, path: &Path, _dev: DevNum) -> io::Result<bool> {
+        let mut s = self.record(Call::MakeNode(path.to_owned()))?;
+        Ok(s.nodes.insert(path.to_owned()))
+    }
+
+    fn remove_node(&self, path: &Path) -> io::Result<()> {
+        let mut s = self.record(Call::RemoveNode(path.to_owned()))?;
+        if s.nodes.remove(path) { Ok(()) } else { Err(errno(ENOENT)) }
+    }
+
+    fn mount(&self, spec: &MountSpec, target: &Path) -> io::Result<()> {
+        let mut s = self.record(Call::Mount(spec.clone(), target.to_owned()))?;
+        if !target.is_dir() {
+            return Err(errno(ENOTDIR));
+        }
+        if s.mounts.contains_key(target) {
+            return Err(errno(EBUSY));
+        }
+        if let MountSpec::Overlay(o) = spec {
+            for rel in o.lowers.iter().chain([&o.upper, &o.work]) {
+                if !o.base.join(rel).is_dir() {
+                    return Err(errno(ENOENT));
+                }
+            }
+            if o.lowers.is_empty() {
+                return Err(errno(EINVAL));
+            }
+        }
+        s.mounts.insert(target.to_owned(), spec.clone());
+        Ok(())
+    }
+
+    fn unmount(&self, target: &Path) -> io::Result<()> {
+        let mut s = self.record(Call::Unmount(target.to_owned()))?;
+        // A mount with mounts beneath it is busy.
+        if s.mounts.keys().any(|m| m != target && m.starts_with(target)) {
+            return Err(errno(EBUSY));
+        }
+        s.mounts.remove(target).map(|_| ()).ok_or_else(|| errno(EINVAL))
+    }
+}

@@ -1,0 +1,106 @@
+//! Mount syscalls: EROFS read-only, the scratch filesystem, tmpfs, and overlayfs (new
+//! mount API with `lowerdir+` on Linux 6.8+, else legacy mount data with short relative
+//! paths from a thread with its own working directory).
+
+use std::ffi::CString;
+use std::io;
+use std::path::Path;
+
+use rustix::mount::{
+    FsMountFlags, FsOpenFlags, MountAttrFlags, MountFlags, MoveMountFlags, UnmountFlags, fsconfig_create,
+    fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen, mount, move_mount, unmount,
+};
+use rustix::fs::CWD;
+
+use crate::kernel::{MountSpec, OverlaySpec};
+use crate::overlay;
+
+/// Whether the running kernel's overlayfs takes `lowerdir+` (Linux 6.8).
+pub fn kernel_has_lowerdir_plus(release: &str) -> bool {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    (major, minor) >= (6, 8)
+}
+
+fn cstring(s: String) -> io::Result<CString> {
+    CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in mount data"))
+}
+
+pub fn mount_spec(spec: &MountSpec, target: &Path, lowerdir_plus: bool, page_size: usize) -> io::Result<()> {
+    match spec {
+        MountSpec::Erofs { source } => {
+            mount(source, target, "erofs", MountFlags::RDONLY | MountFlags::NODEV, None)?;
+        }
+        MountSpec::Disk { source, fs_type } => {
+            mount(source, target, fs_type.as_str(), MountFlags::NODEV, None)?;
+        }
+        MountSpec::Tmpfs { size_bytes } => {
+            let data = cstring(format!("size={size_bytes},mode=0755"))?;
+            mount("tmpfs", target, "tmpfs", MountFlags::NODEV, Some(data.as_c_str()))?;
+        }
+        MountSpec::Overlay(o) if lowerdir_plus => mount_overlay_fsconfig(o, target)?,
+        MountSpec::Overlay(o) => mount_overlay_legacy(o, target, page_size)?,
+    }
+    Ok(())
+}
+
+fn mount_overlay_fsconfig(o: &OverlaySpec, target: &Path) -> io::Result<()> {
+    let fs = fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
+    fsconfig_set_string(&fs, "source", "overlay")?;
+    for (key, value) in overlay::fsconfig_params(o) {
+        match value {
+            Some(v) => fsconfig_set_string(&fs, key, v.as_str())?,
+            None => fsconfig_set_flag(&fs, key)?,
+        }
+    }
+    fsconfig_create(&fs)?;
+    let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())?;
+    move_mount(&mnt, "", CWD, target, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)?;
+    Ok(())
+}
+
+/// Legacy mount(2) with relative lowerdirs: the paths are resolved against the working
+/// directory, so the mount runs on a short-lived thread that first unshares its
+/// filesystem context (`CLONE_FS`) and `chdir`s to the container directory; the agent's
+/// other threads keep their working directory.
+fn mount_overlay_legacy(o: &OverlaySpec, target: &Path, page_size: usize) -> io::Result<()> {
+    let data = overlay::legacy_options(o, page_size)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    let data = cstring(data)?;
+    let base = o.base.clone();
+    let target = target.to_owned();
+    std::thread::scope(|s| {
+        s.spawn(|| -> io::Result<()> {
+            // SAFETY: only CLONE_FS is unshared (cwd, root, umask), never CLONE_FILES, so
+            // file descriptors stay shared with every other thread; the thread ends right
+            // after the mount.
+            unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::FS) }?;
+            rustix::process::chdir(&base)?;
+            mount("overlay", &target, "overlay", MountFlags::empty(), Some(data.as_c_str()))?;
+            Ok(())
+        })
+        .join()
+        .map_err(|_| io::Error::other("the overlay mount thread panicked"))?
+    })
+}
+
+pub fn unmount_path(target: &Path) -> io::Result<()> {
+    unmount(target, UnmountFlags::NOFOLLOW)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lowerdir_plus_from_linux_6_8() {
+        assert!(!kernel_has_lowerdir_plus("6.1.0-56-amd64"));
+        assert!(!kernel_has_lowerdir_plus("5.15.0"));
+        assert!(kernel_has_lowerdir_plus("6.8.0-rc1"));
+        assert!(kernel_has_lowerdir_plus("6.12.48+deb13-amd64"));
+        assert!(kernel_has_lowerdir_plus("7.0.0"));
+        assert!(!kernel_has_lowerdir_plus("garbage"));
+    }
+}
