@@ -6,6 +6,7 @@
 //! tests: [`kernel::fake::FakeKernel`]).
 
 pub mod agent;
+pub mod cli;
 pub mod error;
 pub mod events;
 pub mod kernel;
@@ -14,6 +15,7 @@ pub mod overlay;
 pub mod plan;
 pub mod policy;
 mod rollback;
+pub mod server;
 pub mod state;
 mod sync;
 pub mod verity;

@@ -1,8 +1,7 @@
-//! `layerpass-guest` binary.
+//! `layerpass-guest` binary: see `layerpass_guest::cli`.
 
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    eprintln!("layerpass-guest: the guest agent is not built yet");
-    ExitCode::FAILURE
+    layerpass_guest::cli::main()
 }

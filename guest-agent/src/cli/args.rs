@@ -1,0 +1,193 @@
+//! Command-line arguments and their translation to the agent's configuration.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use layerpass_protocols::status::Kind;
+
+use super::Failure;
+use crate::agent::{AgentConfig, DEFAULT_RUN_DIR};
+use crate::policy::ReferenceValues;
+use crate::server::{DEFAULT_VSOCK_PORT, Transport};
+
+/// layerpass guest agent: verified EROFS layers stacked with overlayfs.
+#[derive(Debug, Parser)]
+#[command(name = "layerpass-guest", version)]
+pub struct Cli {
+    /// More log output on stderr (-v debug, -vv trace; LAYERPASS_LOG overrides).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the GuestAgent ttrpc service until SIGTERM or SIGINT.
+    Serve(ServeArgs),
+    /// Mount one container's rootfs from a JSON plan (the JSON mapping of MountRequest)
+    /// and print the rootfs path.
+    Mount(MountArgs),
+    /// Unmount a container's rootfs (succeeds if it is not mounted).
+    Unmount(UnmountArgs),
+    /// List the mounted containers.
+    List(ListArgs),
+}
+
+/// The policy and where the agent keeps its state; shared by every command.
+#[derive(Debug, Clone, Args)]
+pub struct PolicyArgs {
+    /// Refuse layers without dm-verity parameters.
+    #[arg(long)]
+    pub require_verity: bool,
+    /// TOML file of trusted root hashes; any other root hash is refused.
+    #[arg(long, value_name = "FILE")]
+    pub reference_values: Option<PathBuf>,
+    /// Confidential mode: --require-verity, and --reference-values is required.
+    #[arg(long)]
+    pub confidential: bool,
+    /// Where containers, layer mounts, state and the event log live.
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_RUN_DIR)]
+    pub run_dir: PathBuf,
+    /// How long to wait for a layer or scratch disk to appear, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub device_timeout: f64,
+}
+
+/// The transports `serve` can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TransportKind {
+    /// AF_VSOCK on --port.
+    Vsock,
+    /// The virtio-serial port --device.
+    VirtioSerial,
+    /// The unix socket --socket.
+    Unix,
+}
+
+/// `serve` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Which transport to listen on.
+    #[arg(long, value_enum, default_value = "vsock")]
+    pub transport: TransportKind,
+    /// vsock port [default: 1027].
+    #[arg(long, value_name = "N")]
+    pub port: Option<u32>,
+    /// virtio-serial port: a name under /dev/virtio-ports or an absolute path.
+    #[arg(long, value_name = "NAME")]
+    pub device: Option<String>,
+    /// unix socket path.
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    /// Policy and state.
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+/// `mount` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct MountArgs {
+    /// The plan: a MountRequest in the protobuf JSON mapping ("-" reads stdin).
+    #[arg(long, value_name = "PLAN.json")]
+    pub plan: PathBuf,
+    /// Print the whole result (MountResponse in JSON) instead of the rootfs path.
+    #[arg(long)]
+    pub json: bool,
+    /// Policy and state.
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+/// `unmount` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct UnmountArgs {
+    /// The container id.
+    pub id: String,
+    /// Policy and state.
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+/// `list` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct ListArgs {
+    /// Print a ListResponse in JSON instead of one `ID ROOTFS` line per container.
+    #[arg(long)]
+    pub json: bool,
+    /// Policy and state.
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+fn invalid(message: String) -> Failure {
+    Failure::new(Kind::InvalidArgument, message)
+}
+
+impl PolicyArgs {
+    /// The agent configuration these flags describe (reads the reference values file).
+    pub fn config(&self) -> Result<AgentConfig, Failure> {
+        let device_timeout = Duration::try_from_secs_f64(self.device_timeout)
+            .map_err(|e| invalid(format!("--device-timeout {}: {e}", self.device_timeout)))?;
+        let reference_values = self
+            .reference_values
+            .as_deref()
+            .map(ReferenceValues::load)
+            .transpose()?;
+        if self.confidential && reference_values.is_none() {
+            return Err(invalid(
+                "--confidential needs --reference-values FILE (the trusted root hashes)".into(),
+            ));
+        }
+        let mut config = AgentConfig::with_run_dir(self.run_dir.clone());
+        config.require_verity = self.require_verity || self.confidential;
+        config.reference_values = reference_values;
+        config.device_timeout = device_timeout;
+        Ok(config)
+    }
+}
+
+impl ServeArgs {
+    /// The transport these flags select; the flag of another transport is an error.
+    pub fn transport(&self) -> Result<Transport, Failure> {
+        let port_given = self.port.is_some();
+        let transport = match self.transport {
+            TransportKind::Vsock => {
+                if self.device.is_some() || self.socket.is_some() {
+                    return Err(invalid(
+                        "--transport vsock takes --port, not --device or --socket".into(),
+                    ));
+                }
+                Transport::vsock(self.port.unwrap_or(DEFAULT_VSOCK_PORT))
+            }
+            TransportKind::VirtioSerial => {
+                let Some(device) = &self.device else {
+                    return Err(invalid(
+                        "--transport virtio-serial needs --device NAME".into(),
+                    ));
+                };
+                if port_given || self.socket.is_some() {
+                    return Err(invalid(
+                        "--transport virtio-serial takes --device, not --port or --socket".into(),
+                    ));
+                }
+                Transport::virtio_serial(device)
+            }
+            TransportKind::Unix => {
+                let Some(socket) = &self.socket else {
+                    return Err(invalid("--transport unix needs --socket PATH".into()));
+                };
+                if port_given || self.device.is_some() {
+                    return Err(invalid(
+                        "--transport unix takes --socket, not --port or --device".into(),
+                    ));
+                }
+                Transport::unix(socket)
+            }
+        };
+        transport.map_err(|e| invalid(e.to_string()))
+    }
+}

@@ -1,0 +1,213 @@
+use std::path::Path;
+
+use clap::Parser;
+
+use super::*;
+use crate::server::Transport;
+
+fn parse(args: &[&str]) -> Cli {
+    Cli::try_parse_from(std::iter::once("layerpass-guest").chain(args.iter().copied())).unwrap()
+}
+
+fn serve_args(args: &[&str]) -> ServeArgs {
+    let mut all = vec!["serve"];
+    all.extend_from_slice(args);
+    match parse(&all).command {
+        Command::Serve(a) => a,
+        other => panic!("not serve: {other:?}"),
+    }
+}
+
+#[test]
+fn transports_from_flags() {
+    assert_eq!(
+        serve_args(&[]).transport().unwrap(),
+        Transport::Vsock { port: 1027 }
+    );
+    assert_eq!(
+        serve_args(&["--transport", "vsock", "--port", "2000"])
+            .transport()
+            .unwrap(),
+        Transport::Vsock { port: 2000 }
+    );
+    assert_eq!(
+        serve_args(&["--transport", "virtio-serial", "--device", "layerpass.0"])
+            .transport()
+            .unwrap(),
+        Transport::VirtioSerial {
+            device: "/dev/virtio-ports/layerpass.0".into()
+        }
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("a.sock");
+    assert_eq!(
+        serve_args(&["--transport", "unix", "--socket", sock.to_str().unwrap()])
+            .transport()
+            .unwrap(),
+        Transport::Unix { socket: sock }
+    );
+}
+
+#[test]
+fn transport_flag_mismatches_are_invalid_arguments() {
+    for (args, needle) in [
+        (&["--transport", "virtio-serial"][..], "needs --device"),
+        (&["--transport", "unix"][..], "needs --socket"),
+        (
+            &[
+                "--transport",
+                "unix",
+                "--socket",
+                "/tmp/x.sock",
+                "--port",
+                "5",
+            ][..],
+            "not --port",
+        ),
+        (&["--device", "x"][..], "not --device"),
+        (
+            &["--transport", "virtio-serial", "--device", "a/b"][..],
+            "no '/'",
+        ),
+        (
+            &["--transport", "unix", "--socket", "rel.sock"][..],
+            "not absolute",
+        ),
+    ] {
+        let failure = serve_args(args).transport().unwrap_err();
+        assert_eq!(failure.kind, Kind::InvalidArgument, "{args:?}");
+        assert!(
+            failure.message.contains(needle),
+            "{args:?}: {}",
+            failure.message
+        );
+    }
+    assert!(Cli::try_parse_from(["layerpass-guest", "serve", "--transport", "tcp"]).is_err());
+    assert!(Cli::try_parse_from(["layerpass-guest", "serve", "--port", "x"]).is_err());
+}
+
+#[test]
+fn policy_flags_make_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let args = serve_args(&[
+        "--require-verity",
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--device-timeout",
+        "2.5",
+    ]);
+    let config = args.policy.config().unwrap();
+    assert!(config.require_verity);
+    assert!(config.reference_values.is_none());
+    assert_eq!(config.run_dir, run);
+    assert_eq!(config.event_log, run.join("events.jsonl"));
+    assert_eq!(
+        config.device_timeout,
+        std::time::Duration::from_millis(2500)
+    );
+
+    let defaults = serve_args(&[]).policy.config().unwrap();
+    assert!(!defaults.require_verity);
+    assert_eq!(defaults.run_dir, Path::new("/run/layerpass"));
+
+    let failure = serve_args(&["--confidential"]).policy.config().unwrap_err();
+    assert_eq!(failure.kind, Kind::InvalidArgument);
+    assert!(
+        failure.message.contains("--reference-values"),
+        "{}",
+        failure.message
+    );
+
+    let failure = serve_args(&["--device-timeout=-1"])
+        .policy
+        .config()
+        .unwrap_err();
+    assert!(
+        failure.message.contains("--device-timeout"),
+        "{}",
+        failure.message
+    );
+
+    let missing = dir.path().join("absent.toml");
+    let failure = serve_args(&["--reference-values", missing.to_str().unwrap()])
+        .policy
+        .config()
+        .unwrap_err();
+    assert!(
+        failure.message.contains("absent.toml"),
+        "{}",
+        failure.message
+    );
+}
+
+const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+fn plan_file(dir: &Path, json: &str) -> std::path::PathBuf {
+    let path = dir.join("plan.json");
+    std::fs::write(&path, json).unwrap();
+    path
+}
+
+#[test]
+fn json_plans_parse_and_convert() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = format!(
+        r#"{{
+  "containerId": "web-1",
+  "layers": [
+    {{"digest": "{DIGEST}", "disk": {{"serial": "lp-layer0"}}, "fsType": "FS_TYPE_EROFS",
+      "verity": {{"algorithm": "HASH_ALGORITHM_SHA256", "format": 1,
+        "dataBlockSize": 4096, "hashBlockSize": 4096, "dataBlocks": "3",
+        "hashStartBlock": "4", "salt": "", "rootHash": "{root}"}}}}
+  ],
+  "upper": {{"disk": {{"disk": {{"serial": "lp-scratch"}}, "fsType": "ext4"}}}}
+}}"#,
+        root = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
+    );
+    let req = oneshot::read_plan(&plan_file(dir.path(), &good)).unwrap();
+    let plan = crate::server::convert::mount_plan(&req).unwrap();
+    plan.validate().unwrap();
+    assert_eq!(plan.container_id, "web-1");
+    assert_eq!(
+        plan.layers[0].verity.as_ref().unwrap().root_hash,
+        vec![0; 32]
+    );
+    assert_eq!(
+        plan.upper,
+        crate::plan::UpperSpec::Disk {
+            disk: crate::plan::DiskRef::Serial("lp-scratch".into()),
+            fs_type: "ext4".into()
+        }
+    );
+}
+
+#[test]
+fn bad_json_plans_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let failure = oneshot::read_plan(&plan_file(
+        dir.path(),
+        r#"{"containerId": "a", "layer": []}"#,
+    ))
+    .unwrap_err();
+    assert_eq!(failure.kind, Kind::InvalidArgument);
+    assert!(failure.message.contains("plan.json"), "{}", failure.message);
+    assert!(failure.message.contains("layer"), "{}", failure.message);
+
+    let missing_disk = format!(
+        r#"{{"containerId": "a", "layers": [{{"digest": "{DIGEST}", "fsType": "FS_TYPE_EROFS"}}],
+            "upper": {{"tmpfs": {{"sizeBytes": "4096"}}}}}}"#
+    );
+    let req = oneshot::read_plan(&plan_file(dir.path(), &missing_disk)).unwrap();
+    let failure: Failure = crate::server::convert::mount_plan(&req).unwrap_err().into();
+    assert_eq!(failure.kind, Kind::InvalidArgument);
+    assert!(
+        failure.message.contains("layers[0].disk: missing"),
+        "{}",
+        failure.message
+    );
+
+    let failure = oneshot::read_plan(&dir.path().join("nope.json")).unwrap_err();
+    assert_eq!(failure.kind, Kind::NotFound);
+    assert!(failure.message.contains("nope.json"), "{}", failure.message);
+}
