@@ -109,7 +109,10 @@ impl Agent {
             ));
         }
         check_path_chars("run_dir", &config.run_dir)?;
-        for dir in [config.run_dir.join("containers"), config.run_dir.join("layers")] {
+        for dir in [
+            config.run_dir.join("containers"),
+            config.run_dir.join("layers"),
+        ] {
             fs::create_dir_all(&dir).map_err(|e| state_err("creating", &dir, &e))?;
         }
         if let Some(parent) = config.event_log.parent() {
@@ -146,7 +149,11 @@ impl Agent {
     }
 
     fn container_lock(&self, id: &str) -> Arc<Mutex<()>> {
-        Arc::clone(lock(&self.container_locks).entry(id.to_owned()).or_default())
+        Arc::clone(
+            lock(&self.container_locks)
+                .entry(id.to_owned())
+                .or_default(),
+        )
     }
 
     fn tidy_container_lock(&self, id: &str) {
@@ -270,12 +277,22 @@ impl Agent {
             ),
         };
         self.kernel.mount(&spec, &upper_mount).map_err(|e| {
-            AgentError::io(Step::Upper, format!("mounting {spec_desc} on {}", upper_mount.display(), spec_desc = describe(&spec)), &e)
+            AgentError::io(
+                Step::Upper,
+                format!(
+                    "mounting {spec_desc} on {}",
+                    upper_mount.display(),
+                    spec_desc = describe(&spec)
+                ),
+                &e,
+            )
         })?;
         undo.push(Undo::Unmount(upper_mount.clone()));
         for sub in ["upper", "work"] {
             let p = upper_mount.join(sub);
-            fs::create_dir_all(&p).map_err(|e| AgentError::io(Step::Upper, format!("creating {}", p.display()), &e))?;
+            fs::create_dir_all(&p).map_err(|e| {
+                AgentError::io(Step::Upper, format!("creating {}", p.display()), &e)
+            })?;
         }
 
         // Short names for the lowers: l/0, l/1, ... → the layers' mount directories.
@@ -284,16 +301,21 @@ impl Agent {
         let mut lowers = Vec::with_capacity(layers.len());
         for (i, layer) in layers.iter().enumerate() {
             let link = links.join(i.to_string());
-            std::os::unix::fs::symlink(&layer.mount_dir, &link)
-                .map_err(|e| AgentError::io(Step::Overlay, format!("linking {}", link.display()), &e))?;
+            std::os::unix::fs::symlink(&layer.mount_dir, &link).map_err(|e| {
+                AgentError::io(Step::Overlay, format!("linking {}", link.display()), &e)
+            })?;
             undo.push(Undo::RemoveFile(link));
             lowers.push(PathBuf::from(format!("l/{i}")));
         }
 
         // The overlay.
-        let rootfs = plan.mount_point.clone().unwrap_or_else(|| dir.join("rootfs"));
-        let created_dirs = create_dirs(&rootfs, undo)
-            .map_err(|e| AgentError::io(Step::Overlay, format!("creating {}", rootfs.display()), &e))?;
+        let rootfs = plan
+            .mount_point
+            .clone()
+            .unwrap_or_else(|| dir.join("rootfs"));
+        let created_dirs = create_dirs(&rootfs, undo).map_err(|e| {
+            AgentError::io(Step::Overlay, format!("creating {}", rootfs.display()), &e)
+        })?;
         let overlay = MountSpec::Overlay(OverlaySpec {
             base: dir.clone(),
             lowers,
@@ -304,7 +326,11 @@ impl Agent {
         self.kernel.mount(&overlay, &rootfs).map_err(|e| {
             AgentError::io(
                 Step::Overlay,
-                format!("mounting overlay of {} layers on {}", layers.len(), rootfs.display()),
+                format!(
+                    "mounting overlay of {} layers on {}",
+                    layers.len(),
+                    rootfs.display()
+                ),
                 &e,
             )
         })?;
@@ -339,7 +365,11 @@ impl Agent {
         Ok(record)
     }
 
-    fn find_disk(&self, disk: &crate::plan::DiskRef, step: Step) -> Result<crate::kernel::BlockDevice, AgentError> {
+    fn find_disk(
+        &self,
+        disk: &crate::plan::DiskRef,
+        step: Step,
+    ) -> Result<crate::kernel::BlockDevice, AgentError> {
         let timeout = self.config.device_timeout;
         match self.kernel.wait_disk(disk, timeout) {
             Ok(Some(dev)) => Ok(dev),
@@ -354,7 +384,12 @@ impl Agent {
 
     /// Finds the layer's disk, opens it through dm-verity (when the plan has verity) and
     /// mounts EROFS read-only under `<run_dir>/layers/<key>`. Undoes its own steps on error.
-    fn setup_layer(&self, index: usize, spec: &LayerSpec, key: &str) -> Result<LayerRecord, AgentError> {
+    fn setup_layer(
+        &self,
+        index: usize,
+        spec: &LayerSpec,
+        key: &str,
+    ) -> Result<LayerRecord, AgentError> {
         let span = tracing::info_span!("layer", index, digest = %spec.digest);
         let _enter = span.enter();
         let mut undo = UndoStack::default();
@@ -372,7 +407,12 @@ impl Agent {
         }
     }
 
-    fn setup_layer_steps(&self, spec: &LayerSpec, key: &str, undo: &mut UndoStack) -> Result<LayerRecord, AgentError> {
+    fn setup_layer_steps(
+        &self,
+        spec: &LayerSpec,
+        key: &str,
+        undo: &mut UndoStack,
+    ) -> Result<LayerRecord, AgentError> {
         let disk = self.find_disk(&spec.disk, Step::FindDisk)?;
         let (device, dm_name, node_created, root_hash) = match &spec.verity {
             None => (disk.path.clone(), None, false, String::new()),
@@ -391,19 +431,29 @@ impl Agent {
                     ));
                 }
                 let name = verity::dm_name(params);
-                let dm = |what: &str, e: &io::Error| AgentError::io(Step::DmVerity, format!("{what} {name}"), e);
-                let dev = self.kernel.dm_create(&name, &verity::dm_uuid(params)).map_err(|e| dm("creating device", &e))?;
+                let dm = |what: &str, e: &io::Error| {
+                    AgentError::io(Step::DmVerity, format!("{what} {name}"), e)
+                };
+                let dev = self
+                    .kernel
+                    .dm_create(&name, &verity::dm_uuid(params))
+                    .map_err(|e| dm("creating device", &e))?;
                 undo.push(Undo::DmRemove(name.clone()));
                 let table = verity::table(disk.dev, params);
                 self.kernel
                     .dm_load(&name, std::slice::from_ref(&table))
                     .map_err(|e| dm(&format!("loading table '{}' into", table.params), &e))?;
-                self.kernel.dm_resume(&name).map_err(|e| dm("resuming", &e))?;
+                self.kernel
+                    .dm_resume(&name)
+                    .map_err(|e| dm("resuming", &e))?;
                 let node = self.kernel.dm_node_path(&name);
-                let created = self
-                    .kernel
-                    .make_block_node(&node, dev)
-                    .map_err(|e| AgentError::io(Step::DmVerity, format!("creating node {} ({dev})", node.display()), &e))?;
+                let created = self.kernel.make_block_node(&node, dev).map_err(|e| {
+                    AgentError::io(
+                        Step::DmVerity,
+                        format!("creating node {} ({dev})", node.display()),
+                        &e,
+                    )
+                })?;
                 if created {
                     undo.push(Undo::RemoveNode(node.clone()));
                 }
@@ -411,13 +461,28 @@ impl Agent {
             }
         };
         let mount_dir = self.config.run_dir.join("layers").join(key);
-        create_dir_new(&mount_dir, undo).map_err(|e| AgentError::io(Step::MountErofs, format!("creating {}", mount_dir.display()), &e))?;
+        create_dir_new(&mount_dir, undo).map_err(|e| {
+            AgentError::io(
+                Step::MountErofs,
+                format!("creating {}", mount_dir.display()),
+                &e,
+            )
+        })?;
         self.kernel
-            .mount(&MountSpec::Erofs { source: device.clone() }, &mount_dir)
+            .mount(
+                &MountSpec::Erofs {
+                    source: device.clone(),
+                },
+                &mount_dir,
+            )
             .map_err(|e| {
                 AgentError::io(
                     Step::MountErofs,
-                    format!("mounting {} read-only on {}", device.display(), mount_dir.display()),
+                    format!(
+                        "mounting {} read-only on {}",
+                        device.display(),
+                        mount_dir.display()
+                    ),
                     &e,
                 )
             })?;
@@ -434,21 +499,30 @@ impl Agent {
     }
 
     fn release_layer(&self, key: &str, container: &str) -> Result<(), AgentError> {
-        self.layers.release(key, container, |rec| self.teardown_layer(rec))
+        self.layers
+            .release(key, container, |rec| self.teardown_layer(rec))
     }
 
     /// Unmounts a layer nobody uses any more and removes its dm device.
     fn teardown_layer(&self, rec: &LayerRecord) -> Result<(), AgentError> {
         let unmount_err = |what: String, e: &io::Error| AgentError::io(Step::Unmount, what, e);
-        self.kernel
-            .unmount(&rec.mount_dir)
-            .map_err(|e| unmount_err(format!("unmounting layer {} at {}", rec.digest, rec.mount_dir.display()), &e))?;
-        remove_dir_if_present(&rec.mount_dir).map_err(|e| unmount_err(format!("removing {}", rec.mount_dir.display()), &e))?;
+        self.kernel.unmount(&rec.mount_dir).map_err(|e| {
+            unmount_err(
+                format!(
+                    "unmounting layer {} at {}",
+                    rec.digest,
+                    rec.mount_dir.display()
+                ),
+                &e,
+            )
+        })?;
+        remove_dir_if_present(&rec.mount_dir)
+            .map_err(|e| unmount_err(format!("removing {}", rec.mount_dir.display()), &e))?;
         if let Some(name) = &rec.dm_name {
             if rec.node_created {
-                self.kernel
-                    .remove_node(&rec.device)
-                    .map_err(|e| unmount_err(format!("removing node {}", rec.device.display()), &e))?;
+                self.kernel.remove_node(&rec.device).map_err(|e| {
+                    unmount_err(format!("removing node {}", rec.device.display()), &e)
+                })?;
             }
             self.kernel
                 .dm_remove(name)
@@ -499,22 +573,41 @@ impl Agent {
             }
         };
         for dir in record.created_dirs.iter().rev() {
-            note(remove_dir_if_present(dir).map_err(|e| err(format!("removing {}", dir.display()), &e)));
+            note(
+                remove_dir_if_present(dir)
+                    .map_err(|e| err(format!("removing {}", dir.display()), &e)),
+            );
         }
         let links = record.dir.join("l");
         for i in 0..record.layers.len() {
             let link = links.join(i.to_string());
-            note(remove_file_if_present(&link).map_err(|e| err(format!("removing {}", link.display()), &e)));
+            note(
+                remove_file_if_present(&link)
+                    .map_err(|e| err(format!("removing {}", link.display()), &e)),
+            );
         }
-        note(remove_dir_if_present(&links).map_err(|e| err(format!("removing {}", links.display()), &e)));
+        note(
+            remove_dir_if_present(&links)
+                .map_err(|e| err(format!("removing {}", links.display()), &e)),
+        );
         let upper = &record.upper.mount_dir;
-        note(self.kernel.unmount(upper).map_err(|e| err(format!("unmounting upper {}", upper.display()), &e)));
-        note(remove_dir_if_present(upper).map_err(|e| err(format!("removing {}", upper.display()), &e)));
+        note(
+            self.kernel
+                .unmount(upper)
+                .map_err(|e| err(format!("unmounting upper {}", upper.display()), &e)),
+        );
+        note(
+            remove_dir_if_present(upper)
+                .map_err(|e| err(format!("removing {}", upper.display()), &e)),
+        );
         for layer in record.layers.iter().rev() {
             note(self.release_layer(&layer.key, &record.container_id));
         }
         note(state::remove(&record.dir));
-        note(remove_dir_if_present(&record.dir).map_err(|e| err(format!("removing {}", record.dir.display()), &e)));
+        note(
+            remove_dir_if_present(&record.dir)
+                .map_err(|e| err(format!("removing {}", record.dir.display()), &e)),
+        );
         match first {
             None => {
                 tracing::info!("unmounted");
@@ -526,7 +619,10 @@ impl Agent {
 
     /// The mounted containers, by id.
     pub fn list(&self) -> Vec<ContainerStatus> {
-        lock(&self.records).values().map(ContainerRecord::status).collect()
+        lock(&self.records)
+            .values()
+            .map(ContainerRecord::status)
+            .collect()
     }
 
     /// Counts and policy.
@@ -541,7 +637,8 @@ impl Agent {
 
     /// How many containers use the layer with this root hash (hex) — for tests and status.
     pub fn layer_users(&self, algorithm: crate::plan::HashAlgorithm, root_hash_hex: &str) -> usize {
-        self.layers.users(&format!("{}-{root_hash_hex}", algorithm.kernel_name()))
+        self.layers
+            .users(&format!("{}-{root_hash_hex}", algorithm.kernel_name()))
     }
 }
 
@@ -616,3 +713,6 @@ fn remove_file_if_present(path: &Path) -> io::Result<()> {
         _ => Ok(()),
     }
 }
+
+#[cfg(test)]
+mod tests;

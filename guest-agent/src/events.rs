@@ -3,7 +3,7 @@
 
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -40,7 +40,8 @@ impl EventLog {
         }
     }
 
-    pub(crate) fn path(&self) -> &Path {
+    #[cfg(test)]
+    pub(crate) fn path(&self) -> &std::path::Path {
         &self.path
     }
 
@@ -51,7 +52,8 @@ impl EventLog {
         };
         let mut buf = Vec::new();
         for ev in events {
-            serde_json::to_writer(&mut buf, ev).map_err(|e| err("encoding an event for", &e.into()))?;
+            serde_json::to_writer(&mut buf, ev)
+                .map_err(|e| err("encoding an event for", &e.into()))?;
             buf.push(b'\n');
         }
         let _guard = lock(&self.write);
@@ -67,7 +69,9 @@ impl EventLog {
 
 /// Now as RFC 3339 UTC (`2026-11-26T16:10:14.123Z`).
 pub fn now_rfc3339() -> String {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     rfc3339(d.as_secs(), d.subsec_millis())
 }
 
@@ -122,7 +126,13 @@ mod tests {
         log.append(&[ev("a"), ev("b")]).unwrap();
         log.append(&[ev("c")]).unwrap();
         let text = std::fs::read_to_string(log.path()).unwrap();
-        let lines: Vec<LayerEvent> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-        assert_eq!(lines.iter().map(|e| e.digest.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
+        let lines: Vec<LayerEvent> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(
+            lines.iter().map(|e| e.digest.as_str()).collect::<Vec<_>>(),
+            ["a", "b", "c"]
+        );
     }
 }

@@ -98,7 +98,9 @@ mod tests {
     fn spec(layers: usize) -> OverlaySpec {
         OverlaySpec {
             base: PathBuf::from("/run/layerpass/containers/c1"),
-            lowers: (0..layers).map(|i| PathBuf::from(format!("l/{i}"))).collect(),
+            lowers: (0..layers)
+                .map(|i| PathBuf::from(format!("l/{i}")))
+                .collect(),
             upper: PathBuf::from("upper/upper"),
             work: PathBuf::from("upper/work"),
             options: OverlayOptions::default(),
@@ -108,7 +110,10 @@ mod tests {
     #[test]
     fn three_layers_top_first_with_flags() {
         let mut s = spec(3);
-        s.options = OverlayOptions { volatile: true, userxattr: true };
+        s.options = OverlayOptions {
+            volatile: true,
+            userxattr: true,
+        };
         assert_eq!(
             legacy_options(&s, 4096).unwrap(),
             "lowerdir=l/0:l/1:l/2,upperdir=upper/upper,workdir=upper/work,volatile,userxattr"
@@ -132,7 +137,14 @@ mod tests {
             .map(|i| PathBuf::from(format!("/run/layerpass/layers/sha256-{i:064}")))
             .collect();
         let err = legacy_options(&s, 4096).unwrap_err();
-        assert!(matches!(err, OverlayOptionsError::TooLong { layers: 128, max: 4095, .. }));
+        assert!(matches!(
+            err,
+            OverlayOptionsError::TooLong {
+                layers: 128,
+                max: 4095,
+                ..
+            }
+        ));
         assert!(err.to_string().contains("128 layers"), "{err}");
     }
 
@@ -140,15 +152,30 @@ mod tests {
     fn commas_and_colons_are_refused() {
         let mut s = spec(1);
         s.lowers[0] = PathBuf::from("a:b");
-        assert_eq!(legacy_options(&s, 4096), Err(OverlayOptionsError::BadPath("a:b".into())));
+        assert_eq!(
+            legacy_options(&s, 4096),
+            Err(OverlayOptionsError::BadPath("a:b".into()))
+        );
     }
 
     #[test]
     fn fsconfig_params_use_absolute_paths_one_per_layer() {
         let p = fsconfig_params(&spec(128));
         assert_eq!(p.len(), 130);
-        assert_eq!(p[0], ("lowerdir+", Some("/run/layerpass/containers/c1/l/0".into())));
-        assert_eq!(p[127].1.as_deref(), Some("/run/layerpass/containers/c1/l/127"));
-        assert_eq!(p[129], ("workdir", Some("/run/layerpass/containers/c1/upper/work".into())));
+        assert_eq!(
+            p[0],
+            ("lowerdir+", Some("/run/layerpass/containers/c1/l/0".into()))
+        );
+        assert_eq!(
+            p[127].1.as_deref(),
+            Some("/run/layerpass/containers/c1/l/127")
+        );
+        assert_eq!(
+            p[129],
+            (
+                "workdir",
+                Some("/run/layerpass/containers/c1/upper/work".into())
+            )
+        );
     }
 }

@@ -264,9 +264,17 @@ pub fn validate_digest(digest: &str) -> Result<(), String> {
     let want = match alg {
         "sha256" => 64,
         "sha512" => 128,
-        _ => return Err(format!("digest {digest:?}: algorithm must be sha256 or sha512")),
+        _ => {
+            return Err(format!(
+                "digest {digest:?}: algorithm must be sha256 or sha512"
+            ));
+        }
     };
-    if hex.len() != want || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    if hex.len() != want
+        || !hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         return Err(format!(
             "digest {digest:?}: expected {want} lowercase hex digits after {alg}:"
         ));
@@ -289,7 +297,9 @@ fn validate_disk(disk: &DiskRef) -> Result<(), String> {
         ));
     }
     if !serial.bytes().all(|b| b.is_ascii_graphic() && b != b'/') {
-        return Err(format!("disk serial {serial:?} must be printable ASCII without spaces or '/'"));
+        return Err(format!(
+            "disk serial {serial:?} must be printable ASCII without spaces or '/'"
+        ));
     }
     if let DiskRef::Partition { name, .. } = disk {
         if name.is_empty() {
@@ -301,7 +311,9 @@ fn validate_disk(disk: &DiskRef) -> Result<(), String> {
             ));
         }
         if name.chars().any(|c| c.is_control() || c == '=') {
-            return Err(format!("partition name {name:?} has control characters or '='"));
+            return Err(format!(
+                "partition name {name:?} has control characters or '='"
+            ));
         }
     }
     Ok(())
@@ -309,7 +321,9 @@ fn validate_disk(disk: &DiskRef) -> Result<(), String> {
 
 fn validate_block_size(what: &str, size: u32) -> Result<(), String> {
     if !size.is_power_of_two() || !(512..=4096).contains(&size) {
-        return Err(format!("verity {what} {size} must be a power of two from 512 to 4096"));
+        return Err(format!(
+            "verity {what} {size} must be a power of two from 512 to 4096"
+        ));
     }
     Ok(())
 }
@@ -353,7 +367,12 @@ impl VerityParams {
         let hash_bytes = self
             .hash_start_block
             .checked_mul(u64::from(self.hash_block_size))
-            .ok_or_else(|| format!("verity hash_start_block {} overflows", self.hash_start_block))?;
+            .ok_or_else(|| {
+                format!(
+                    "verity hash_start_block {} overflows",
+                    self.hash_start_block
+                )
+            })?;
         if hash_bytes < data_bytes {
             return Err(format!(
                 "verity hash_start_block {} (byte {hash_bytes}) lies inside the data \
@@ -369,8 +388,14 @@ fn validate_mount_point(path: &Path) -> Result<(), String> {
     if !path.is_absolute() {
         return Err(format!("mount_point {} is not absolute", path.display()));
     }
-    if path.components().any(|c| matches!(c, Component::ParentDir | Component::CurDir)) {
-        return Err(format!("mount_point {} has '.' or '..' components", path.display()));
+    if path
+        .components()
+        .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
+    {
+        return Err(format!(
+            "mount_point {} has '.' or '..' components",
+            path.display()
+        ));
     }
     if path.parent().is_none() {
         return Err("mount_point is /".into());
@@ -384,7 +409,9 @@ impl MountPlan {
         validate_container_id(&self.container_id)?;
         let err = |m: String| invalid(m).container(&self.container_id);
         if self.layers.is_empty() {
-            return Err(err("layers is empty: a rootfs needs at least one layer".into()));
+            return Err(err(
+                "layers is empty: a rootfs needs at least one layer".into()
+            ));
         }
         if self.layers.len() > MAX_LAYERS {
             return Err(err(format!(

@@ -61,10 +61,19 @@ fn check_root_hash(origin: &str, hash: &str) -> Result<String, AgentError> {
 impl ReferenceValues {
     /// Reads the TOML file at `path`.
     pub fn load(path: &Path) -> Result<Self, AgentError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| AgentError::io(Step::Config, format!("reference values {}", path.display()), &e))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            AgentError::io(
+                Step::Config,
+                format!("reference values {}", path.display()),
+                &e,
+            )
+        })?;
         Self::parse(&text).map_err(|e| {
-            config_err(format!("reference values {}: {}", path.display(), e.message()))
+            config_err(format!(
+                "reference values {}: {}",
+                path.display(),
+                e.message()
+            ))
         })
     }
 
@@ -85,7 +94,11 @@ impl ReferenceValues {
                 }
                 Some(d) => {
                     validate_digest(d).map_err(|m| config_err(format!("{origin}: {m}")))?;
-                    match values.allowed.entry(h).or_insert_with(|| Some(BTreeSet::new())) {
+                    match values
+                        .allowed
+                        .entry(h)
+                        .or_insert_with(|| Some(BTreeSet::new()))
+                    {
                         None => {} // already allowed for any digest
                         Some(set) => {
                             set.insert(d.clone());
@@ -102,7 +115,8 @@ impl ReferenceValues {
 
     /// Adds a root hash allowed for any digest.
     pub fn allow(&mut self, root_hash_hex: &str) {
-        self.allowed.insert(root_hash_hex.to_ascii_lowercase(), None);
+        self.allowed
+            .insert(root_hash_hex.to_ascii_lowercase(), None);
     }
 
     /// Number of listed root hashes.
@@ -118,7 +132,9 @@ impl ReferenceValues {
     /// Whether `root_hash_hex` may be used for the layer `digest`; `Err` says why not.
     pub fn check(&self, root_hash_hex: &str, digest: &str) -> Result<(), String> {
         match self.allowed.get(root_hash_hex) {
-            None => Err(format!("root hash {root_hash_hex} is not in the reference values")),
+            None => Err(format!(
+                "root hash {root_hash_hex} is not in the reference values"
+            )),
             Some(None) => Ok(()),
             Some(Some(digests)) if digests.contains(digest) => Ok(()),
             Some(Some(digests)) => Err(format!(
@@ -150,12 +166,15 @@ impl Policy {
             };
             match &layer.verity {
                 None if self.require_verity || self.reference_values.is_some() => {
-                    return Err(deny("the layer has no dm-verity parameters and policy requires verity".into()));
+                    return Err(deny(
+                        "the layer has no dm-verity parameters and policy requires verity".into(),
+                    ));
                 }
                 None => {}
                 Some(v) => {
                     if let Some(refs) = &self.reference_values {
-                        refs.check(&v.root_hash_hex(), &layer.digest).map_err(deny)?;
+                        refs.check(&v.root_hash_hex(), &layer.digest)
+                            .map_err(deny)?;
                     }
                 }
             }

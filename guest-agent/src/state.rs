@@ -108,8 +108,8 @@ pub fn load_all(containers_dir: &Path) -> Result<Vec<ContainerRecord>, AgentErro
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
             Err(e) => return Err(err("reading", &path, &e)),
         };
-        let record: ContainerRecord = serde_json::from_slice(&bytes)
-            .map_err(|e| err("decoding", &path, &e.into()))?;
+        let record: ContainerRecord =
+            serde_json::from_slice(&bytes).map_err(|e| err("decoding", &path, &e.into()))?;
         records.push(record);
     }
     records.sort_by(|a, b| a.container_id.cmp(&b.container_id));

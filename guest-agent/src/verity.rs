@@ -91,7 +91,13 @@ mod tests {
 
     #[test]
     fn table_line_matches_the_kernel_format() {
-        let t = table(DevNum { major: 254, minor: 16 }, &params());
+        let t = table(
+            DevNum {
+                major: 254,
+                minor: 16,
+            },
+            &params(),
+        );
         assert_eq!(t.start, 0);
         assert_eq!(t.length, 40);
         assert_eq!(t.target_type, "verity");
@@ -125,7 +131,15 @@ mod tests {
             dm_uuid(&p),
             "LAYERPASS-sha256-000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
         );
-        assert!(dm_uuid(&VerityParams { algorithm: HashAlgorithm::Sha512, root_hash: vec![1; 64], ..p }).len() <= 128);
+        assert!(
+            dm_uuid(&VerityParams {
+                algorithm: HashAlgorithm::Sha512,
+                root_hash: vec![1; 64],
+                ..p
+            })
+            .len()
+                <= 128
+        );
         assert_eq!(min_device_bytes(&params()), 7 * 4096);
     }
 }

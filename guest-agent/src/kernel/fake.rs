@@ -94,7 +94,10 @@ impl FakeKernel {
         let path = PathBuf::from(format!("/dev/fake{n}"));
         let dev = BlockDevice {
             path: path.clone(),
-            dev: DevNum { major: 254, minor: n * 16 },
+            dev: DevNum {
+                major: 254,
+                minor: n * 16,
+            },
             sectors,
         };
         s.disks.insert(disk, dev);
@@ -180,7 +183,10 @@ impl Kernel for FakeKernel {
             return Err(errno(EEXIST));
         }
         s.next_minor += 1;
-        let dev = DevNum { major: 253, minor: s.next_minor };
+        let dev = DevNum {
+            major: 253,
+            minor: s.next_minor,
+        };
         s.dm.insert(name.to_owned(), (dev, false));
         Ok(dev)
     }
@@ -207,7 +213,10 @@ impl Kernel for FakeKernel {
     fn dm_remove(&self, name: &str) -> io::Result<()> {
         let mut s = self.record(Call::DmRemove(name.to_owned()))?;
         let node = self.dm_node_path(name);
-        if s.mounts.values().any(|m| matches!(m, MountSpec::Erofs { source } if *source == node)) {
+        if s.mounts
+            .values()
+            .any(|m| matches!(m, MountSpec::Erofs { source } if *source == node))
+        {
             return Err(errno(EBUSY));
         }
         s.dm.remove(name).map(|_| ()).ok_or_else(|| errno(ENXIO))
@@ -229,7 +238,11 @@ impl Kernel for FakeKernel {
 
     fn remove_node(&self, path: &Path) -> io::Result<()> {
         let mut s = self.record(Call::RemoveNode(path.to_owned()))?;
-        if s.nodes.remove(path) { Ok(()) } else { Err(errno(ENOENT)) }
+        if s.nodes.remove(path) {
+            Ok(())
+        } else {
+            Err(errno(ENOENT))
+        }
     }
 
     fn mount(&self, spec: &MountSpec, target: &Path) -> io::Result<()> {
@@ -257,9 +270,25 @@ impl Kernel for FakeKernel {
     fn unmount(&self, target: &Path) -> io::Result<()> {
         let mut s = self.record(Call::Unmount(target.to_owned()))?;
         // A mount with mounts beneath it is busy.
-        if s.mounts.keys().any(|m| m != target && m.starts_with(target)) {
+        if s.mounts
+            .keys()
+            .any(|m| m != target && m.starts_with(target))
+        {
             return Err(errno(EBUSY));
         }
-        s.mounts.remove(target).map(|_| ()).ok_or_else(|| errno(EINVAL))
+        let spec = s.mounts.remove(target).ok_or_else(|| errno(EINVAL))?;
+        // What was written into a writable mount lived on that filesystem: it goes away
+        // with the mount (the fake keeps no contents).
+        if matches!(spec, MountSpec::Disk { .. } | MountSpec::Tmpfs { .. }) {
+            for entry in std::fs::read_dir(target)?.flatten() {
+                let p = entry.path();
+                if p.is_dir() {
+                    std::fs::remove_dir_all(&p)?;
+                } else {
+                    std::fs::remove_file(&p)?;
+                }
+            }
+        }
+        Ok(())
     }
 }

@@ -29,7 +29,9 @@ fn plan() -> MountPlan {
                 verity: Some(verity(n)),
             })
             .collect(),
-        upper: UpperSpec::Tmpfs { size_bytes: 1 << 20 },
+        upper: UpperSpec::Tmpfs {
+            size_bytes: 1 << 20,
+        },
         mount_point: None,
         overlay: OverlayOptions::default(),
     }
@@ -63,17 +65,24 @@ fn layer_errors_name_the_layer_index_and_digest() {
     let mut p = plan();
     p.layers[1].digest = "sha256:XYZ".into();
     let m = err_of(&p);
-    assert!(m.starts_with("container c1: layer 1 (sha256:XYZ): validate plan: digest"), "{m}");
+    assert!(
+        m.starts_with("container c1: layer 1 (sha256:XYZ): validate plan: digest"),
+        "{m}"
+    );
 
     let mut p = plan();
     p.layers[2].verity.as_mut().unwrap().root_hash = vec![1; 31];
     let m = err_of(&p);
-    assert!(m.contains("layer 2 (") && m.contains("root_hash is 31 bytes"), "{m}");
+    assert!(
+        m.contains("layer 2 (") && m.contains("root_hash is 31 bytes"),
+        "{m}"
+    );
 }
 
 #[test]
 fn verity_fields_are_checked() {
-    let cases: Vec<(fn(&mut VerityParams), &str)> = vec![
+    type Case = (fn(&mut VerityParams), &'static str);
+    let cases: Vec<Case> = vec![
         (|v| v.format = 2, "format"),
         (|v| v.data_block_size = 3000, "data_block_size"),
         (|v| v.hash_block_size = 8192, "hash_block_size"),
@@ -104,11 +113,20 @@ fn disks_are_checked() {
     assert!(err_of(&p).contains("serial is empty"));
     p.layers[0].disk = DiskRef::Serial("x".repeat(21));
     assert!(err_of(&p).contains("at most 20"));
-    p.layers[0].disk = DiskRef::Partition { serial: "c".into(), name: String::new() };
+    p.layers[0].disk = DiskRef::Partition {
+        serial: "c".into(),
+        name: String::new(),
+    };
     assert!(err_of(&p).contains("partition name is empty"));
-    p.layers[0].disk = DiskRef::Partition { serial: "c".into(), name: "n".repeat(37) };
+    p.layers[0].disk = DiskRef::Partition {
+        serial: "c".into(),
+        name: "n".repeat(37),
+    };
     assert!(err_of(&p).contains("36"));
-    p.layers[0].disk = DiskRef::Partition { serial: "c".into(), name: "lp-ok".into() };
+    p.layers[0].disk = DiskRef::Partition {
+        serial: "c".into(),
+        name: "lp-ok".into(),
+    };
     p.validate().unwrap();
 }
 
@@ -126,9 +144,15 @@ fn layers_count_upper_and_mount_point_are_checked() {
     let mut p = plan();
     p.upper = UpperSpec::Tmpfs { size_bytes: 0 };
     assert!(err_of(&p).contains("size_bytes is 0"));
-    p.upper = UpperSpec::Disk { disk: DiskRef::Serial("s".into()), fs_type: "vfat".into() };
+    p.upper = UpperSpec::Disk {
+        disk: DiskRef::Serial("s".into()),
+        fs_type: "vfat".into(),
+    };
     assert!(err_of(&p).contains("vfat"));
-    p.upper = UpperSpec::Disk { disk: DiskRef::Serial("layer1".into()), fs_type: "ext4".into() };
+    p.upper = UpperSpec::Disk {
+        disk: DiskRef::Serial("layer1".into()),
+        fs_type: "ext4".into(),
+    };
     assert!(err_of(&p).contains("also a layer disk"));
 
     for bad in ["rel/path", "/a/../b", "/"] {

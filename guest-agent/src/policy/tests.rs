@@ -45,21 +45,38 @@ fn no_policy_allows_everything() {
 
 #[test]
 fn require_verity_refuses_a_layer_without_it_and_names_it() {
-    let p = Policy { require_verity: true, reference_values: None };
+    let p = Policy {
+        require_verity: true,
+        reference_values: None,
+    };
     p.check(&plan(&[Some(1), Some(2)])).unwrap();
     let e = p.check(&plan(&[Some(1), None])).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::PermissionDenied);
-    assert!(e.to_string().starts_with(&format!("container c1: layer 1 ({}): policy:", digest(101))), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with(&format!("container c1: layer 1 ({}): policy:", digest(101))),
+        "{e}"
+    );
 }
 
 #[test]
 fn reference_values_refuse_unlisted_root_hashes() {
-    let refs = ReferenceValues::parse(&format!("root_hashes = [\"{}\"]\n", hash(1).to_uppercase())).unwrap();
-    let p = Policy { require_verity: false, reference_values: Some(refs) };
+    let refs = ReferenceValues::parse(&format!("root_hashes = [\"{}\"]\n", hash(1).to_uppercase()))
+        .unwrap();
+    let p = Policy {
+        require_verity: false,
+        reference_values: Some(refs),
+    };
     p.check(&plan(&[Some(1), Some(1)])).unwrap();
     let e = p.check(&plan(&[Some(1), Some(2)])).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::PermissionDenied);
-    assert!(e.to_string().contains(&format!("root hash {} is not in the reference values", hash(2))), "{e}");
+    assert!(
+        e.to_string().contains(&format!(
+            "root hash {} is not in the reference values",
+            hash(2)
+        )),
+        "{e}"
+    );
     // Reference values imply verity.
     let e = p.check(&plan(&[None])).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::PermissionDenied);
@@ -75,17 +92,29 @@ fn a_listed_digest_must_match() {
     );
     let refs = ReferenceValues::parse(&text).unwrap();
     assert_eq!(refs.len(), 2);
-    let p = Policy { require_verity: true, reference_values: Some(refs) };
+    let p = Policy {
+        require_verity: true,
+        reference_values: Some(refs),
+    };
     // Layer 0 has digest 100 and root 1: listed together.
     p.check(&plan(&[Some(1), Some(2)])).unwrap();
     // Layer 1 (digest 101) with root 1: root listed for digest 100 only.
     let e = p.check(&plan(&[Some(2), Some(1)])).unwrap_err();
-    assert!(e.to_string().contains("layer 1") && e.to_string().contains("listed for"), "{e}");
+    assert!(
+        e.to_string().contains("layer 1") && e.to_string().contains("listed for"),
+        "{e}"
+    );
 }
 
 #[test]
 fn bad_reference_files_are_refused() {
-    for bad in ["", "root_hashes = [\"xyz\"]", "other = 1", "[[layers]]\nroot_hash = \"00\"", "root_hashes = ["] {
+    for bad in [
+        "",
+        "root_hashes = [\"xyz\"]",
+        "other = 1",
+        "[[layers]]\nroot_hash = \"00\"",
+        "root_hashes = [",
+    ] {
         let e = ReferenceValues::parse(bad).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{bad:?}");
     }

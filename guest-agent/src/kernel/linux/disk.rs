@@ -7,7 +7,7 @@ use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rustix::fs::{FileType, Mode, makedev, mknodat, CWD};
+use rustix::fs::{CWD, FileType, Mode, makedev, mknodat};
 
 use super::uevent::UeventSocket;
 use crate::kernel::{BlockDevice, DevNum};
@@ -155,7 +155,11 @@ mod tests {
             fs::write(d.join("partition"), "1\n").unwrap();
             fs::write(d.join("dev"), format!("254:{min}\n")).unwrap();
             fs::write(d.join("size"), "2048\n").unwrap();
-            fs::write(d.join("uevent"), format!("MAJOR=254\nDEVNAME={p}\nDEVTYPE=partition\nPARTNAME={n}\n")).unwrap();
+            fs::write(
+                d.join("uevent"),
+                format!("MAJOR=254\nDEVNAME={p}\nDEVTYPE=partition\nPARTNAME={n}\n"),
+            )
+            .unwrap();
         }
         let vdc = t.path().join("vdc");
         fs::create_dir_all(&vdc).unwrap();
@@ -169,24 +173,47 @@ mod tests {
     fn finds_disks_by_serial_and_partitions_by_name() {
         let sys = fake_sysfs();
         let dev = Path::new("/dev");
-        let d = scan(sys.path(), dev, &DiskRef::Serial("scratch".into())).unwrap().unwrap();
+        let d = scan(sys.path(), dev, &DiskRef::Serial("scratch".into()))
+            .unwrap()
+            .unwrap();
         assert_eq!(d.path, Path::new("/dev/vdc"));
-        assert_eq!(d.dev, DevNum { major: 254, minor: 32 });
+        assert_eq!(
+            d.dev,
+            DevNum {
+                major: 254,
+                minor: 32
+            }
+        );
         assert_eq!(d.sectors, 100);
-        let p = DiskRef::Partition { serial: "lp-composite".into(), name: "lp-bbbb".into() };
+        let p = DiskRef::Partition {
+            serial: "lp-composite".into(),
+            name: "lp-bbbb".into(),
+        };
         let d = scan(sys.path(), dev, &p).unwrap().unwrap();
         assert_eq!(d.path, Path::new("/dev/vdb2"));
         assert_eq!(d.dev.minor, 18);
-        let missing = DiskRef::Partition { serial: "lp-composite".into(), name: "lp-cccc".into() };
+        let missing = DiskRef::Partition {
+            serial: "lp-composite".into(),
+            name: "lp-cccc".into(),
+        };
         assert_eq!(scan(sys.path(), dev, &missing).unwrap(), None);
-        assert_eq!(scan(sys.path(), dev, &DiskRef::Serial("nope".into())).unwrap(), None);
+        assert_eq!(
+            scan(sys.path(), dev, &DiskRef::Serial("nope".into())).unwrap(),
+            None
+        );
     }
 
     #[test]
     fn wait_gives_up_after_the_timeout() {
         let sys = fake_sysfs();
         let start = Instant::now();
-        let r = wait(sys.path(), Path::new("/dev"), &DiskRef::Serial("never".into()), Duration::from_millis(300)).unwrap();
+        let r = wait(
+            sys.path(),
+            Path::new("/dev"),
+            &DiskRef::Serial("never".into()),
+            Duration::from_millis(300),
+        )
+        .unwrap();
         assert_eq!(r, None);
         assert!(start.elapsed() >= Duration::from_millis(300));
         assert!(start.elapsed() < Duration::from_secs(3));
@@ -194,7 +221,13 @@ mod tests {
 
     #[test]
     fn parses_dev_numbers() {
-        assert_eq!(parse_dev("253:0\n"), Some(DevNum { major: 253, minor: 0 }));
+        assert_eq!(
+            parse_dev("253:0\n"),
+            Some(DevNum {
+                major: 253,
+                minor: 0
+            })
+        );
         assert_eq!(parse_dev("x"), None);
     }
 }

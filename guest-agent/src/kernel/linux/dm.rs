@@ -24,8 +24,8 @@ impl std::fmt::Debug for DeviceMapper {
 }
 
 /// A devicemapper error as an `io::Error`, keeping the errno of a failed ioctl.
-fn to_io(what: &str, err: DmError) -> io::Error {
-    if let DmError::Core(devicemapper::errors::Error::Ioctl(_, _, _, errno)) = &err {
+fn to_io(what: &str, err: &DmError) -> io::Error {
+    if let DmError::Core(devicemapper::errors::Error::Ioctl(_, _, _, errno)) = err {
         let e = io::Error::from_raw_os_error(**errno as i32);
         return io::Error::new(e.kind(), format!("{what}: {e}"));
     }
@@ -43,7 +43,7 @@ fn read_only() -> DmOptions {
 }
 
 fn name(n: &str) -> io::Result<&DmName> {
-    DmName::new(n).map_err(|e| to_io("device name", e))
+    DmName::new(n).map_err(|e| to_io("device name", &e))
 }
 
 impl DeviceMapper {
@@ -59,15 +59,17 @@ impl DeviceMapper {
         })?;
         // Another thread may have won the race; either handle works.
         let _ = self.dm.set(dm);
-        self.dm.get().ok_or_else(|| io::Error::other("device-mapper handle vanished"))
+        self.dm
+            .get()
+            .ok_or_else(|| io::Error::other("device-mapper handle vanished"))
     }
 
     pub fn create(&self, n: &str, uuid: &str) -> io::Result<DevNum> {
-        let uuid = DmUuid::new(uuid).map_err(|e| to_io("device uuid", e))?;
+        let uuid = DmUuid::new(uuid).map_err(|e| to_io("device uuid", &e))?;
         let info = self
             .dm()?
             .device_create(name(n)?, Some(uuid), read_only())
-            .map_err(|e| to_io("DM_DEV_CREATE", e))?;
+            .map_err(|e| to_io("DM_DEV_CREATE", &e))?;
         let d = info.device();
         Ok(DevNum {
             major: d.major,
@@ -89,21 +91,21 @@ impl DeviceMapper {
         }
         self.dm()?
             .table_load(&DevId::Name(name(n)?), &table, read_only())
-            .map_err(|e| to_io("DM_TABLE_LOAD", e))?;
+            .map_err(|e| to_io("DM_TABLE_LOAD", &e))?;
         Ok(())
     }
 
     pub fn resume(&self, n: &str) -> io::Result<()> {
         self.dm()?
             .device_suspend(&DevId::Name(name(n)?), no_udev())
-            .map_err(|e| to_io("DM_DEV_SUSPEND (resume)", e))?;
+            .map_err(|e| to_io("DM_DEV_SUSPEND (resume)", &e))?;
         Ok(())
     }
 
     pub fn remove(&self, n: &str) -> io::Result<()> {
         self.dm()?
             .device_remove(&DevId::Name(name(n)?), no_udev())
-            .map_err(|e| to_io("DM_DEV_REMOVE", e))?;
+            .map_err(|e| to_io("DM_DEV_REMOVE", &e))?;
         Ok(())
     }
 
@@ -118,7 +120,7 @@ impl DeviceMapper {
                     .join("; "),
             )),
             Err(e) => {
-                let e = to_io("DM_TABLE_STATUS", e);
+                let e = to_io("DM_TABLE_STATUS", &e);
                 if e.raw_os_error() == Some(6) || e.kind() == io::ErrorKind::NotFound {
                     Ok(None)
                 } else {

@@ -36,7 +36,10 @@ impl LinuxKernel {
     /// overlayfs `lowerdir+` support.
     pub fn new() -> Self {
         let (sys_block, dev_dir) = disk::default_dirs();
-        let release = rustix::system::uname().release().to_string_lossy().into_owned();
+        let release = rustix::system::uname()
+            .release()
+            .to_string_lossy()
+            .into_owned();
         let lowerdir_plus = mount::kernel_has_lowerdir_plus(&release);
         tracing::debug!(release, lowerdir_plus, "kernel");
         Self {

@@ -6,11 +6,12 @@ use std::ffi::CString;
 use std::io;
 use std::path::Path;
 
-use rustix::mount::{
-    FsMountFlags, FsOpenFlags, MountAttrFlags, MountFlags, MoveMountFlags, UnmountFlags, fsconfig_create,
-    fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen, mount, move_mount, unmount,
-};
 use rustix::fs::CWD;
+use rustix::mount::{
+    FsMountFlags, FsOpenFlags, MountAttrFlags, MountFlags, MoveMountFlags, UnmountFlags,
+    fsconfig_create, fsconfig_set_flag, fsconfig_set_string, fsmount, fsopen, mount, move_mount,
+    unmount,
+};
 
 use crate::kernel::{MountSpec, OverlaySpec};
 use crate::overlay;
@@ -27,17 +28,34 @@ fn cstring(s: String) -> io::Result<CString> {
     CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in mount data"))
 }
 
-pub fn mount_spec(spec: &MountSpec, target: &Path, lowerdir_plus: bool, page_size: usize) -> io::Result<()> {
+pub fn mount_spec(
+    spec: &MountSpec,
+    target: &Path,
+    lowerdir_plus: bool,
+    page_size: usize,
+) -> io::Result<()> {
     match spec {
         MountSpec::Erofs { source } => {
-            mount(source, target, "erofs", MountFlags::RDONLY | MountFlags::NODEV, None)?;
+            mount(
+                source,
+                target,
+                "erofs",
+                MountFlags::RDONLY | MountFlags::NODEV,
+                None,
+            )?;
         }
         MountSpec::Disk { source, fs_type } => {
             mount(source, target, fs_type.as_str(), MountFlags::NODEV, None)?;
         }
         MountSpec::Tmpfs { size_bytes } => {
             let data = cstring(format!("size={size_bytes},mode=0755"))?;
-            mount("tmpfs", target, "tmpfs", MountFlags::NODEV, Some(data.as_c_str()))?;
+            mount(
+                "tmpfs",
+                target,
+                "tmpfs",
+                MountFlags::NODEV,
+                Some(data.as_c_str()),
+            )?;
         }
         MountSpec::Overlay(o) if lowerdir_plus => mount_overlay_fsconfig(o, target)?,
         MountSpec::Overlay(o) => mount_overlay_legacy(o, target, page_size)?,
@@ -56,7 +74,13 @@ fn mount_overlay_fsconfig(o: &OverlaySpec, target: &Path) -> io::Result<()> {
     }
     fsconfig_create(&fs)?;
     let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())?;
-    move_mount(&mnt, "", CWD, target, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)?;
+    move_mount(
+        &mnt,
+        "",
+        CWD,
+        target,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )?;
     Ok(())
 }
 
@@ -77,7 +101,13 @@ fn mount_overlay_legacy(o: &OverlaySpec, target: &Path, page_size: usize) -> io:
             // after the mount.
             unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::FS) }?;
             rustix::process::chdir(&base)?;
-            mount("overlay", &target, "overlay", MountFlags::empty(), Some(data.as_c_str()))?;
+            mount(
+                "overlay",
+                &target,
+                "overlay",
+                MountFlags::empty(),
+                Some(data.as_c_str()),
+            )?;
             Ok(())
         })
         .join()

@@ -35,7 +35,9 @@ pub fn parse(msg: &[u8]) -> Option<Uevent> {
     let mut ev = Uevent::default();
     for f in fields {
         let f = String::from_utf8_lossy(f);
-        let Some((k, v)) = f.split_once('=') else { continue };
+        let Some((k, v)) = f.split_once('=') else {
+            continue;
+        };
         match k {
             "ACTION" => ev.action = v.to_owned(),
             "SUBSYSTEM" => ev.subsystem = v.to_owned(),

@@ -1,0 +1,492 @@
+//! Agent tests on the recording fake kernel: order of kernel calls, rollback, sharing.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::*;
+use crate::kernel::fake::{Call, FakeKernel};
+use crate::plan::{CorruptionMode, DiskRef, FsType, HashAlgorithm, OverlayOptions, VerityParams};
+
+const EBUSY: i32 = 16;
+const EIO: i32 = 5;
+
+struct Env {
+    dir: tempfile::TempDir,
+    kernel: Arc<FakeKernel>,
+    agent: Agent,
+}
+
+fn root(n: u8) -> Vec<u8> {
+    vec![n; 32]
+}
+
+fn layer(n: u8, with_verity: bool) -> LayerSpec {
+    LayerSpec {
+        digest: format!("sha256:{}", hex::encode([n; 32])),
+        disk: DiskRef::Serial(format!("layer{n}")),
+        fs_type: FsType::Erofs,
+        verity: with_verity.then(|| VerityParams {
+            algorithm: HashAlgorithm::Sha256,
+            format: 1,
+            data_block_size: 4096,
+            hash_block_size: 4096,
+            data_blocks: 10,
+            hash_start_block: 11,
+            salt: vec![0; 32],
+            root_hash: root(n),
+            on_corruption: CorruptionMode::Eio,
+        }),
+    }
+}
+
+fn plan(id: &str, layers: &[u8]) -> MountPlan {
+    MountPlan {
+        container_id: id.into(),
+        layers: layers.iter().map(|n| layer(*n, true)).collect(),
+        upper: UpperSpec::Disk {
+            disk: DiskRef::Serial(format!("scratch-{id}")),
+            fs_type: "ext4".into(),
+        },
+        mount_point: None,
+        overlay: OverlayOptions::default(),
+    }
+}
+
+fn env_with(config: impl FnOnce(&mut AgentConfig)) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let kernel = Arc::new(FakeKernel::new());
+    for n in 0..=200u8 {
+        kernel.add_disk(DiskRef::Serial(format!("layer{n}")), 12 * 8);
+    }
+    for id in ["c1", "c2", "c3"] {
+        kernel.add_disk(DiskRef::Serial(format!("scratch-{id}")), 1 << 20);
+    }
+    let mut cfg = AgentConfig::with_run_dir(dir.path().join("run"));
+    config(&mut cfg);
+    let agent = Agent::with_kernel(cfg, kernel.clone()).unwrap();
+    Env { dir, kernel, agent }
+}
+
+fn env() -> Env {
+    env_with(|_| {})
+}
+
+fn dm(n: u8) -> String {
+    format!("lp-{}", hex::encode([n; 16]))
+}
+
+impl Env {
+    fn run(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+
+    fn assert_clean(&self) {
+        assert!(
+            self.kernel.mounts().is_empty(),
+            "mounts left: {:?}",
+            self.kernel.mounts()
+        );
+        assert!(
+            self.kernel.dm_devices().is_empty(),
+            "dm devices left: {:?}",
+            self.kernel.dm_devices()
+        );
+        assert!(
+            self.kernel.nodes().is_empty(),
+            "nodes left: {:?}",
+            self.kernel.nodes()
+        );
+        let leftovers: Vec<_> = walk(&self.run().join("containers"))
+            .into_iter()
+            .chain(walk(&self.run().join("layers")))
+            .collect();
+        assert!(leftovers.is_empty(), "files left: {leftovers:?}");
+        assert_eq!(self.agent.status().layers, 0);
+        assert_eq!(self.agent.status().containers, 0);
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            out.push(e.path());
+            out.extend(walk(&e.path()));
+        }
+    }
+    out
+}
+
+#[test]
+fn mount_runs_the_steps_in_order_and_unmount_reverses_them() {
+    let e = env();
+    let run = e.run();
+    let r = e.agent.mount(&plan("c1", &[1, 2])).unwrap();
+    assert_eq!(r.rootfs, run.join("containers/c1/rootfs"));
+    assert_eq!(r.layers.len(), 2);
+    assert_eq!(r.layers[0].device, Path::new("/dev/mapper").join(dm(1)));
+    assert_eq!(r.layers[0].root_hash, hex::encode(root(1)));
+    assert!(!r.layers[0].shared);
+    let l1 = run.join(format!("layers/sha256-{}", hex::encode(root(1))));
+    let l2 = run.join(format!("layers/sha256-{}", hex::encode(root(2))));
+    let expect = vec![
+        "wait_disk disk with serial \"layer1\"".to_owned(),
+        format!("dm_create {}", dm(1)),
+        format!("dm_load {}", dm(1)),
+        format!("dm_resume {}", dm(1)),
+        format!("make_node /dev/mapper/{}", dm(1)),
+        format!("mount {}", l1.display()),
+        "wait_disk disk with serial \"layer2\"".to_owned(),
+        format!("dm_create {}", dm(2)),
+        format!("dm_load {}", dm(2)),
+        format!("dm_resume {}", dm(2)),
+        format!("make_node /dev/mapper/{}", dm(2)),
+        format!("mount {}", l2.display()),
+        "wait_disk disk with serial \"scratch-c1\"".to_owned(),
+        format!("mount {}", run.join("containers/c1/upper").display()),
+        format!("mount {}", run.join("containers/c1/rootfs").display()),
+    ];
+    assert_eq!(e.kernel.labels(), expect);
+
+    // The dm table names the disk's device number and the plan's parameters.
+    let load = e
+        .kernel
+        .calls()
+        .into_iter()
+        .find(|c| matches!(c, Call::DmLoad(..)))
+        .unwrap();
+    let Call::DmLoad(_, targets) = load else {
+        unreachable!()
+    };
+    assert_eq!(targets[0].length, 80);
+    assert!(
+        targets[0].params.starts_with("1 254:"),
+        "{}",
+        targets[0].params
+    );
+
+    // The overlay gets the layers top first through short links.
+    let mounts = e.kernel.mounts();
+    let MountSpec::Overlay(o) = &mounts[&r.rootfs] else {
+        panic!("no overlay")
+    };
+    assert_eq!(o.lowers, [PathBuf::from("l/0"), PathBuf::from("l/1")]);
+    assert_eq!(std::fs::read_link(o.base.join("l/0")).unwrap(), l1);
+    assert!(o.base.join("upper/upper").is_dir() && o.base.join("upper/work").is_dir());
+
+    // Event log: one line per layer.
+    let log = std::fs::read_to_string(run.join("events.jsonl")).unwrap();
+    let events: Vec<LayerEvent> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[1].root_hash, hex::encode(root(2)));
+    assert_eq!(events[1].container_id, "c1");
+
+    assert_eq!(e.agent.list().len(), 1);
+    assert_eq!(e.agent.status().layers, 2);
+
+    e.kernel.clear_calls();
+    e.agent.unmount("c1").unwrap();
+    let expect = vec![
+        format!("unmount {}", run.join("containers/c1/rootfs").display()),
+        format!("unmount {}", run.join("containers/c1/upper").display()),
+        format!("unmount {}", l2.display()),
+        format!("remove_node /dev/mapper/{}", dm(2)),
+        format!("dm_remove {}", dm(2)),
+        format!("unmount {}", l1.display()),
+        format!("remove_node /dev/mapper/{}", dm(1)),
+        format!("dm_remove {}", dm(1)),
+    ];
+    assert_eq!(e.kernel.labels(), expect);
+    e.assert_clean();
+    // Idempotent.
+    e.agent.unmount("c1").unwrap();
+    e.agent.unmount("never-mounted").unwrap();
+}
+
+#[test]
+fn a_failure_at_any_step_undoes_everything_in_reverse_order() {
+    // Fail each kernel call of a 2-layer mount in turn.
+    let probe = env();
+    probe.agent.mount(&plan("c1", &[1, 2])).unwrap();
+    let steps = probe.kernel.labels();
+    for i in 0..steps.len() {
+        let e = env();
+        let seen = std::sync::atomic::AtomicUsize::new(0);
+        let errno = if steps[i].starts_with("wait_disk") {
+            EIO
+        } else {
+            EBUSY
+        };
+        e.kernel.fail_when(move |_| {
+            (seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == i).then_some(errno)
+        });
+        let err = e.agent.mount(&plan("c1", &[1, 2])).unwrap_err();
+        assert!(err.to_string().starts_with("container c1: "), "{err}");
+        e.assert_clean();
+        // What was created is undone last-first.
+        let calls = e.kernel.labels();
+        let done = &calls[..=i];
+        let undone = &calls[i + 1..];
+        let created: Vec<String> = done[..i]
+            .iter()
+            .filter(|l| {
+                l.starts_with("mount ")
+                    || l.starts_with("dm_create ")
+                    || l.starts_with("make_node ")
+            })
+            .cloned()
+            .collect();
+        let undo_of = |l: &str| {
+            l.replacen("mount ", "unmount ", 1)
+                .replacen("dm_create ", "dm_remove ", 1)
+                .replacen("make_node ", "remove_node ", 1)
+        };
+        let want: Vec<String> = created.iter().rev().map(|l| undo_of(l)).collect();
+        assert_eq!(undone, want.as_slice(), "failing step {i}: {}", done[i]);
+    }
+}
+
+#[test]
+fn layers_shared_by_containers_are_set_up_once_and_removed_with_the_last_user() {
+    let e = env();
+    let a = e.agent.mount(&plan("c1", &[1, 2, 3])).unwrap();
+    let b = e.agent.mount(&plan("c2", &[4, 2, 3])).unwrap();
+    assert!(a.layers.iter().all(|l| !l.shared));
+    assert_eq!(
+        b.layers.iter().map(|l| l.shared).collect::<Vec<_>>(),
+        [false, true, true]
+    );
+    for n in 1..=4 {
+        assert_eq!(
+            e.kernel.count(&format!("dm_create {}", dm(n))),
+            1,
+            "layer {n}"
+        );
+    }
+    assert_eq!(
+        e.agent
+            .layer_users(HashAlgorithm::Sha256, &hex::encode(root(2))),
+        2
+    );
+    assert_eq!(e.agent.status().layers, 4);
+
+    e.agent.unmount("c1").unwrap();
+    assert_eq!(e.kernel.dm_devices(), {
+        let mut v = vec![dm(2), dm(3), dm(4)];
+        v.sort();
+        v
+    });
+    assert_eq!(
+        e.agent
+            .layer_users(HashAlgorithm::Sha256, &hex::encode(root(2))),
+        1
+    );
+    e.agent.unmount("c2").unwrap();
+    e.assert_clean();
+}
+
+#[test]
+fn a_failed_mount_keeps_the_layers_other_containers_use() {
+    let e = env();
+    e.agent.mount(&plan("c1", &[1, 2])).unwrap();
+    e.kernel
+        .fail_when(|c| matches!(c, Call::Mount(MountSpec::Overlay(_), _)).then_some(EIO));
+    let err = e.agent.mount(&plan("c2", &[2, 3])).unwrap_err();
+    assert_eq!(err.step(), Step::Overlay);
+    assert_eq!(
+        e.kernel.dm_devices().len(),
+        2,
+        "{:?}",
+        e.kernel.dm_devices()
+    );
+    assert_eq!(
+        e.agent
+            .layer_users(HashAlgorithm::Sha256, &hex::encode(root(2))),
+        1
+    );
+    e.kernel.clear_failures();
+    e.agent.unmount("c1").unwrap();
+    e.assert_clean();
+}
+
+#[test]
+fn a_missing_disk_is_not_found_naming_the_disk_and_layer() {
+    let e = env();
+    let mut p = plan("c1", &[1, 2]);
+    p.layers[1].disk = DiskRef::Partition {
+        serial: "composite".into(),
+        name: "lp-x".into(),
+    };
+    let err = e.agent.mount(&p).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    let msg = err.to_string();
+    assert!(
+        msg.starts_with(&format!(
+            "container c1: layer 1 ({}): find disk: no partition \"lp-x\"",
+            p.layers[1].digest
+        )),
+        "{msg}"
+    );
+    e.assert_clean();
+}
+
+#[test]
+fn policy_refuses_before_any_kernel_call() {
+    let e = env_with(|c| {
+        let mut refs = ReferenceValues::default();
+        refs.allow(&hex::encode(root(1)));
+        c.reference_values = Some(refs);
+        c.require_verity = true;
+    });
+    assert!(e.agent.status().confidential);
+    let err = e.agent.mount(&plan("c1", &[1, 2])).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied);
+    assert!(err.to_string().contains("layer 1"), "{err}");
+    assert!(e.kernel.calls().is_empty(), "{:?}", e.kernel.labels());
+    e.assert_clean();
+
+    let mut p = plan("c1", &[1]);
+    p.layers.push(layer(2, false));
+    let err = e.agent.mount(&p).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::PermissionDenied);
+    assert!(e.kernel.calls().is_empty());
+    e.agent.mount(&plan("c1", &[1])).unwrap();
+}
+
+#[test]
+fn layers_without_verity_mount_the_raw_disk() {
+    let e = env();
+    let mut p = plan("c1", &[1]);
+    p.layers = vec![layer(7, false)];
+    p.upper = UpperSpec::Tmpfs {
+        size_bytes: 1 << 20,
+    };
+    let r = e.agent.mount(&p).unwrap();
+    assert_eq!(r.layers[0].root_hash, "");
+    assert!(
+        r.layers[0]
+            .device
+            .to_string_lossy()
+            .starts_with("/dev/fake")
+    );
+    assert!(!e.kernel.labels().iter().any(|l| l.starts_with("dm_")));
+    assert!(
+        e.kernel
+            .mounts()
+            .values()
+            .any(|m| matches!(m, MountSpec::Tmpfs { size_bytes } if *size_bytes == 1 << 20))
+    );
+    e.agent.unmount("c1").unwrap();
+    e.assert_clean();
+}
+
+#[test]
+fn one_hundred_twenty_eight_layers() {
+    let e = env();
+    let layers: Vec<u8> = (1..=128).collect();
+    let r = e.agent.mount(&plan("c1", &layers)).unwrap();
+    assert_eq!(r.layers.len(), 128);
+    let mounts = e.kernel.mounts();
+    let MountSpec::Overlay(o) = &mounts[&r.rootfs] else {
+        panic!("no overlay")
+    };
+    assert_eq!(o.lowers.len(), 128);
+    let opts = crate::overlay::legacy_options(o, 4096).unwrap();
+    assert!(opts.len() < 4096);
+    e.agent.unmount("c1").unwrap();
+    e.assert_clean();
+}
+
+#[test]
+fn repeated_layers_are_stacked_once() {
+    let e = env();
+    let r = e.agent.mount(&plan("c1", &[1, 2, 1])).unwrap();
+    assert_eq!(r.layers.len(), 2);
+    assert_eq!(e.kernel.count(&format!("dm_create {}", dm(1))), 1);
+    e.agent.unmount("c1").unwrap();
+    e.assert_clean();
+}
+
+#[test]
+fn mounting_twice_is_already_exists_and_changes_nothing() {
+    let e = env();
+    e.agent.mount(&plan("c1", &[1])).unwrap();
+    let n = e.kernel.calls().len();
+    let err = e.agent.mount(&plan("c1", &[2])).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+    assert_eq!(e.kernel.calls().len(), n);
+    e.agent.unmount("c1").unwrap();
+    e.assert_clean();
+}
+
+#[test]
+fn a_busy_rootfs_fails_unmount_and_can_be_retried() {
+    let e = env();
+    e.agent.mount(&plan("c1", &[1])).unwrap();
+    e.kernel
+        .fail_when(|c| matches!(c, Call::Unmount(p) if p.ends_with("rootfs")).then_some(EBUSY));
+    let err = e.agent.unmount("c1").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::FailedPrecondition);
+    assert_eq!(e.agent.list().len(), 1);
+    e.kernel.clear_failures();
+    e.agent.unmount("c1").unwrap();
+    e.assert_clean();
+}
+
+#[test]
+fn a_second_agent_process_sees_the_state_and_unmounts() {
+    let e = env();
+    e.agent.mount(&plan("c1", &[1, 2])).unwrap();
+    // A one-shot `unmount` runs in a new process: a new agent on the same run dir.
+    let again = Agent::with_kernel(e.agent.config().clone(), e.kernel.clone()).unwrap();
+    assert_eq!(again.list().len(), 1);
+    assert_eq!(again.status().layers, 2);
+    let r = again.mount(&plan("c2", &[2])).unwrap();
+    assert!(r.layers[0].shared);
+    again.unmount("c1").unwrap();
+    again.unmount("c2").unwrap();
+    assert!(e.kernel.mounts().is_empty());
+    assert!(e.kernel.dm_devices().is_empty());
+}
+
+#[test]
+fn containers_mount_in_parallel() {
+    let e = Arc::new(env());
+    let threads: Vec<_> = ["c1", "c2", "c3"]
+        .into_iter()
+        .map(|id| {
+            let e = Arc::clone(&e);
+            std::thread::spawn(move || e.agent.mount(&plan(id, &[1, 2, 3])).map(|r| r.layers))
+        })
+        .collect();
+    let results: Vec<_> = threads
+        .into_iter()
+        .map(|t| t.join().unwrap().unwrap())
+        .collect();
+    // Each layer was set up by exactly one of them.
+    for i in 0..3 {
+        assert_eq!(results.iter().filter(|r| !r[i].shared).count(), 1);
+    }
+    for n in 1..=3 {
+        assert_eq!(e.kernel.count(&format!("dm_create {}", dm(n))), 1);
+    }
+    for id in ["c1", "c2", "c3"] {
+        e.agent.unmount(id).unwrap();
+    }
+    e.assert_clean();
+}
+
+#[test]
+fn a_disk_too_small_for_its_verity_parameters_is_refused() {
+    let e = env();
+    let mut p = plan("c1", &[1]);
+    p.layers[0].verity.as_mut().unwrap().data_blocks = 11;
+    p.layers[0].verity.as_mut().unwrap().hash_start_block = 12;
+    let err = e.agent.mount(&p).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::FailedPrecondition);
+    assert!(err.to_string().contains("dm-verity:"), "{err}");
+    e.assert_clean();
+}
