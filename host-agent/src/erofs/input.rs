@@ -2,6 +2,8 @@
 //! the uncompressed tar (the layer's diff ID) computed while it is read.
 
 use std::io::{self, Read};
+use std::sync::mpsc;
+use std::thread;
 
 use sha2::{Digest, Sha256};
 
@@ -58,20 +60,41 @@ pub fn open<'a, R: Read + 'a>(mut input: R) -> io::Result<(Compression, Box<dyn 
     Ok((compression, reader))
 }
 
-/// Passes bytes through while hashing and counting them. Errors from the inner reader are
-/// tagged so they can be told apart from tar format errors.
+/// Bytes handed to the hashing thread at a time.
+const HASH_BATCH: usize = 1 << 20;
+/// Batches in flight to the hashing thread (bounds the memory it can hold).
+const HASH_QUEUE: usize = 4;
+
+/// Passes bytes through while counting them; a helper thread hashes them, so the diff ID
+/// costs the converter's thread only a copy. Errors from the inner reader are tagged so
+/// they can be told apart from tar format errors.
 #[derive(Debug)]
 pub struct HashingReader<R> {
     inner: R,
-    hasher: Sha256,
+    batch: Vec<u8>,
+    tx: Option<mpsc::SyncSender<Vec<u8>>>,
+    hasher: Option<thread::JoinHandle<[u8; 32]>>,
     bytes: u64,
 }
 
 impl<R: Read> HashingReader<R> {
     pub fn new(inner: R) -> Self {
+        let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(HASH_QUEUE);
+        let hasher = thread::Builder::new()
+            .name("diff-id".into())
+            .spawn(move || {
+                let mut h = Sha256::new();
+                for batch in rx {
+                    h.update(&batch);
+                }
+                h.finalize().into()
+            })
+            .ok();
         Self {
             inner,
-            hasher: Sha256::new(),
+            batch: Vec::with_capacity(HASH_BATCH),
+            tx: Some(tx),
+            hasher,
             bytes: 0,
         }
     }
@@ -80,10 +103,24 @@ impl<R: Read> HashingReader<R> {
     /// after them belong to the diff ID too) and returns `sha256:<hex>` and the length.
     pub fn finish(mut self) -> io::Result<(String, u64)> {
         io::copy(&mut self, &mut io::sink())?;
-        Ok((
-            format!("sha256:{}", hex::encode(self.hasher.finalize())),
-            self.bytes,
-        ))
+        self.flush_batch();
+        drop(self.tx.take());
+        let digest: [u8; 32] = match self.hasher.take().map(thread::JoinHandle::join) {
+            Some(Ok(d)) => d,
+            _ => return Err(io::Error::other("the diff ID hashing thread failed")),
+        };
+        Ok((format!("sha256:{}", hex::encode(digest)), self.bytes))
+    }
+
+    fn flush_batch(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(HASH_BATCH));
+        if let Some(tx) = &self.tx {
+            // The receiver lives until `finish` drops the sender.
+            let _ = tx.send(batch);
+        }
     }
 }
 
@@ -93,7 +130,10 @@ impl<R: Read> Read for HashingReader<R> {
             .inner
             .read(buf)
             .map_err(|e| io::Error::new(e.kind(), StreamError(e)))?;
-        self.hasher.update(&buf[..n]);
+        self.batch.extend_from_slice(&buf[..n]);
+        if self.batch.len() >= HASH_BATCH {
+            self.flush_batch();
+        }
         self.bytes += n as u64;
         Ok(n)
     }

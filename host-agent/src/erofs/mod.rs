@@ -23,7 +23,7 @@ mod write;
 mod xattr;
 
 use std::fs;
-use std::io::Read;
+use std::io::{self, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -102,13 +102,15 @@ pub fn convert_layer<R: Read>(
         .map_err(ErofsError::io("open", &tmp_path))?;
 
     let (compression, reader) = input::open(input).map_err(ErofsError::Read)?;
-    let mut archive = tarstream::TarStream::new(input::HashingReader::new(reader));
+    let hashing = input::HashingReader::new(reader);
+    let mut archive = tarstream::TarStream::new(io::BufReader::with_capacity(1 << 20, hashing));
     let build_time = opts.mkfs_time.unwrap_or(0);
     let mut tree = tree::Tree::new(build_time);
     let mut data = data::DataWriter::new(image, &tmp_path, &dir)?;
     let stats = tarread::read_entries(&mut archive, &mut tree, &mut data, compression.name())?;
     let (diff_id, tar_bytes) =
         archive
+            .into_inner()
             .into_inner()
             .finish()
             .map_err(|e| match input::stream_error(&e) {
@@ -125,9 +127,12 @@ pub fn convert_layer<R: Read>(
     let uuid = erofs_uuid(&diff_id);
     let erofs_size = write::write_rest(&image, &tmp_path, &tree, &plan, &tails, *uuid.as_bytes())?;
     drop(tails);
-    image
-        .sync_all()
-        .map_err(ErofsError::io("sync", &tmp_path))?;
+    if opts.no_verity {
+        // (with verity, format_file syncs the whole file once the tree is written)
+        image
+            .sync_all()
+            .map_err(ErofsError::io("sync", &tmp_path))?;
+    }
     drop(image);
     tracing::debug!(
         entries = stats.entries,

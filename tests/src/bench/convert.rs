@@ -37,12 +37,20 @@ const EXTRA_PACKAGES: [&str; 10] = [
 ];
 
 /// Options of containerd's EROFS differ (`mkfs.erofs` arguments it passes, 2.x).
-const CONTAINERD_MKFS_ARGS: [&str; 5] = ["--tar=f", "--aufs", "--quiet", "-Enoinline_data", "--sort=none"];
+const CONTAINERD_MKFS_ARGS: [&str; 5] = [
+    "--tar=f",
+    "--aufs",
+    "--quiet",
+    "-Enoinline_data",
+    "--sort=none",
+];
 
 /// One measured run of one contender.
 #[derive(Debug, Clone, Copy)]
 struct Sample {
     time: Duration,
+    /// User + system CPU time.
+    cpu: Duration,
     /// Peak RSS of the largest process of the contender, KiB.
     rss_kib: i64,
 }
@@ -53,12 +61,15 @@ pub fn run_bench(dir: &Path, tar: Option<PathBuf>, runs: usize) -> anyhow::Resul
     ensure!(runs > 0, "runs must be at least 1");
     let layerpass = layerpass_binary()?;
     let mkfs = mkfs_trixie()?;
-    let veritysetup = find_tool("veritysetup").context("veritysetup not found: apt-get install cryptsetup-bin")?;
+    let veritysetup = find_tool("veritysetup")
+        .context("veritysetup not found: apt-get install cryptsetup-bin")?;
     let tar = match tar {
         Some(t) => t,
         None => build_corpus(dir)?,
     };
-    let tar_size = fs::metadata(&tar).with_context(|| format!("cannot stat {}", tar.display()))?.len();
+    let tar_size = fs::metadata(&tar)
+        .with_context(|| format!("cannot stat {}", tar.display()))?
+        .len();
     let entries = count_entries(&tar)?;
     warm(&tar)?;
 
@@ -71,7 +82,12 @@ pub fn run_bench(dir: &Path, tar: Option<PathBuf>, runs: usize) -> anyhow::Resul
                 0 => {
                     let out = dir.join("layerpass.erofs");
                     remove(&[&out, &out.with_extension("erofs.dmverity")]);
-                    let (s, stdout) = measure(Command::new(&layerpass).args(["convert", "layer", "--json"]).arg(&tar).arg(&out))?;
+                    let (s, stdout) = measure(
+                        Command::new(&layerpass)
+                            .args(["convert", "layer", "--json"])
+                            .arg(&tar)
+                            .arg(&out),
+                    )?;
                     let report: serde_json::Value = serde_json::from_slice(&stdout)?;
                     root_hashes.push(report["root_hash"].as_str().unwrap_or_default().to_owned());
                     ours.push(s);
@@ -88,13 +104,22 @@ pub fn run_bench(dir: &Path, tar: Option<PathBuf>, runs: usize) -> anyhow::Resul
                             .arg(&target),
                     )?;
                     let (s2, _) = measure(&mut Command::new("sync"))?;
-                    untar.push(Sample { time: s1.time + s2.time, rss_kib: s1.rss_kib.max(s2.rss_kib) });
+                    untar.push(Sample {
+                        time: s1.time + s2.time,
+                        cpu: s1.cpu + s2.cpu,
+                        rss_kib: s1.rss_kib.max(s2.rss_kib),
+                    });
                     remove_dir(&target)?;
                 }
                 _ => {
                     let out = dir.join("mkfs.erofs");
                     remove(&[&out]);
-                    let (s1, _) = measure(Command::new(&mkfs).args(CONTAINERD_MKFS_ARGS).arg(&out).arg(&tar))?;
+                    let (s1, _) = measure(
+                        Command::new(&mkfs)
+                            .args(CONTAINERD_MKFS_ARGS)
+                            .arg(&out)
+                            .arg(&tar),
+                    )?;
                     let size = fs::metadata(&out)?.len();
                     let (s2, _) = measure(
                         Command::new(&veritysetup)
@@ -104,37 +129,60 @@ pub fn run_bench(dir: &Path, tar: Option<PathBuf>, runs: usize) -> anyhow::Resul
                             .arg(&out),
                     )?;
                     let (s3, _) = measure(&mut Command::new("sync"))?;
-                    differ.push(Sample { time: s1.time + s2.time + s3.time, rss_kib: s1.rss_kib.max(s2.rss_kib) });
+                    differ.push(Sample {
+                        time: s1.time + s2.time + s3.time,
+                        cpu: s1.cpu + s2.cpu + s3.cpu,
+                        rss_kib: s1.rss_kib.max(s2.rss_kib),
+                    });
                 }
             }
         }
     }
-    ensure!(root_hashes.windows(2).all(|w| w[0] == w[1]), "layerpass root hashes differ between runs: {root_hashes:?}");
+    ensure!(
+        root_hashes.windows(2).all(|w| w[0] == w[1]),
+        "layerpass root hashes differ between runs: {root_hashes:?}"
+    );
 
-    let (m_ours, m_untar, m_differ) = (median(&times(&ours)), median(&times(&untar)), median(&times(&differ)));
+    let (m_ours, m_untar, m_differ) = (
+        median(&times(&ours)),
+        median(&times(&untar)),
+        median(&times(&differ)),
+    );
+    let cpu = |s: &[Sample]| median(&s.iter().map(|s| s.cpu).collect::<Vec<_>>()).as_secs_f64();
     let max_rss = |s: &[Sample]| s.iter().map(|s| s.rss_kib).max().unwrap_or(0) >> 10;
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let line = |name: &str, m: Duration, s: &[Sample]| {
+        format!(
+            "{name:<50}: median {:.3} s  CPU {:.3} s  peak RSS {} MiB  [{}]",
+            m.as_secs_f64(),
+            cpu(s),
+            max_rss(s),
+            list(&times(s))
+        )
+    };
     let report = format!(
         "convert: {} ({} MiB, {entries} entries), {runs} runs each, alternating, page cache hot, {cores} cores\n\
-         layerpass convert layer (EROFS + verity, fsync)   : median {:.3} s  peak RSS {} MiB  [{}]\n\
-         (a) tar -x + sync                                 : median {:.3} s  peak RSS {} MiB  [{}]\n\
-         (b) mkfs.erofs 1.8.6 --tar=f + veritysetup + sync : median {:.3} s  peak RSS {} MiB  [{}]\n\
-         ratio (a) / layerpass: {:.2}x\n\
-         ratio (b) / layerpass: {:.2}x\n\
+         {}\n{}\n{}\n\
+         wall ratio (a) / layerpass: {:.2}x\n\
+         wall ratio (b) / layerpass: {:.2}x\n\
+         CPU ratio  (b) / layerpass: {:.2}x\n\
          layerpass root hash (every run): {}",
         tar.display(),
         tar_size >> 20,
-        m_ours.as_secs_f64(),
-        max_rss(&ours),
-        list(&times(&ours)),
-        m_untar.as_secs_f64(),
-        max_rss(&untar),
-        list(&times(&untar)),
-        m_differ.as_secs_f64(),
-        max_rss(&differ),
-        list(&times(&differ)),
+        line(
+            "layerpass convert layer (EROFS + verity, fsync)",
+            m_ours,
+            &ours
+        ),
+        line("(a) tar -x + sync", m_untar, &untar),
+        line(
+            "(b) mkfs.erofs 1.8.6 --tar=f + veritysetup + sync",
+            m_differ,
+            &differ
+        ),
         m_untar.as_secs_f64() / m_ours.as_secs_f64(),
         m_differ.as_secs_f64() / m_ours.as_secs_f64(),
+        cpu(&differ) / cpu(&ours),
         root_hashes.first().map_or("-", String::as_str),
     );
     writeln!(std::io::stdout().lock(), "{report}")?;
@@ -149,7 +197,8 @@ fn times(s: &[Sample]) -> Vec<Duration> {
 fn measure(cmd: &mut Command) -> anyhow::Result<(Sample, Vec<u8>)> {
     let out_file = tempfile::tempfile()?;
     let err_file = tempfile::tempfile()?;
-    cmd.stdout(out_file.try_clone()?).stderr(err_file.try_clone()?);
+    cmd.stdout(out_file.try_clone()?)
+        .stderr(err_file.try_clone()?);
     let start = Instant::now();
     let child = cmd.spawn().with_context(|| format!("cannot run {cmd:?}"))?;
     let pid = libc::pid_t::try_from(child.id())?;
@@ -159,7 +208,11 @@ fn measure(cmd: &mut Command) -> anyhow::Result<(Sample, Vec<u8>)> {
     // SAFETY: `pid` is our child, not yet reaped; both pointers are valid for writes.
     let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     let time = start.elapsed();
-    ensure!(rc == pid, "wait4 failed: {}", std::io::Error::last_os_error());
+    ensure!(
+        rc == pid,
+        "wait4 failed: {}",
+        std::io::Error::last_os_error()
+    );
     let read = |mut f: fs::File| -> anyhow::Result<Vec<u8>> {
         use std::io::{Read, Seek};
         f.rewind()?;
@@ -169,9 +222,23 @@ fn measure(cmd: &mut Command) -> anyhow::Result<(Sample, Vec<u8>)> {
     };
     let stdout = read(out_file)?;
     if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
-        bail!("{cmd:?} failed (status {status}): {}", String::from_utf8_lossy(&read(err_file)?));
+        bail!(
+            "{cmd:?} failed (status {status}): {}",
+            String::from_utf8_lossy(&read(err_file)?)
+        );
     }
-    Ok((Sample { time, rss_kib: usage.ru_maxrss }, stdout))
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+    };
+    let cpu = tv(usage.ru_utime) + tv(usage.ru_stime);
+    Ok((
+        Sample {
+            time,
+            cpu,
+            rss_kib: usage.ru_maxrss,
+        },
+        stdout,
+    ))
 }
 
 fn remove(paths: &[&Path]) {
@@ -182,7 +249,9 @@ fn remove(paths: &[&Path]) {
 
 fn remove_dir(p: &Path) -> anyhow::Result<()> {
     match fs::remove_dir_all(p) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e).with_context(|| format!("cannot remove {}", p.display())),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot remove {}", p.display()))
+        }
         _ => Ok(()),
     }
 }
@@ -202,15 +271,22 @@ fn layerpass_binary() -> anyhow::Result<PathBuf> {
 /// `shared/tools/mkfs-erofs-trixie` (mkfs.erofs 1.8.6), looked up from the workspace.
 fn mkfs_trixie() -> anyhow::Result<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    [root.join("shared/tools/mkfs-erofs-trixie"), PathBuf::from("/work/shared/tools/mkfs-erofs-trixie")]
-        .into_iter()
-        .find(|p| p.is_file())
-        .context("shared/tools/mkfs-erofs-trixie not found")
+    [
+        root.join("shared/tools/mkfs-erofs-trixie"),
+        PathBuf::from("/work/shared/tools/mkfs-erofs-trixie"),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
+    .context("shared/tools/mkfs-erofs-trixie not found")
 }
 
 fn count_entries(tar: &Path) -> anyhow::Result<usize> {
     let out = run(Command::new("tar").arg("-tf").arg(tar))?;
-    Ok(out.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count())
+    Ok(out
+        .stdout
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count())
 }
 
 fn warm(path: &Path) -> anyhow::Result<()> {
@@ -227,14 +303,21 @@ pub fn build_corpus(dir: &Path) -> anyhow::Result<PathBuf> {
     if tar.is_file() {
         return Ok(tar);
     }
-    let debootstrap = find_tool("debootstrap").context("debootstrap not found: apt-get install debootstrap")?;
+    let debootstrap =
+        find_tool("debootstrap").context("debootstrap not found: apt-get install debootstrap")?;
     let rootfs = base.join("rootfs");
     let debs = base.join("debs");
     remove_dir(&rootfs)?;
     fs::create_dir_all(&debs)?;
     let mirror = bookworm_mirror()?;
-    run(Command::new(debootstrap).args(["--variant=minbase", "bookworm"]).arg(&rootfs).arg(&mirror))?;
-    run(Command::new("apt-get").arg("download").args(EXTRA_PACKAGES).current_dir(&debs))?;
+    run(Command::new(debootstrap)
+        .args(["--variant=minbase", "bookworm"])
+        .arg(&rootfs)
+        .arg(&mirror))?;
+    run(Command::new("apt-get")
+        .arg("download")
+        .args(EXTRA_PACKAGES)
+        .current_dir(&debs))?;
     for e in fs::read_dir(&debs)? {
         let deb = e?.path();
         run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&rootfs))?;
@@ -253,7 +336,8 @@ pub fn build_corpus(dir: &Path) -> anyhow::Result<PathBuf> {
 
 /// The Debian mirror apt already uses for bookworm.
 fn bookworm_mirror() -> anyhow::Result<String> {
-    let out = run(Command::new("apt-get").args(["indextargets", "--format", "$(REPO_URI) $(RELEASE)"]))?;
+    let out =
+        run(Command::new("apt-get").args(["indextargets", "--format", "$(REPO_URI) $(RELEASE)"]))?;
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .find_map(|l| l.strip_suffix(" bookworm").map(str::to_owned))
