@@ -23,6 +23,12 @@ fn check_layer(name: &str, tar: &[u8], dir: &Path) {
     assert_eq!(report.hash_offset, Some(report.erofs_size));
     tools::fsck(&out);
 
+    if name == "basic" {
+        // five files share an xattr: the shared area exists
+        let img = fs::read(&out).unwrap();
+        let xattr_blkaddr = u32::from_le_bytes(img[1024 + 44..1024 + 48].try_into().unwrap());
+        assert_ne!(xattr_blkaddr, 0, "no shared xattr area");
+    }
     let want = model::expected(tar, 0);
     let m = Mount::erofs(&out);
     walk::assert_same(name, &want.tree, &walk::walk(m.path()), &[]);

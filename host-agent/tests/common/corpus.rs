@@ -109,6 +109,11 @@ pub fn basic_with(libarchive: bool) -> Vec<u8> {
         t.pax(&[("SCHILY.xattr.user.shared", b"same value for everyone")])
             .file(&format!("xattrs/shared{i}"), 0o644, b"s");
     }
+    // a symlink whose target cannot be inline next to its big xattr: a plain data block
+    let big_x = vec![b'x'; 3000];
+    // (trusted.*: Linux does not let user.* xattrs be read on symlinks)
+    t.pax(&[("SCHILY.xattr.trusted.big", &big_x)]);
+    t.symlink("links/plain", &format!("/{}", "t".repeat(1500)));
     t.pax(&[("SCHILY.xattr.trusted.dir", b"d")])
         .dir("xattrs/dir", 0o750);
     t.finish()
