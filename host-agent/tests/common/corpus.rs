@@ -132,6 +132,10 @@ pub fn whiteouts() -> Vec<u8> {
     t.file("implicit-opq/.wh..wh..opq", 0o644, b"");
     t.file("replaced", 0o644, b"first");
     t.file(".wh.replaced", 0o644, b"");
+    // a layer already in overlay form passes through
+    t.device(EntryType::Char, "pre/whiteout", 0, 0);
+    t.pax(&[("SCHILY.xattr.trusted.overlay.opaque", b"y")])
+        .dir("pre/opaque", 0o755);
     t.finish()
 }
 
