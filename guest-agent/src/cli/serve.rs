@@ -50,12 +50,12 @@ pub fn serve(args: &ServeArgs) -> Result<(), Failure> {
         })?;
 
     let stop = running.wait();
+    if let Stop::Signal(signal) = &stop {
+        info!(signal, "stopping");
+    }
     running.shutdown();
     match stop {
-        Stop::Signal(signal) => {
-            info!(signal, "stopping");
-            Ok(())
-        }
+        Stop::Signal(_) => Ok(()),
         Stop::Bridge(e) => Err(failure(&ServeError::Bridge(e))),
     }
 }

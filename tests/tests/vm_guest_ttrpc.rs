@@ -1,0 +1,271 @@
+//! The guest agent's ttrpc service over a virtio-serial port in a real Linux guest (QEMU,
+//! Debian cloud kernel): three EROFS layers with dm-verity served as vhost-user-blk layer
+//! disks by `layerpass blk serve`; the host sends `Mount` (and a plan naming a disk that
+//! never appears, and a duplicate), checks the response and `List`, lets the guest read
+//! the merged rootfs, then `Unmount`s; the guest confirms the content and that no mount
+//! and no dm device is left.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use layerpass::erofs::{ConvertOptions, ConvertReport, convert_layer};
+use layerpass_protocols::protobuf::{EnumOrUnknown, MessageField};
+use layerpass_protocols::status::Kind;
+use layerpass_protocols::v1::guest as pb;
+use layerpass_tests::guest_client::GuestClient;
+use layerpass_tests::tools::run;
+use layerpass_tests::vm::{
+    BOOT_TIMEOUT, ChildGuard, Initramfs, VhostUserBlk, VmBuilder, assets, require_vm_tools,
+    static_binary,
+};
+
+const PORT: &str = "layerpass.0";
+const ROOTFS: &str = "/run/layerpass/containers/web/rootfs";
+
+const SCRIPT: &str = r#"
+lp_port layerpass.0 >/dev/null
+layerpass-guest serve --transport virtio-serial --device layerpass.0 --device-timeout 5 \
+  >/tmp/agent.log 2>&1 &
+agent=$!
+echo GUEST-AGENT-UP
+r=/run/layerpass/containers/web/rootfs
+if ! lp_wait 600 grep -q " $r overlay " /proc/mounts; then
+  sed 's/^/AGENT: /' /tmp/agent.log
+  exit 1
+fi
+echo "GUEST-FILE hello $(cat $r/app/hello)"
+echo "GUEST-FILE mid $(cat $r/app/mid)"
+echo "GUEST-FILE base $(cat $r/base.txt)"
+if [ -e $r/app/gone ]; then echo "GUEST-FILE gone present"; else echo "GUEST-FILE gone absent"; fi
+echo "GUEST-DM $(ls /sys/block | grep -c '^dm-')"
+echo written > $r/new.txt
+echo "GUEST-FILE new $(cat $r/new.txt)"
+echo GUEST-READ-DONE
+# The host closes its connection after its last call (the bridge logs it).
+lp_wait 600 grep -q "host disconnected" /tmp/agent.log
+echo "GUEST-UNMOUNTED dm=$(ls /sys/block | grep -c '^dm-') mounts=$(grep -c /run/layerpass /proc/mounts)"
+kill $agent
+wait $agent
+echo "GUEST-AGENT-EXIT $?"
+sed 's/^/AGENT: /' /tmp/agent.log
+"#;
+
+/// Writes `files` (path, contents) under a fresh directory and tars it.
+fn layer_tar(dir: &Path, name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let root = dir.join(name);
+    for (path, contents) in files {
+        let p = root.join(path);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, contents).unwrap();
+    }
+    let tar = dir.join(format!("{name}.tar"));
+    run(Command::new("tar")
+        .arg("--owner=0")
+        .arg("--group=0")
+        .arg("-C")
+        .arg(&root)
+        .arg("-cf")
+        .arg(&tar)
+        .arg("."))
+    .unwrap();
+    tar
+}
+
+/// `layerpass blk serve --layer BLOB --serial SERIAL`, waiting until its socket exists.
+fn serve(bin: &Path, socket: &Path, blob: &Path, serial: &str) -> ChildGuard {
+    let mut cmd = Command::new(bin);
+    cmd.args(["blk", "serve", "--socket"])
+        .arg(socket)
+        .arg("--layer")
+        .arg(blob)
+        .args(["--serial", serial]);
+    let child = ChildGuard::spawn(&mut cmd, "layerpass blk serve").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !socket.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "no socket at {}",
+            socket.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+/// A layer of the request: containerd's verity layout (superblock at `hash_offset`, the
+/// tree one block later), sha256, 4096-byte blocks, 32 zero bytes of salt.
+fn layer(report: &ConvertReport, serial: &str) -> pb::Layer {
+    let root_hash = hex::decode(report.root_hash.as_ref().unwrap()).unwrap();
+    let hash_offset = report.hash_offset.unwrap();
+    let mut verity = pb::VerityParams::new();
+    verity.algorithm = EnumOrUnknown::new(pb::HashAlgorithm::HASH_ALGORITHM_SHA256);
+    verity.format = 1;
+    verity.data_block_size = 4096;
+    verity.hash_block_size = 4096;
+    verity.data_blocks = report.erofs_size / 4096;
+    verity.hash_start_block = hash_offset / 4096 + 1;
+    verity.salt = vec![0; 32];
+    verity.root_hash = root_hash;
+    let mut disk = pb::DiskRef::new();
+    disk.set_serial(serial.to_owned());
+    let mut l = pb::Layer::new();
+    l.digest = report.diff_id.clone();
+    l.disk = MessageField::some(disk);
+    l.fs_type = EnumOrUnknown::new(pb::FsType::FS_TYPE_EROFS);
+    l.verity = MessageField::some(verity);
+    l
+}
+
+fn request(id: &str, layers: Vec<pb::Layer>) -> pb::MountRequest {
+    let mut tmpfs = pb::TmpfsUpper::new();
+    tmpfs.size_bytes = 16 << 20;
+    let mut upper = pb::Upper::new();
+    upper.set_tmpfs(tmpfs);
+    let mut req = pb::MountRequest::new();
+    req.container_id = id.to_owned();
+    req.layers = layers;
+    req.upper = MessageField::some(upper);
+    req
+}
+
+#[test]
+fn host_mounts_lists_and_unmounts_a_three_layer_rootfs_over_virtio_serial() {
+    if !require_vm_tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let host_bin = static_binary("layerpass", "layerpass").unwrap();
+    let guest_bin = static_binary("layerpass-guest", "layerpass-guest").unwrap();
+
+    // Top first: the top layer shadows app/hello, the middle one deletes app/gone.
+    let tars = [
+        layer_tar(d, "top", &[("app/hello", "hello from the top layer")]),
+        layer_tar(
+            d,
+            "mid",
+            &[
+                ("app/hello", "hello from the middle layer"),
+                ("app/mid", "middle"),
+                ("app/.wh.gone", ""),
+            ],
+        ),
+        layer_tar(
+            d,
+            "base",
+            &[("base.txt", "base"), ("app/gone", "deleted above")],
+        ),
+    ];
+    let mut reports = Vec::new();
+    let mut servers = Vec::new();
+    let mut devices = Vec::new();
+    for (i, tar) in tars.iter().enumerate() {
+        let blob = d.join(format!("layer{i}.erofs"));
+        let report = convert_layer(
+            fs::File::open(tar).unwrap(),
+            &blob,
+            &ConvertOptions::default(),
+        )
+        .unwrap();
+        let socket = d.join(format!("layer{i}.sock"));
+        servers.push(serve(&host_bin, &socket, &blob, &format!("lp-layer{i}")));
+        devices.push(VhostUserBlk {
+            socket,
+            num_queues: Some(1),
+            reconnect_ms: None,
+        });
+        reports.push(report);
+    }
+    let layers: Vec<pb::Layer> = reports
+        .iter()
+        .enumerate()
+        .map(|(i, r)| layer(r, &format!("lp-layer{i}")))
+        .collect();
+
+    let kernel = assets::cloud_kernel().unwrap();
+    let initrd = d.join("initrd.gz");
+    Initramfs::standard(&kernel)
+        .unwrap()
+        .host_file("/bin/layerpass-guest", &guest_bin, 0o755)
+        .test_script(SCRIPT)
+        .write(&initrd)
+        .unwrap();
+    let mut builder = VmBuilder::new("guest-ttrpc", &kernel, &initrd).serial_port(PORT);
+    for dev in devices {
+        builder = builder.vhost_user_blk(dev);
+    }
+    let mut vm = builder.spawn().unwrap();
+    let stream = vm.connect_port(PORT, BOOT_TIMEOUT).unwrap();
+    vm.wait_for("GUEST-AGENT-UP", BOOT_TIMEOUT).unwrap();
+    let client = GuestClient::new(stream, BOOT_TIMEOUT).unwrap();
+
+    let status = client.status().unwrap();
+    assert_eq!((status.containers, status.layers), (0, 0));
+    assert!(!status.require_verity && !status.confidential);
+
+    // A disk that never appears: NotFound after the agent's 5 s device timeout.
+    let mut absent = layers.clone();
+    absent[2]
+        .disk
+        .as_mut()
+        .unwrap()
+        .set_serial("lp-absent".into());
+    let (kind, message) = client.mount(&request("web", absent)).unwrap_err();
+    assert_eq!(kind, Kind::NotFound, "{message}");
+    assert!(message.contains("lp-absent"), "{message}");
+    assert!(message.contains(&reports[2].diff_id), "{message}");
+
+    let resp = client.mount(&request("web", layers.clone())).unwrap();
+    assert_eq!(resp.container_id, "web");
+    assert_eq!(resp.rootfs, ROOTFS);
+    assert_eq!(resp.layers.len(), 3);
+    for (got, report) in resp.layers.iter().zip(&reports) {
+        assert_eq!(got.digest, report.diff_id);
+        assert_eq!(&got.root_hash, report.root_hash.as_ref().unwrap());
+        assert!(got.device.starts_with("/dev/mapper/"), "{got:?}");
+        assert!(!got.shared);
+    }
+
+    let (kind, message) = client.mount(&request("web", layers)).unwrap_err();
+    assert_eq!(kind, Kind::AlreadyExists, "{message}");
+
+    let list = client.list().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].container_id, "web");
+    assert_eq!(list[0].rootfs, ROOTFS);
+    assert_eq!(list[0].layers, resp.layers);
+    let status = client.status().unwrap();
+    assert_eq!((status.containers, status.layers), (1, 3));
+
+    vm.wait_for("GUEST-READ-DONE", BOOT_TIMEOUT).unwrap();
+    client.unmount("web").unwrap();
+    client.unmount("web").unwrap();
+    assert!(client.list().unwrap().is_empty());
+    let status = client.status().unwrap();
+    assert_eq!((status.containers, status.layers), (0, 0));
+    // Closing the connection tells the guest script the host is done.
+    drop(client);
+    vm.wait_result(BOOT_TIMEOUT).unwrap();
+
+    assert_eq!(
+        vm.lines_with("GUEST-FILE "),
+        [
+            "hello hello from the top layer",
+            "mid middle",
+            "base base",
+            "gone absent",
+            "new written",
+        ]
+    );
+    assert_eq!(vm.lines_with("GUEST-DM "), ["3"]);
+    assert_eq!(vm.lines_with("GUEST-UNMOUNTED "), ["dm=0 mounts=0"]);
+    assert_eq!(vm.lines_with("GUEST-AGENT-EXIT "), ["0"]);
+    drop(servers);
+}
