@@ -1,0 +1,264 @@
+//! The GuestAgent service over a real ttrpc unix socket, against an agent on the recording
+//! fake kernel: Mount / List / Status / Unmount round trips, and each error kind the agent
+//! produces arrives as its own ttrpc code with the agent's message.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use layerpass_guest::kernel::fake::{Call, FakeKernel};
+use layerpass_guest::server::{self, RunningServer, Transport, convert};
+use layerpass_guest::{
+    Agent, AgentConfig, CorruptionMode, DiskRef, FsType, HashAlgorithm, LayerSpec, MountPlan,
+    OverlayOptions, UpperSpec, VerityParams,
+};
+use layerpass_protocols::ttrpc::{self, Code};
+use layerpass_protocols::v1::guest as pb;
+use layerpass_protocols::v1::guest_ttrpc::GuestAgentClient;
+
+const TOP: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+const BASE: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    run_dir: std::path::PathBuf,
+    kernel: Arc<FakeKernel>,
+    server: Option<RunningServer>,
+    client: GuestAgentClient,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown();
+        }
+    }
+}
+
+fn fixture(require_verity: bool) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    let mut config = AgentConfig::with_run_dir(run_dir.clone());
+    config.require_verity = require_verity;
+    config.device_timeout = Duration::from_millis(50);
+    let kernel = Arc::new(FakeKernel::new());
+    kernel.add_disk(DiskRef::Serial("lp-top".into()), 1 << 16);
+    kernel.add_disk(
+        DiskRef::Partition {
+            serial: "lp-image".into(),
+            name: "lp-base".into(),
+        },
+        1 << 16,
+    );
+    let agent = Arc::new(Agent::with_kernel(config, kernel.clone()).unwrap());
+    let socket = dir.path().join("agent.sock");
+    let transport = Transport::unix(&socket).unwrap();
+    let server = server::start(agent, &transport, &run_dir).unwrap();
+    let client = ttrpc::Client::connect(&format!("unix://{}", socket.display())).unwrap();
+    Fixture {
+        _dir: dir,
+        run_dir,
+        kernel,
+        server: Some(server),
+        client: GuestAgentClient::new(client),
+    }
+}
+
+fn ctx() -> ttrpc::context::Context {
+    ttrpc::context::with_duration(Duration::from_secs(30))
+}
+
+fn plan(id: &str) -> MountPlan {
+    MountPlan {
+        container_id: id.into(),
+        layers: vec![
+            LayerSpec {
+                digest: TOP.into(),
+                disk: DiskRef::Serial("lp-top".into()),
+                fs_type: FsType::Erofs,
+                verity: Some(VerityParams {
+                    algorithm: HashAlgorithm::Sha256,
+                    format: 1,
+                    data_block_size: 4096,
+                    hash_block_size: 4096,
+                    data_blocks: 16,
+                    hash_start_block: 17,
+                    salt: vec![0; 32],
+                    root_hash: vec![0xab; 32],
+                    on_corruption: CorruptionMode::Eio,
+                }),
+            },
+            LayerSpec {
+                digest: BASE.into(),
+                disk: DiskRef::Partition {
+                    serial: "lp-image".into(),
+                    name: "lp-base".into(),
+                },
+                fs_type: FsType::Erofs,
+                verity: None,
+            },
+        ],
+        upper: UpperSpec::Tmpfs {
+            size_bytes: 64 << 20,
+        },
+        mount_point: None,
+        overlay: OverlayOptions::default(),
+    }
+}
+
+fn mount(f: &Fixture, plan: &MountPlan) -> ttrpc::Result<pb::MountResponse> {
+    f.client.mount(ctx(), &convert::mount_request(plan))
+}
+
+/// The code and message of a failed call.
+fn status(result: ttrpc::Result<impl std::fmt::Debug>) -> (Code, String) {
+    match result {
+        Err(ttrpc::Error::RpcStatus(s)) => (s.code(), s.message().to_owned()),
+        other => panic!("expected an RPC status, got {other:?}"),
+    }
+}
+
+#[test]
+fn mount_list_status_unmount() {
+    let f = fixture(false);
+    let resp = mount(&f, &plan("c1")).unwrap();
+    assert_eq!(resp.container_id, "c1");
+    let rootfs = f.run_dir.join("containers/c1/rootfs");
+    assert_eq!(Path::new(&resp.rootfs), rootfs);
+    assert_eq!(resp.layers.len(), 2);
+    assert_eq!(resp.layers[0].digest, TOP);
+    assert_eq!(resp.layers[0].root_hash, "ab".repeat(32));
+    assert!(
+        resp.layers[0].device.starts_with("/dev/mapper/"),
+        "{:?}",
+        resp.layers[0]
+    );
+    assert_eq!(resp.layers[1].digest, BASE);
+    assert_eq!(resp.layers[1].root_hash, "");
+    assert!(!resp.layers[0].shared && !resp.layers[1].shared);
+    assert!(f.kernel.mounts().contains_key(&rootfs));
+
+    // A second container with the same layers shares them.
+    let resp2 = mount(&f, &plan("c2")).unwrap();
+    assert!(resp2.layers.iter().all(|l| l.shared), "{resp2:?}");
+
+    let list = f.client.list(ctx(), &pb::ListRequest::new()).unwrap();
+    let ids: Vec<_> = list
+        .containers
+        .iter()
+        .map(|c| c.container_id.as_str())
+        .collect();
+    assert_eq!(ids, ["c1", "c2"]);
+    assert_eq!(list.containers[0].rootfs, resp.rootfs);
+    assert_eq!(list.containers[0].layers, resp.layers);
+
+    let st = f.client.status(ctx(), &pb::StatusRequest::new()).unwrap();
+    assert_eq!((st.containers, st.layers), (2, 2));
+    assert!(!st.confidential && !st.require_verity);
+
+    for id in ["c1", "c2", "c2"] {
+        let mut req = pb::UnmountRequest::new();
+        req.container_id = id.into();
+        f.client.unmount(ctx(), &req).unwrap();
+    }
+    assert!(
+        f.client
+            .list(ctx(), &pb::ListRequest::new())
+            .unwrap()
+            .containers
+            .is_empty()
+    );
+    assert!(f.kernel.mounts().is_empty(), "{:?}", f.kernel.mounts());
+    assert!(f.kernel.dm_devices().is_empty());
+    let st = f.client.status(ctx(), &pb::StatusRequest::new()).unwrap();
+    assert_eq!((st.containers, st.layers), (0, 0));
+}
+
+#[test]
+fn bad_requests_are_invalid_argument_naming_the_field() {
+    let f = fixture(false);
+    let mut req = convert::mount_request(&plan("c1"));
+    req.layers[1].disk = Default::default();
+    let (code, message) = status(f.client.mount(ctx(), &req));
+    assert_eq!(code, Code::INVALID_ARGUMENT);
+    assert!(message.contains("layers[1].disk: missing"), "{message}");
+    assert!(message.contains(BASE), "{message}");
+
+    let mut bad = plan("c1");
+    bad.layers[0].digest = "sha256:short".into();
+    let (code, message) = status(mount(&f, &bad));
+    assert_eq!(code, Code::INVALID_ARGUMENT);
+    assert!(message.contains("sha256:short"), "{message}");
+    assert!(f.kernel.calls().is_empty(), "{:?}", f.kernel.labels());
+}
+
+#[test]
+fn each_error_kind_arrives_as_its_code() {
+    let f = fixture(false);
+
+    // NotFound: a disk that never appears.
+    let mut missing = plan("c1");
+    missing.layers[1].disk = DiskRef::Serial("lp-absent".into());
+    let (code, message) = status(mount(&f, &missing));
+    assert_eq!(code, Code::NOT_FOUND, "{message}");
+    assert!(message.contains("lp-absent"), "{message}");
+    assert!(f.kernel.mounts().is_empty() && f.kernel.dm_devices().is_empty());
+
+    // AlreadyExists: the same container twice.
+    mount(&f, &plan("c1")).unwrap();
+    let (code, message) = status(mount(&f, &plan("c1")));
+    assert_eq!(code, Code::ALREADY_EXISTS, "{message}");
+    assert!(message.contains("c1"), "{message}");
+
+    // FailedPrecondition and Internal: kernel calls failing with EBUSY and EIO.
+    for (errno, want) in [(16, Code::FAILED_PRECONDITION), (5, Code::INTERNAL)] {
+        f.kernel.clear_failures();
+        f.kernel
+            .fail_when(move |c| matches!(c, Call::DmCreate(_)).then_some(errno));
+        let mut other = plan("c9");
+        other.layers[0].verity.as_mut().unwrap().root_hash = vec![0xcd; 32];
+        let (code, message) = status(mount(&f, &other));
+        assert_eq!(code, want, "errno {errno}: {message}");
+        assert!(message.contains("layer 0"), "{message}");
+        assert!(message.contains(TOP), "{message}");
+    }
+    f.kernel.clear_failures();
+
+    // PermissionDenied: a layer without verity under --require-verity.
+    let strict = fixture(true);
+    let (code, message) = status(mount(&strict, &plan("c1")));
+    assert_eq!(code, Code::PERMISSION_DENIED, "{message}");
+    assert!(message.contains(BASE), "{message}");
+    assert!(strict.kernel.dm_devices().is_empty());
+    let st = strict
+        .client
+        .status(ctx(), &pb::StatusRequest::new())
+        .unwrap();
+    assert!(st.require_verity);
+}
+
+#[test]
+fn requests_on_one_connection_run_concurrently() {
+    let f = fixture(false);
+    let client = f.client.clone();
+    let handles: Vec<_> = (0..8)
+        .map(|i| {
+            let client = client.clone();
+            std::thread::spawn(move || {
+                let plan = plan(&format!("par-{i}"));
+                client.mount(ctx(), &convert::mount_request(&plan)).unwrap()
+            })
+        })
+        .collect();
+    for h in handles {
+        let resp = h.join().unwrap();
+        assert!(resp.container_id.starts_with("par-"));
+    }
+    let st = f.client.status(ctx(), &pb::StatusRequest::new()).unwrap();
+    assert_eq!((st.containers, st.layers), (8, 2));
+}
