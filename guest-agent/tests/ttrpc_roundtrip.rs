@@ -262,3 +262,84 @@ fn requests_on_one_connection_run_concurrently() {
     let st = f.client.status(ctx(), &pb::StatusRequest::new()).unwrap();
     assert_eq!((st.containers, st.layers), (8, 2));
 }
+
+/// A Mount blocked inside the kernel does not hold up List or another container's Mount
+/// (no global lock in the server or the agent). The fake kernel's own lock is held while
+/// the call is blocked, so the other Mount is one that fails validation before any
+/// kernel call. (Status is left out: it counts mounted layers under each layer's lock,
+/// so it waits for a layer being mounted.)
+#[test]
+fn a_blocked_mount_does_not_block_other_requests() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Mutex, mpsc};
+
+    let f = fixture(false);
+    let (entered_tx, entered_rx) = mpsc::channel::<()>();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let release_rx = Mutex::new(release_rx);
+    let blocked_once = AtomicBool::new(false);
+    // The first dm_create of container "slow" blocks until released.
+    f.kernel.fail_when(move |c| {
+        if matches!(c, Call::DmCreate(_)) && !blocked_once.swap(true, Ordering::SeqCst) {
+            let _ = entered_tx.send(());
+            let _ = release_rx.lock().unwrap().recv();
+        }
+        None
+    });
+    let client = f.client.clone();
+    let slow =
+        std::thread::spawn(move || client.mount(ctx(), &convert::mount_request(&plan("slow"))));
+    entered_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+
+    let quick = ttrpc::context::with_duration(Duration::from_secs(5));
+    assert!(
+        f.client
+            .list(quick, &pb::ListRequest::new())
+            .unwrap()
+            .containers
+            .is_empty()
+    );
+    // Another container's invalid plan is answered too.
+    let mut bad = plan("other");
+    bad.layers.clear();
+    let quick = ttrpc::context::with_duration(Duration::from_secs(5));
+    let (code, _) = status(f.client.mount(quick, &convert::mount_request(&bad)));
+    assert_eq!(code, Code::INVALID_ARGUMENT);
+
+    release_tx.send(()).unwrap();
+    let resp = slow.join().unwrap().unwrap();
+    assert_eq!(resp.container_id, "slow");
+}
+
+/// vsock needs no vhost-vsock to bind: a port in use is an error naming it. (Without
+/// AF_VSOCK support at all, the error still names the port.)
+#[test]
+fn vsock_listener_errors_name_the_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let agent = Arc::new(
+        Agent::with_kernel(
+            AgentConfig::with_run_dir(dir.path().join("run")),
+            Arc::new(FakeKernel::new()),
+        )
+        .unwrap(),
+    );
+    let port = 40_000 + std::process::id() % 20_000;
+    let transport = Transport::vsock(port).unwrap();
+    match server::start(agent.clone(), &transport, dir.path()) {
+        Ok(first) => {
+            let err = server::start(agent, &transport, dir.path())
+                .unwrap_err()
+                .to_string();
+            first.shutdown();
+            assert!(err.contains(&format!("vsock port {port}")), "{err}");
+            assert!(err.to_lowercase().contains("in use"), "{err}");
+        }
+        Err(e) => {
+            let err = e.to_string();
+            assert!(
+                err.contains(&format!("cannot listen on vsock port {port}")),
+                "{err}"
+            );
+        }
+    }
+}

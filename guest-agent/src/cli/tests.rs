@@ -211,3 +211,21 @@ fn bad_json_plans_are_clear_errors() {
     assert_eq!(failure.kind, Kind::NotFound);
     assert!(failure.message.contains("nope.json"), "{}", failure.message);
 }
+
+/// The complete plan in docs/protocol.md parses, converts and validates.
+#[test]
+fn the_documented_plan_is_valid() {
+    let doc = include_str!("../../../docs/protocol.md");
+    let start = doc.find("```json\n").unwrap() + "```json\n".len();
+    let end = start + doc[start..].find("```").unwrap();
+    let req = layerpass_protocols::json::parse_mount_request(&doc[start..end]).unwrap();
+    let plan = crate::server::convert::mount_plan(&req).unwrap();
+    plan.validate().unwrap();
+    assert_eq!(plan.container_id, "web");
+    assert_eq!(plan.layers.len(), 3);
+    assert!(plan.layers[2].verity.is_none());
+    let verity = plan.layers[0].verity.as_ref().unwrap();
+    assert_eq!(verity.root_hash, hex::decode("3f5a9c1e".repeat(8)).unwrap());
+    assert_eq!((verity.data_blocks, verity.hash_start_block), (2560, 2561));
+    assert!(plan.overlay.volatile);
+}
