@@ -3,7 +3,7 @@
 //! until the metadata is written. Nothing but one copy buffer is held in memory.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -11,7 +11,8 @@ use super::error::ErofsError;
 use super::format::{BLOCK_SIZE, EXTENDED_INODE_SIZE, NULL_ADDR};
 use super::tree::Data;
 
-const COPY_BUFFER: usize = 1 << 20;
+const TAIL_BUFFER: usize = BLOCK_SIZE as usize;
+const IMAGE_BUFFER: usize = 64 << 10;
 
 /// Whether a tail of `tail` bytes goes inline: it must fit in one block with the inode
 /// (counted as extended, the larger kind) and the xattrs (counted all inline, the most
@@ -48,7 +49,8 @@ impl DataWriter {
     pub fn new(image: File, image_path: &Path, spill_dir: &Path) -> Result<Self, ErofsError> {
         let tails = tempfile::tempfile_in(spill_dir)
             .map_err(ErofsError::io("create a spill file in", spill_dir))?;
-        let mut image = BufWriter::with_capacity(COPY_BUFFER, image);
+        // small: content slices of at least this size go to the file without a copy
+        let mut image = BufWriter::with_capacity(IMAGE_BUFFER, image);
         image
             .seek(SeekFrom::Start(BLOCK_SIZE))
             .map_err(ErofsError::io("seek", image_path))?;
@@ -58,14 +60,14 @@ impl DataWriter {
             next_block: 1,
             tails: BufWriter::with_capacity(1 << 16, tails),
             tails_len: 0,
-            buf: vec![0u8; COPY_BUFFER],
+            buf: vec![0u8; TAIL_BUFFER],
         })
     }
 
     /// Copies `size` bytes of `src`; the tail goes inline when `inline_tail`.
     pub fn copy(
         &mut self,
-        src: &mut dyn Read,
+        src: &mut dyn BufRead,
         size: u64,
         inline_tail: bool,
     ) -> Result<Data, CopyError> {
@@ -74,16 +76,19 @@ impl DataWriter {
         let inline = inline_tail && tail_len > 0;
         let data = self.allocate(size, inline).map_err(CopyError::Write)?;
         let mut done = 0u64;
+        // whole blocks: written straight from the reader's buffer
         while done < full {
-            let want =
-                usize::try_from((full - done).min(self.buf.len() as u64)).unwrap_or(self.buf.len());
-            let n = read_some(src, &mut self.buf[..want]).map_err(CopyError::Read)?;
-            if n == 0 {
+            let avail = src.fill_buf().map_err(CopyError::Read)?;
+            if avail.is_empty() {
                 return Err(CopyError::Short { got: done });
             }
-            self.image
-                .write_all(&self.buf[..n])
-                .map_err(|e| CopyError::Write(self.write_err(e)))?;
+            let n = avail
+                .len()
+                .min(usize::try_from(full - done).unwrap_or(usize::MAX));
+            if let Err(e) = self.image.write_all(&avail[..n]) {
+                return Err(CopyError::Write(self.write_err(e)));
+            }
+            src.consume(n);
             done += n as u64;
         }
         if tail_len > 0 {

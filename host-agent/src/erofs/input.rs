@@ -1,7 +1,8 @@
 //! The layer stream: gzip, zstd or plain tar told apart by magic bytes, and the sha256 of
 //! the uncompressed tar (the layer's diff ID) computed while it is read.
 
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
+use std::sync::Arc;
 use std::sync::mpsc;
 use std::thread;
 
@@ -60,50 +61,100 @@ pub fn open<'a, R: Read + 'a>(mut input: R) -> io::Result<(Compression, Box<dyn 
     Ok((compression, reader))
 }
 
-/// Bytes handed to the hashing thread at a time.
-const HASH_BATCH: usize = 1 << 20;
-/// Batches in flight to the hashing thread (bounds the memory it can hold).
+/// Bytes read from the stream at a time; each chunk is shared with the hashing thread.
+const CHUNK: usize = 1 << 20;
+/// Chunks in flight to the hashing thread (bounds the memory it can hold).
 const HASH_QUEUE: usize = 4;
 
-/// Passes bytes through while counting them; a helper thread hashes them, so the diff ID
-/// costs the converter's thread only a copy. Errors from the inner reader are tagged so
-/// they can be told apart from tar format errors.
+type Chunk = Arc<Vec<u8>>;
+
+/// A buffered reader of the uncompressed layer that also counts it and has a helper
+/// thread hash it: the converter's thread reads each byte into a shared chunk once and
+/// the diff ID costs it no copy. Errors from the inner reader are tagged so they can be
+/// told apart from tar format errors.
 #[derive(Debug)]
 pub struct HashingReader<R> {
     inner: R,
-    batch: Vec<u8>,
-    tx: Option<mpsc::SyncSender<Vec<u8>>>,
+    chunk: Chunk,
+    filled: usize,
+    pos: usize,
+    tx: Option<mpsc::SyncSender<(Chunk, usize)>>,
+    /// Chunks the hashing thread is done with, for reuse.
+    free: mpsc::Receiver<Chunk>,
     hasher: Option<thread::JoinHandle<[u8; 32]>>,
     bytes: u64,
 }
 
 impl<R: Read> HashingReader<R> {
     pub fn new(inner: R) -> Self {
-        let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(HASH_QUEUE);
+        let (tx, rx) = mpsc::sync_channel::<(Chunk, usize)>(HASH_QUEUE);
+        let (free_tx, free) = mpsc::sync_channel::<Chunk>(HASH_QUEUE + 2);
         let hasher = thread::Builder::new()
             .name("diff-id".into())
             .spawn(move || {
                 let mut h = Sha256::new();
-                for batch in rx {
-                    h.update(&batch);
+                for (chunk, len) in rx {
+                    h.update(&chunk[..len]);
+                    let _ = free_tx.try_send(chunk);
                 }
                 h.finalize().into()
             })
             .ok();
         Self {
             inner,
-            batch: Vec::with_capacity(HASH_BATCH),
+            chunk: Arc::new(Vec::new()),
+            filled: 0,
+            pos: 0,
             tx: Some(tx),
+            free,
             hasher,
             bytes: 0,
         }
     }
 
+    /// Reads the next chunk from the stream (0 bytes at its end).
+    fn refill(&mut self) -> io::Result<()> {
+        // give up our reference first, so a chunk coming back can be reused
+        self.chunk = Arc::new(Vec::new());
+        let mut buf = loop {
+            match self.free.try_recv() {
+                Ok(c) => {
+                    if let Ok(v) = Arc::try_unwrap(c) {
+                        break v;
+                    }
+                }
+                Err(_) => break vec![0u8; CHUNK],
+            }
+        };
+        let n = loop {
+            match self.inner.read(&mut buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io::Error::new(e.kind(), StreamError(e))),
+                Ok(n) => break n,
+            }
+        };
+        self.chunk = Arc::new(buf);
+        self.filled = n;
+        self.pos = 0;
+        self.bytes += n as u64;
+        if n > 0
+            && let Some(tx) = &self.tx
+        {
+            // The receiver lives until `finish` drops the sender.
+            let _ = tx.send((Arc::clone(&self.chunk), n));
+        }
+        Ok(())
+    }
+
     /// Reads the rest of the stream (the end-of-archive blocks and any record padding
     /// after them belong to the diff ID too) and returns `sha256:<hex>` and the length.
     pub fn finish(mut self) -> io::Result<(String, u64)> {
-        io::copy(&mut self, &mut io::sink())?;
-        self.flush_batch();
+        loop {
+            self.refill()?;
+            if self.filled == 0 {
+                break;
+            }
+        }
         drop(self.tx.take());
         let digest: [u8; 32] = match self.hasher.take().map(thread::JoinHandle::join) {
             Some(Ok(d)) => d,
@@ -111,30 +162,27 @@ impl<R: Read> HashingReader<R> {
         };
         Ok((format!("sha256:{}", hex::encode(digest)), self.bytes))
     }
+}
 
-    fn flush_batch(&mut self) {
-        if self.batch.is_empty() {
-            return;
+impl<R: Read> BufRead for HashingReader<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if self.pos >= self.filled {
+            self.refill()?;
         }
-        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(HASH_BATCH));
-        if let Some(tx) = &self.tx {
-            // The receiver lives until `finish` drops the sender.
-            let _ = tx.send(batch);
-        }
+        Ok(&self.chunk[self.pos..self.filled])
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.pos = (self.pos + amt).min(self.filled);
     }
 }
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self
-            .inner
-            .read(buf)
-            .map_err(|e| io::Error::new(e.kind(), StreamError(e)))?;
-        self.batch.extend_from_slice(&buf[..n]);
-        if self.batch.len() >= HASH_BATCH {
-            self.flush_batch();
-        }
-        self.bytes += n as u64;
+        let avail = self.fill_buf()?;
+        let n = avail.len().min(buf.len());
+        buf[..n].copy_from_slice(&avail[..n]);
+        self.consume(n);
         Ok(n)
     }
 }

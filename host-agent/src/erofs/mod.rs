@@ -23,7 +23,7 @@ mod write;
 mod xattr;
 
 use std::fs;
-use std::io::{self, Read};
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -103,14 +103,13 @@ pub fn convert_layer<R: Read>(
 
     let (compression, reader) = input::open(input).map_err(ErofsError::Read)?;
     let hashing = input::HashingReader::new(reader);
-    let mut archive = tarstream::TarStream::new(io::BufReader::with_capacity(1 << 20, hashing));
+    let mut archive = tarstream::TarStream::new(hashing);
     let build_time = opts.mkfs_time.unwrap_or(0);
     let mut tree = tree::Tree::new(build_time);
     let mut data = data::DataWriter::new(image, &tmp_path, &dir)?;
     let stats = tarread::read_entries(&mut archive, &mut tree, &mut data, compression.name())?;
     let (diff_id, tar_bytes) =
         archive
-            .into_inner()
             .into_inner()
             .finish()
             .map_err(|e| match input::stream_error(&e) {

@@ -8,7 +8,7 @@
 //! Other `.wh..wh.*` names are aufs bookkeeping and are skipped, as containerd's applier
 //! does.
 
-use std::io::{self, Read};
+use std::io::{self, BufRead};
 
 use tar::EntryType;
 
@@ -37,7 +37,7 @@ pub struct Stats {
 
 /// Reads every entry of `stream` into `tree`. On a stream error the underlying error is
 /// reported as such, not as a tar format problem.
-pub fn read_entries<R: Read>(
+pub fn read_entries<R: BufRead>(
     stream: &mut TarStream<R>,
     tree: &mut Tree,
     data: &mut DataWriter,
@@ -91,7 +91,7 @@ fn stream_or_tar(e: io::Error, after: &str, compression: &'static str) -> ErofsE
 
 fn add_entry(
     entry: &Entry,
-    content: &mut dyn Read,
+    content: &mut dyn BufRead,
     name: &str,
     tree: &mut Tree,
     data: &mut DataWriter,

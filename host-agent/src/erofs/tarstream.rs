@@ -4,7 +4,7 @@
 //! newline bytes survive — the `tar` crate's own `PaxExtensions` splits records at
 //! newlines and refuses them), PAX `g` global headers (ignored, as containerd does).
 
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 
 use tar::{EntryType, Header};
 
@@ -47,7 +47,7 @@ pub struct TarStream<R> {
     done: bool,
 }
 
-impl<R: Read> TarStream<R> {
+impl<R: BufRead> TarStream<R> {
     pub fn new(inner: R) -> Self {
         Self {
             inner,
@@ -206,17 +206,30 @@ pub struct Content<'a, R> {
     stream: &'a mut TarStream<R>,
 }
 
-impl<R: Read> Read for Content<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+impl<R: BufRead> BufRead for Content<'_, R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
         let s = &mut *self.stream;
         if s.remaining == 0 {
-            return Ok(0);
+            return Ok(&[]);
         }
-        let want = buf
-            .len()
-            .min(usize::try_from(s.remaining).unwrap_or(usize::MAX));
-        let n = s.inner.read(&mut buf[..want])?;
-        s.remaining -= n as u64;
+        let limit = usize::try_from(s.remaining).unwrap_or(usize::MAX);
+        let avail = s.inner.fill_buf()?;
+        Ok(&avail[..avail.len().min(limit)])
+    }
+
+    fn consume(&mut self, amt: usize) {
+        let amt = amt.min(usize::try_from(self.stream.remaining).unwrap_or(usize::MAX));
+        self.stream.inner.consume(amt);
+        self.stream.remaining -= amt as u64;
+    }
+}
+
+impl<R: BufRead> Read for Content<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let avail = self.fill_buf()?;
+        let n = avail.len().min(buf.len());
+        buf[..n].copy_from_slice(&avail[..n]);
+        self.consume(n);
         Ok(n)
     }
 }
