@@ -103,6 +103,15 @@ fn pack(digests: &[u8], geometry: &Geometry, digest: usize) -> Vec<u8> {
     out
 }
 
+/// Where the leaf digests come from.
+#[derive(Clone, Copy)]
+pub(super) enum Leaves<'a> {
+    /// Hash the data blocks of this file (reported to the progress callback).
+    Data(Blocks<'a>, Option<Progress<'a>>),
+    /// Digests recorded while the data was written, back to back, one per data block.
+    Digests(&'a [u8]),
+}
+
 /// Builds the tree for the first `geometry.data_blocks` blocks of `data` and writes it to
 /// `out` starting at byte `tree_start` (top level first). Returns the root hash.
 ///
@@ -115,49 +124,90 @@ pub fn build_tree(
     geometry: &Geometry,
     progress: Option<Progress<'_>>,
 ) -> Result<RootHash, VerityError> {
-    let digest = params.algorithm.digest_size();
-    let hbs = geometry.hash_block_size as usize;
     let data_src = Blocks {
         file: data.0,
         path: data.1,
         offset: 0,
         block_size: geometry.data_block_size as usize,
     };
+    build_from(
+        Leaves::Data(data_src, progress),
+        out,
+        tree_start,
+        params,
+        geometry,
+    )
+}
+
+/// Builds and writes the tree from `leaves`; returns the root hash.
+pub(super) fn build_from(
+    leaves: Leaves<'_>,
+    out: (&File, &Path),
+    tree_start: u64,
+    params: &VerityParams,
+    geometry: &Geometry,
+) -> Result<RootHash, VerityError> {
+    let digest = params.algorithm.digest_size();
+    let hbs = geometry.hash_block_size as usize;
     if geometry.levels.is_empty() {
-        let mut block = vec![0u8; data_src.block_size];
-        data_src.read(0, &mut block)?;
-        if let Some(p) = progress {
-            p(block.len() as u64);
-        }
-        return Ok(params
-            .algorithm
-            .root_of(params.hash_type, params.salt.as_bytes(), &block));
+        // One data block: its digest is the root.
+        return match leaves {
+            Leaves::Data(src, progress) => {
+                let mut block = vec![0u8; src.block_size];
+                src.read(0, &mut block)?;
+                if let Some(p) = progress {
+                    p(block.len() as u64);
+                }
+                Ok(params
+                    .algorithm
+                    .root_of(params.hash_type, params.salt.as_bytes(), &block))
+            }
+            Leaves::Digests(d) => Ok(RootHash::from_bytes(d[..digest].to_vec())),
+        };
     }
 
+    let write = |packed: &[u8], at: u64| {
+        out.0
+            .write_all_at(packed, at)
+            .map_err(VerityError::io("write", out.1))
+    };
     for (i, level) in geometry.levels.iter().enumerate() {
-        let (src, src_count, src_progress) = if i == 0 {
-            (data_src, geometry.data_blocks, progress)
-        } else {
-            let below = geometry.levels[i - 1];
-            let src = Blocks {
-                file: out.0,
-                path: out.1,
-                offset: tree_start + below.first_block * hbs as u64,
-                block_size: hbs,
-            };
-            (src, below.blocks, None)
-        };
         let level_offset = tree_start + level.first_block * hbs as u64;
+        let (src, src_count, src_progress) = match (&leaves, i) {
+            (Leaves::Digests(d), 0) => {
+                // Level 0 straight from the recorded digests, in batches of whole blocks.
+                let per_batch =
+                    (batch_blocks(geometry, geometry.data_block_size as usize) as usize) * digest;
+                for (b, chunk) in d.chunks(per_batch).enumerate() {
+                    let first = (b * per_batch / digest) as u64;
+                    write(
+                        &pack(chunk, geometry, digest),
+                        level_offset + (first / geometry.hashes_per_block()) * hbs as u64,
+                    )?;
+                }
+                continue;
+            }
+            (Leaves::Data(src, progress), 0) => (*src, geometry.data_blocks, *progress),
+            _ => {
+                let below = geometry.levels[i - 1];
+                let src = Blocks {
+                    file: out.0,
+                    path: out.1,
+                    offset: tree_start + below.first_block * hbs as u64,
+                    block_size: hbs,
+                };
+                (src, below.blocks, None)
+            }
+        };
         let batch = batch_blocks(geometry, src.block_size);
         let mut first = 0u64;
         while first < src_count {
             let count = batch.min(src_count - first);
             let digests = digest_blocks(src, first, count, params, src_progress)?;
-            let packed = pack(&digests, geometry, digest);
-            let at = level_offset + (first / geometry.hashes_per_block()) * hbs as u64;
-            out.0
-                .write_all_at(&packed, at)
-                .map_err(VerityError::io("write", out.1))?;
+            write(
+                &pack(&digests, geometry, digest),
+                level_offset + (first / geometry.hashes_per_block()) * hbs as u64,
+            )?;
             first += count;
         }
     }

@@ -70,6 +70,8 @@ pub enum VerityError {
         size: u64,
         needed: u64,
     },
+    #[error("recorded leaf digests cannot be used: {0}")]
+    Leaves(String),
     #[error("verification failed: {0}")]
     Mismatch(BadBlock),
     #[error("cannot {op} {path}")]

@@ -14,10 +14,11 @@ use uuid::Uuid;
 
 use super::Progress;
 use super::atomic::{persist, temp_beside};
-use super::build::build_tree;
+use super::build::{Blocks, Leaves, build_from};
 use super::error::VerityError;
 use super::geometry::Geometry;
 use super::hash::RootHash;
+use super::leaves::LeafDigests;
 use super::params::VerityParams;
 use super::sidecar::{Sidecar, sidecar_path};
 use super::superblock::{SUPERBLOCK_SIZE, Superblock};
@@ -118,6 +119,26 @@ pub fn format_file(
     opts: &FormatOptions,
     progress: Option<Progress<'_>>,
 ) -> Result<FormatReport, VerityError> {
+    format_impl(data_path, opts, None, progress)
+}
+
+/// Like [`format_file`], but with the leaf digests recorded while `data_path` was written
+/// ([`LeafDigests`]): the data is not read again. The recorded blocks must be exactly the
+/// data blocks the options select, with the same parameters.
+pub fn format_file_from_leaves(
+    data_path: &Path,
+    opts: &FormatOptions,
+    leaves: &LeafDigests,
+) -> Result<FormatReport, VerityError> {
+    format_impl(data_path, opts, Some(leaves), None)
+}
+
+fn format_impl(
+    data_path: &Path,
+    opts: &FormatOptions,
+    leaves: Option<&LeafDigests>,
+    progress: Option<Progress<'_>>,
+) -> Result<FormatReport, VerityError> {
     opts.params.validate()?;
     let target = match &opts.target {
         HashTarget::File(p) if same_file(p, data_path) => HashTarget::Append,
@@ -143,6 +164,9 @@ pub fn format_file(
         .len();
     let plan = Plan::new(data_path, size, opts, appending)?;
     let geometry = Geometry::new(&opts.params, plan.data_blocks)?;
+    let leaf_digests = leaves
+        .map(|l| l.digests_for(&opts.params, plan.data_blocks))
+        .transpose()?;
     let tree_end = plan.tree_start + geometry.tree_bytes();
     let uuid = opts
         .superblock
@@ -166,13 +190,24 @@ pub fn format_file(
             file.write_all_at(&area, plan.hash_offset)
                 .map_err(VerityError::io("write", path))?;
         }
-        build_tree(
-            (&data, data_path),
+        let source = match leaf_digests {
+            Some(d) => Leaves::Digests(d),
+            None => Leaves::Data(
+                Blocks {
+                    file: &data,
+                    path: data_path,
+                    offset: 0,
+                    block_size: opts.params.data_block_size as usize,
+                },
+                progress,
+            ),
+        };
+        build_from(
+            source,
             (file, path),
             plan.tree_start,
             &opts.params,
             &geometry,
-            progress,
         )
     };
 

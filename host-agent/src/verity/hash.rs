@@ -111,6 +111,11 @@ impl RootHash {
             })
     }
 
+    /// Wraps raw digest bytes.
+    pub(crate) fn from_bytes(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+
     /// The raw digest bytes.
     pub fn as_bytes(&self) -> &[u8] {
         &self.0

@@ -498,3 +498,64 @@ fn hash_file_keeps_bytes_before_the_offset() {
     let (root, tree) = tree_of(&pattern(3), S, HashType::V1);
     assert_eq!((r.root_hash, &bytes[8192..]), (root, &tree[..]));
 }
+
+/// Leaf digests recorded out of order while "writing" give exactly the bytes of a format
+/// that reads the data, without reading it.
+#[test]
+fn tree_from_recorded_leaves_equals_tree_from_data() {
+    for blocks in [1usize, 2, 300, 16_385] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = pattern(blocks);
+        let a = write(dir.path(), "a", &data);
+        let b = write(dir.path(), "b", &data);
+        let opts = FormatOptions {
+            uuid: Some(Uuid::from_u128(9)),
+            ..FormatOptions::containerd()
+        };
+        let from_data = format_file(&a, &opts, None).unwrap();
+
+        let mut leaves = LeafDigests::new(opts.params.clone()).unwrap();
+        // Chunks of 700 blocks, recorded last chunk first; the first chunk twice.
+        let chunk = 700 * 4096;
+        let starts: Vec<usize> = (0..data.len()).step_by(chunk).collect();
+        for &s in starts.iter().rev() {
+            let e = (s + chunk).min(data.len());
+            leaves.record((s / 4096) as u64, &data[s..e]).unwrap();
+        }
+        leaves.record(0, &data[..4096]).unwrap();
+        let from_leaves = format_file_from_leaves(&b, &opts, &leaves).unwrap();
+        assert_eq!(
+            from_leaves.root_hash, from_data.root_hash,
+            "{blocks} blocks"
+        );
+        assert!(
+            fs::read(&a).unwrap() == fs::read(&b).unwrap(),
+            "{blocks} blocks: files differ"
+        );
+    }
+}
+
+#[test]
+fn unusable_leaf_records_are_refused_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = pattern(10);
+    let d = write(dir.path(), "d", &data);
+    let opts = FormatOptions::containerd();
+    let mut leaves = LeafDigests::new(opts.params.clone()).unwrap();
+    leaves.record(0, &data[..4096 * 4]).unwrap();
+    leaves.record(5, &data[4096 * 5..]).unwrap();
+    let err = format_file_from_leaves(&d, &opts, &leaves).unwrap_err();
+    assert!(
+        err.to_string().contains("data block 4 was never recorded"),
+        "{err}"
+    );
+    leaves.record(4, &data[4096 * 4..4096 * 5]).unwrap();
+    let mut other = opts.clone();
+    other.params.salt = Salt::none();
+    let err = format_file_from_leaves(&d, &other, &leaves).unwrap_err();
+    assert!(matches!(err, VerityError::Leaves(_)), "{err}");
+    assert!(leaves.record(0, &data[..100]).is_err());
+    assert_eq!(fs::read(&d).unwrap(), data);
+    assert!(!sidecar_path(&d).exists());
+    format_file_from_leaves(&d, &opts, &leaves).unwrap();
+}
