@@ -179,3 +179,20 @@ fn sockets_are_skipped_not_rejected() {
     .unwrap();
     assert!(r.erofs_size > 0);
 }
+
+#[test]
+fn gnu_sparse_files_are_rejected() {
+    // PAX form (GNU tar --format=pax --sparse): the content would be the sparse map
+    let mut t = Tar::new();
+    t.pax(&[
+        ("GNU.sparse.major", b"1"),
+        ("GNU.sparse.minor", b"0"),
+        ("GNU.sparse.realsize", b"100000"),
+    ])
+    .file("GNUSparseFile.0/holes", 0o644, b"1\n0\n512\n");
+    fails(&t.finish(), &["sparse"]);
+    // old GNU form (typeflag S)
+    let mut t = Tar::new();
+    t.raw_name(b'S', b"holes", b"");
+    fails(&t.finish(), &["sparse"]);
+}

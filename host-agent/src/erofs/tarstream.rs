@@ -135,7 +135,8 @@ impl<R: BufRead> TarStream<R> {
                     .map(|l| l.into_owned())
                     .unwrap_or_default()
             });
-            if typ == EntryType::GNUSparse {
+            if typ == EntryType::GNUSparse || pax.iter().any(|(k, _)| k.starts_with(b"GNU.sparse."))
+            {
                 return Err(TarError::Format(format!(
                     "entry {:?} is a GNU sparse file, which is not supported",
                     String::from_utf8_lossy(&path)
