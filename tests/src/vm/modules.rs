@@ -12,7 +12,8 @@ use anyhow::{Context, Result, bail};
 use super::assets::Kernel;
 use crate::tools::run;
 
-/// What every VM test needs: virtio PCI, block and console (virtio-serial), EROFS, overlayfs
+/// What every VM test needs: virtio PCI, block and console (virtio-serial), EROFS, overlayfs,
+/// ext4 (built into the cloud kernel; listed for kernels where it is a module)
 /// and dm-verity (which pulls dm-mod, dm-bufio and reed_solomon).
 pub const DEFAULT_MODULES: &[&str] = &[
     "virtio_pci",
@@ -20,6 +21,7 @@ pub const DEFAULT_MODULES: &[&str] = &[
     "virtio_console",
     "erofs",
     "overlay",
+    "ext4",
     "dm_mod",
     "dm_verity",
 ];
