@@ -18,6 +18,7 @@ use crate::layers::{LayerRecord, LayerTable};
 use crate::plan::{AgentStatus, ContainerStatus, LayerSpec, MountPlan, MountResult, UpperSpec};
 use crate::policy::{Policy, ReferenceValues};
 use crate::rollback::{Undo, UndoStack};
+use crate::runlock::RunDirLock;
 use crate::state::{self, ContainerRecord, UpperRecord};
 use crate::sync::lock;
 use crate::verity;
@@ -73,7 +74,12 @@ pub struct Agent {
     /// Mounted containers.
     records: Mutex<BTreeMap<String, ContainerRecord>>,
     layers: LayerTable,
+    /// Held for the agent's lifetime: one agent per run directory.
+    _lock: RunDirLock,
 }
+
+/// How long a new agent waits for another one to release the run directory.
+pub const RUN_DIR_LOCK_WAIT: Duration = Duration::from_secs(10);
 
 fn state_err(what: &str, path: &Path, e: &io::Error) -> AgentError {
     AgentError::io(Step::State, format!("{what} {}", path.display()), e)
@@ -98,8 +104,9 @@ impl Agent {
         Self::with_kernel(config, Arc::new(LinuxKernel::new()))
     }
 
-    /// An agent on `kernel` (a fake in tests). Creates the run directory and loads the
-    /// state of containers mounted by an earlier agent process.
+    /// An agent on `kernel` (a fake in tests). Creates the run directory, locks it (one
+    /// agent per run directory; waits up to 10 s, then `Unavailable`) and loads the state
+    /// of containers mounted by an earlier agent process.
     pub fn with_kernel(config: AgentConfig, kernel: Arc<dyn Kernel>) -> Result<Self, AgentError> {
         if !config.run_dir.is_absolute() {
             return Err(AgentError::new(
@@ -118,7 +125,9 @@ impl Agent {
         if let Some(parent) = config.event_log.parent() {
             fs::create_dir_all(parent).map_err(|e| state_err("creating", parent, &e))?;
         }
+        let run_lock = RunDirLock::acquire(&config.run_dir, RUN_DIR_LOCK_WAIT)?;
         let agent = Self {
+            _lock: run_lock,
             policy: Policy {
                 require_verity: config.require_verity,
                 reference_values: config.reference_values.clone(),
@@ -434,10 +443,23 @@ impl Agent {
                 let dm = |what: &str, e: &io::Error| {
                     AgentError::io(Step::DmVerity, format!("{what} {name}"), e)
                 };
-                let dev = self
-                    .kernel
-                    .dm_create(&name, &verity::dm_uuid(params))
-                    .map_err(|e| dm("creating device", &e))?;
+                let dev = match self.kernel.dm_create(&name, &verity::dm_uuid(params)) {
+                    Ok(dev) => dev,
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        let status = self.kernel.dm_status(&name).ok().flatten();
+                        return Err(AgentError::new(
+                            ErrorKind::AlreadyExists,
+                            Step::DmVerity,
+                            format!(
+                                "device-mapper device {name} exists (status {:?}) but this agent \
+                                 did not create it: left by an agent that crashed, or another \
+                                 root hash with the same first 32 hex digits",
+                                status.unwrap_or_default()
+                            ),
+                        ));
+                    }
+                    Err(e) => return Err(dm("creating device", &e)),
+                };
                 undo.push(Undo::DmRemove(name.clone()));
                 let table = verity::table(disk.dev, params);
                 self.kernel

@@ -15,6 +15,7 @@ pub mod overlay;
 pub mod plan;
 pub mod policy;
 mod rollback;
+pub mod runlock;
 pub mod server;
 pub mod state;
 mod sync;

@@ -440,16 +440,24 @@ fn a_busy_rootfs_fails_unmount_and_can_be_retried() {
 fn a_second_agent_process_sees_the_state_and_unmounts() {
     let e = env();
     e.agent.mount(&plan("c1", &[1, 2])).unwrap();
-    // A one-shot `unmount` runs in a new process: a new agent on the same run dir.
-    let again = Agent::with_kernel(e.agent.config().clone(), e.kernel.clone()).unwrap();
+    // A one-shot `unmount` runs in a new process: a new agent on the same run dir, once
+    // the first one is gone.
+    let config = e.agent.config().clone();
+    let Env {
+        dir: _dir,
+        kernel,
+        agent,
+    } = e;
+    drop(agent);
+    let again = Agent::with_kernel(config, kernel.clone()).unwrap();
     assert_eq!(again.list().len(), 1);
     assert_eq!(again.status().layers, 2);
     let r = again.mount(&plan("c2", &[2])).unwrap();
     assert!(r.layers[0].shared);
     again.unmount("c1").unwrap();
     again.unmount("c2").unwrap();
-    assert!(e.kernel.mounts().is_empty());
-    assert!(e.kernel.dm_devices().is_empty());
+    assert!(kernel.mounts().is_empty());
+    assert!(kernel.dm_devices().is_empty());
 }
 
 #[test]
@@ -489,4 +497,22 @@ fn a_disk_too_small_for_its_verity_parameters_is_refused() {
     assert_eq!(err.kind(), ErrorKind::FailedPrecondition);
     assert!(err.to_string().contains("dm-verity:"), "{err}");
     e.assert_clean();
+}
+
+#[test]
+fn a_dm_device_the_agent_did_not_create_is_left_alone() {
+    let e = env();
+    e.kernel.dm_create(&dm(1), "someone-else").unwrap();
+    let err = e.agent.mount(&plan("c1", &[2, 1])).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+    assert!(
+        err.to_string().contains("layer 1 (") && err.to_string().contains("did not create it"),
+        "{err}"
+    );
+    assert_eq!(
+        e.kernel.dm_devices(),
+        [dm(1)],
+        "only the foreign device remains"
+    );
+    assert!(e.kernel.mounts().is_empty());
 }
