@@ -15,6 +15,7 @@ mod error;
 mod format;
 mod input;
 mod layout;
+mod leaves;
 mod path;
 mod tarread;
 mod tarstream;
@@ -33,7 +34,10 @@ use uuid::Uuid;
 pub use error::ErofsError;
 pub use format::BLOCK_SIZE;
 
-use crate::verity::{FormatOptions, FormatReport, Sidecar, format_file, sidecar_path};
+use crate::verity::{
+    FormatOptions, FormatReport, LeafDigests, Sidecar, format_file, format_file_from_leaves,
+    sidecar_path,
+};
 
 /// How to convert a layer.
 #[derive(Debug, Clone, Default)]
@@ -106,7 +110,7 @@ pub fn convert_layer<R: Read>(
     let mut archive = tarstream::TarStream::new(hashing);
     let build_time = opts.mkfs_time.unwrap_or(0);
     let mut tree = tree::Tree::new(build_time);
-    let mut data = data::DataWriter::new(image, &tmp_path, &dir)?;
+    let mut data = data::DataWriter::new(image, &tmp_path, &dir, !opts.no_verity)?;
     let stats = tarread::read_entries(&mut archive, &mut tree, &mut data, compression.name())?;
     let (diff_id, tar_bytes) =
         archive
@@ -121,10 +125,18 @@ pub fn convert_layer<R: Read>(
             })?;
 
     let data_end = data.next_block();
-    let (image, tails) = data.finish()?;
+    let (image, tails, mut leaves) = data.finish()?;
     let plan = layout::plan(&tree, data_end)?;
     let uuid = erofs_uuid(&diff_id);
-    let erofs_size = write::write_rest(&image, &tmp_path, &tree, &plan, &tails, *uuid.as_bytes())?;
+    let erofs_size = write::write_rest(
+        &image,
+        &tmp_path,
+        &tree,
+        &plan,
+        &tails,
+        *uuid.as_bytes(),
+        leaves.as_mut(),
+    )?;
     drop(tails);
     if opts.no_verity {
         // (with verity, format_file syncs the whole file once the tree is written)
@@ -146,7 +158,12 @@ pub fn convert_layer<R: Read>(
         remove_stale_sidecar(out)?;
         (None, None, erofs_size)
     } else {
-        let report = add_verity(&tmp_path, out, verity_uuid(&diff_id))?;
+        let report = verity_pass(
+            &tmp_path,
+            out,
+            verity_uuid(&diff_id),
+            leaves.map(leaves::Recorder::finish).as_ref(),
+        )?;
         let size = fs::metadata(&tmp_path)
             .map_err(ErofsError::io("stat", &tmp_path))?
             .len();
@@ -187,13 +204,26 @@ pub fn add_verity(
     sidecar_for: &Path,
     uuid: Uuid,
 ) -> Result<FormatReport, ErofsError> {
+    verity_pass(image, sidecar_for, uuid, None)
+}
+
+/// `add_verity`, from leaf digests recorded while the image was written when there are.
+fn verity_pass(
+    image: &Path,
+    sidecar_for: &Path,
+    uuid: Uuid,
+    leaves: Option<&LeafDigests>,
+) -> Result<FormatReport, ErofsError> {
     check_erofs(image)?;
     let opts = FormatOptions {
         uuid: Some(uuid),
         sidecar: false,
         ..FormatOptions::containerd()
     };
-    let report = format_file(image, &opts, None)?;
+    let report = match leaves {
+        Some(l) => format_file_from_leaves(image, &opts, l)?,
+        None => format_file(image, &opts, None)?,
+    };
     Sidecar {
         roothash: report.root_hash.clone(),
         hashoffset: report.hash_offset,
