@@ -672,11 +672,8 @@ fn guest_agent_mounts_verified_layers_shares_them_and_leaves_nothing_behind() {
     drop(guards);
 }
 
-#[test]
-fn guest_agent_mounts_128_layers_from_one_composite_disk() {
-    if !require_vm_tools() {
-        return;
-    }
+/// 128 layers from one composite disk on `kernel`; returns the overlay's `/proc/mounts` line.
+fn mount_128_layers(kernel: &assets::Kernel, name: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let host_bin = static_binary("layerpass", "layerpass").unwrap();
@@ -710,20 +707,20 @@ r=$($G mount --require-verity --device-timeout 60 --plan /plans/big.json)
 echo "FILES $(ls "$r/layers" | wc -l)"
 echo "WHICH $(cat "$r/which")"
 echo "F127 $(cat "$r/layers/f127")"
+echo "OVERLAY $(grep " $r " /proc/mounts)"
 leftovers MOUNTED
 $G unmount big
 leftovers FINAL
 "#;
-    let kernel = assets::cloud_kernel().unwrap();
     let initrd = d.join("initrd.gz");
-    Initramfs::standard(&kernel)
+    Initramfs::standard(kernel)
         .unwrap()
         .host_file("/bin/layerpass-guest", &guest_bin, 0o755)
         .file("/plans/big.json", &p, 0o644)
         .test_script(&format!("{HELPERS}\n{script}"))
         .write(&initrd)
         .unwrap();
-    let mut vm = VmBuilder::new("guest-agent-128", &kernel, &initrd)
+    let mut vm = VmBuilder::new(name, kernel, &initrd)
         .vhost_user_blk(vub(&comp_sock))
         .spawn()
         .unwrap();
@@ -739,4 +736,33 @@ leftovers FINAL
         "128 EROFS, tmpfs, overlay"
     );
     assert_clean(&vm, "FINAL");
+    vm.lines_with("OVERLAY ").pop().unwrap()
+}
+
+/// Debian 6.1: no `lowerdir+`, so the legacy mount data with short relative paths.
+#[test]
+fn guest_agent_mounts_128_layers_from_one_composite_disk() {
+    if !require_vm_tools() {
+        return;
+    }
+    let kernel = assets::cloud_kernel().unwrap();
+    let overlay = mount_128_layers(&kernel, "guest-agent-128");
+    if kernel.release.starts_with("6.1.") {
+        assert!(overlay.contains("lowerdir=l/0:l/1:"), "{overlay}");
+    }
+}
+
+/// bookworm-backports' 6.12: the new mount API with one `lowerdir+` per layer.
+#[test]
+fn guest_agent_mounts_128_layers_with_lowerdir_plus_on_a_newer_kernel() {
+    if !require_vm_tools() {
+        return;
+    }
+    let kernel = assets::backports_cloud_kernel().unwrap();
+    let overlay = mount_128_layers(&kernel, "guest-agent-128-lowerdir-plus");
+    assert!(
+        overlay.contains("lowerdir+=/run/layerpass/containers/big/l/0,")
+            && overlay.contains("lowerdir+=/run/layerpass/containers/big/l/127,"),
+        "{overlay}"
+    );
 }

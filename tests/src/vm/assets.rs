@@ -70,6 +70,36 @@ pub fn cloud_kernel() -> Result<Kernel> {
     kernel_in(&or_cached(fetched, "linux-image-")?)
 }
 
+/// The cloud kernel from bookworm-backports (6.12 today), for code paths that need a newer
+/// kernel than bookworm's 6.1 (overlayfs `lowerdir+`, Linux 6.8). The backports source is
+/// the one `ensure_qemu` in `scripts/lib/deps.sh` adds. No cached fallback: apt must answer.
+pub fn backports_cloud_kernel() -> Result<Kernel> {
+    let out = run(Command::new("apt-cache")
+        .args(["policy", KERNEL_METAPACKAGE])
+        .env("LC_ALL", "C"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let version = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().find(|w| w.contains("~bpo")))
+        .next()
+        .with_context(|| format!("no bookworm-backports version of {KERNEL_METAPACKAGE}: {text}"))?
+        .to_owned();
+    let out = run(Command::new("apt-cache")
+        .args(["depends", &format!("{KERNEL_METAPACKAGE}={version}")])
+        .env("LC_ALL", "C"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let package = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Depends:"))
+        .map(str::trim)
+        .find(|p| p.starts_with("linux-image-") && *p != KERNEL_METAPACKAGE)
+        .with_context(|| {
+            format!("no linux-image dependency of {KERNEL_METAPACKAGE}={version}: {text}")
+        })?
+        .to_owned();
+    kernel_in(&deb_package(&package)?)
+}
+
 /// The unpacked `busybox-static` package's static `bin/busybox`.
 pub fn busybox() -> Result<PathBuf> {
     let root = or_cached(deb_package("busybox-static"), "busybox-static_")?;
