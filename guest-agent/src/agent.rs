@@ -528,7 +528,7 @@ impl Agent {
     /// Unmounts a layer nobody uses any more and removes its dm device.
     fn teardown_layer(&self, rec: &LayerRecord) -> Result<(), AgentError> {
         let unmount_err = |what: String, e: &io::Error| AgentError::io(Step::Unmount, what, e);
-        self.kernel.unmount(&rec.mount_dir).map_err(|e| {
+        done_if_gone(self.kernel.unmount(&rec.mount_dir), NOT_MOUNTED).map_err(|e| {
             unmount_err(
                 format!(
                     "unmounting layer {} at {}",
@@ -542,12 +542,11 @@ impl Agent {
             .map_err(|e| unmount_err(format!("removing {}", rec.mount_dir.display()), &e))?;
         if let Some(name) = &rec.dm_name {
             if rec.node_created {
-                self.kernel.remove_node(&rec.device).map_err(|e| {
+                done_if_gone(self.kernel.remove_node(&rec.device), NO_FILE).map_err(|e| {
                     unmount_err(format!("removing node {}", rec.device.display()), &e)
                 })?;
             }
-            self.kernel
-                .dm_remove(name)
+            done_if_gone(self.kernel.dm_remove(name), NO_DEVICE)
                 .map_err(|e| unmount_err(format!("removing dm device {name}"), &e))?;
         }
         tracing::info!(digest = %rec.digest, "layer unmounted");
@@ -582,8 +581,7 @@ impl Agent {
 
     fn do_unmount(&self, record: &ContainerRecord) -> Result<(), AgentError> {
         let err = |what: String, e: &io::Error| AgentError::io(Step::Unmount, what, e);
-        self.kernel
-            .unmount(&record.rootfs)
+        done_if_gone(self.kernel.unmount(&record.rootfs), NOT_MOUNTED)
             .map_err(|e| err(format!("unmounting rootfs {}", record.rootfs.display()), &e))?;
         // From here on the container is gone for its users; go on through every step and
         // report the first failure.
@@ -614,8 +612,7 @@ impl Agent {
         );
         let upper = &record.upper.mount_dir;
         note(
-            self.kernel
-                .unmount(upper)
+            done_if_gone(self.kernel.unmount(upper), NOT_MOUNTED)
                 .map_err(|e| err(format!("unmounting upper {}", upper.display()), &e)),
         );
         note(
@@ -720,6 +717,26 @@ fn create_dirs(path: &Path, undo: &mut UndoStack) -> io::Result<Vec<PathBuf>> {
         created.push(dir);
     }
     Ok(created)
+}
+
+/// `umount` of what is no longer mounted: EINVAL (not a mount point), ENOENT.
+const NOT_MOUNTED: &[i32] = &[22, 2];
+/// A node already removed: ENOENT.
+const NO_FILE: &[i32] = &[2];
+/// A device-mapper device already removed: ENXIO, ENODEV, ENOENT.
+const NO_DEVICE: &[i32] = &[6, 19, 2];
+
+/// Treats the errnos in `gone` as success: what was to be undone is already gone (someone
+/// unmounted it behind the agent's back, or an earlier attempt got that far). Keeps
+/// `unmount` idempotent.
+fn done_if_gone(result: io::Result<()>, gone: &[i32]) -> io::Result<()> {
+    match result {
+        Err(e) if e.raw_os_error().is_some_and(|n| gone.contains(&n)) => {
+            tracing::debug!(error = %e, "already gone");
+            Ok(())
+        }
+        r => r,
+    }
 }
 
 fn remove_dir_if_present(dir: &Path) -> io::Result<()> {

@@ -516,3 +516,14 @@ fn a_dm_device_the_agent_did_not_create_is_left_alone() {
     );
     assert!(e.kernel.mounts().is_empty());
 }
+
+#[test]
+fn unmount_finishes_what_someone_else_started() {
+    let e = env();
+    let r = e.agent.mount(&plan("c1", &[1, 2])).unwrap();
+    // The rootfs and one layer's node were removed behind the agent's back.
+    e.kernel.unmount(&r.rootfs).unwrap();
+    e.kernel.remove_node(&r.layers[1].device).unwrap();
+    e.agent.unmount("c1").unwrap();
+    e.assert_clean();
+}
