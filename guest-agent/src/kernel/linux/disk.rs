@@ -96,8 +96,9 @@ fn ensure_node(dev: &BlockDevice) -> io::Result<()> {
     }
 }
 
-/// Finds `disk`, waiting up to `timeout` for it to be hot-plugged. The uevent socket is
-/// opened before the first scan so no event between the scan and the wait is lost.
+/// Finds `disk`, waiting up to `timeout` for it to be hot-plugged. A disk that is there
+/// already costs one sysfs scan; otherwise the uevent socket is opened and sysfs scanned
+/// again before the first wait, so no event between a scan and the wait is lost.
 pub fn wait(
     sys_block: &Path,
     dev_dir: &Path,
@@ -105,6 +106,14 @@ pub fn wait(
     timeout: Duration,
 ) -> io::Result<Option<BlockDevice>> {
     let deadline = Instant::now() + timeout;
+    let found = |dev: BlockDevice| -> io::Result<Option<BlockDevice>> {
+        ensure_node(&dev)?;
+        tracing::debug!(%disk, device = %dev.path.display(), "disk found");
+        Ok(Some(dev))
+    };
+    if let Some(dev) = scan(sys_block, dev_dir, disk)? {
+        return found(dev);
+    }
     let socket = match UeventSocket::open() {
         Ok(s) => Some(s),
         Err(e) => {
@@ -112,11 +121,10 @@ pub fn wait(
             None
         }
     };
+    tracing::info!(%disk, timeout_s = timeout.as_secs_f64(), "waiting for the disk");
     loop {
         if let Some(dev) = scan(sys_block, dev_dir, disk)? {
-            ensure_node(&dev)?;
-            tracing::debug!(%disk, device = %dev.path.display(), "disk found");
-            return Ok(Some(dev));
+            return found(dev);
         }
         let now = Instant::now();
         if now >= deadline {
@@ -124,10 +132,8 @@ pub fn wait(
         }
         let slice = (deadline - now).min(RESCAN);
         match &socket {
-            Some(s) => {
-                // Any block event is a reason to look again; others are drained.
-                let _ = s.wait(slice)?;
-            }
+            // Any event is a reason to look again.
+            Some(s) => drop(s.wait(slice)?),
             None => std::thread::sleep(slice.min(Duration::from_millis(100))),
         }
     }
