@@ -241,6 +241,9 @@ impl Agent {
         acquired: &mut Vec<String>,
     ) -> Result<ContainerRecord, AgentError> {
         let id = plan.container_id.as_str();
+        if let Some(mp) = &plan.mount_point {
+            check_mount_point(mp)?;
+        }
         let dir = self.containers_dir().join(id);
         create_dir_new(&dir, undo).map_err(|e| state_err("creating", &dir, &e))?;
 
@@ -676,6 +679,37 @@ fn describe(spec: &MountSpec) -> String {
         MountSpec::Disk { source, fs_type } => format!("{fs_type} {}", source.display()),
         MountSpec::Tmpfs { size_bytes } => format!("tmpfs of {size_bytes} bytes"),
         MountSpec::Overlay(o) => format!("overlay of {} layers", o.lowers.len()),
+    }
+}
+
+/// A rootfs mount point the plan names must not hide anything: if it exists it is an
+/// empty directory, not a symlink (so a plan cannot shadow `/etc` or redirect the mount).
+fn check_mount_point(mp: &Path) -> Result<(), AgentError> {
+    let refuse = |why: &str| {
+        Err(AgentError::new(
+            ErrorKind::FailedPrecondition,
+            Step::Overlay,
+            format!("mount_point {} {why}", mp.display()),
+        ))
+    };
+    match fs::symlink_metadata(mp) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(AgentError::io(
+            Step::Overlay,
+            format!("checking mount_point {}", mp.display()),
+            &e,
+        )),
+        Ok(m) if m.file_type().is_symlink() => refuse("is a symlink"),
+        Ok(m) if !m.is_dir() => refuse("exists and is not a directory"),
+        Ok(_) => match fs::read_dir(mp).map(|mut d| d.next().is_some()) {
+            Ok(false) => Ok(()),
+            Ok(true) => refuse("is not empty: mounting there would hide its contents"),
+            Err(e) => Err(AgentError::io(
+                Step::Overlay,
+                format!("reading mount_point {}", mp.display()),
+                &e,
+            )),
+        },
     }
 }
 

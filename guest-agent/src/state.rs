@@ -77,10 +77,17 @@ pub fn save(record: &ContainerRecord) -> Result<(), AgentError> {
     let path = record.dir.join(STATE_FILE);
     let tmp = record.dir.join(".state.json.tmp");
     let json = serde_json::to_vec_pretty(record).map_err(|e| err("encoding", &path, &e.into()))?;
-    let mut f = fs::File::create(&tmp).map_err(|e| err("creating", &tmp, &e))?;
-    f.write_all(&json).map_err(|e| err("writing", &tmp, &e))?;
-    f.sync_all().map_err(|e| err("syncing", &tmp, &e))?;
-    fs::rename(&tmp, &path).map_err(|e| err("renaming to", &path, &e))
+    let written = fs::File::create(&tmp)
+        .map_err(|e| err("creating", &tmp, &e))
+        .and_then(|mut f| {
+            f.write_all(&json).map_err(|e| err("writing", &tmp, &e))?;
+            f.sync_all().map_err(|e| err("syncing", &tmp, &e))
+        })
+        .and_then(|()| fs::rename(&tmp, &path).map_err(|e| err("renaming to", &path, &e)));
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// Removes the state file of the container in `dir` (missing is fine).

@@ -527,3 +527,29 @@ fn unmount_finishes_what_someone_else_started() {
     e.agent.unmount("c1").unwrap();
     e.assert_clean();
 }
+
+#[test]
+fn a_mount_point_that_would_hide_something_is_refused_before_any_kernel_call() {
+    let e = env();
+    let full = e.dir.path().join("full");
+    std::fs::create_dir(&full).unwrap();
+    std::fs::write(full.join("passwd"), "root").unwrap();
+    let link = e.dir.path().join("link");
+    std::os::unix::fs::symlink(&full, &link).unwrap();
+    for (mp, why) in [(&full, "is not empty"), (&link, "is a symlink")] {
+        let mut p = plan("c1", &[1]);
+        p.mount_point = Some(mp.clone());
+        let err = e.agent.mount(&p).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::FailedPrecondition);
+        assert!(err.to_string().contains(why), "{err}");
+    }
+    assert!(e.kernel.calls().is_empty());
+    // An empty (or missing) directory is fine, and a missing one is removed again.
+    let mut p = plan("c1", &[1]);
+    let fresh = e.dir.path().join("a/b/rootfs");
+    p.mount_point = Some(fresh.clone());
+    assert_eq!(e.agent.mount(&p).unwrap().rootfs, fresh);
+    e.agent.unmount("c1").unwrap();
+    assert!(!e.dir.path().join("a").exists());
+    e.assert_clean();
+}
