@@ -190,20 +190,24 @@ impl Agent {
                     "the container is already mounted",
                 ))
             } else {
-                self.do_mount(plan)
+                // Recorded before the container's lock is released, so an unmount waiting
+                // for it sees the container.
+                self.do_mount(plan).map(|record| {
+                    let result = MountResult {
+                        container_id: record.container_id.clone(),
+                        rootfs: record.rootfs.clone(),
+                        layers: record.mounted_layers(),
+                    };
+                    lock(&self.records).insert(id.to_owned(), record);
+                    result
+                })
             }
         };
         drop(container_lock);
         self.tidy_container_lock(id);
         match result {
-            Ok(record) => {
-                let result = MountResult {
-                    container_id: record.container_id.clone(),
-                    rootfs: record.rootfs.clone(),
-                    layers: record.mounted_layers(),
-                };
-                tracing::info!(rootfs = %record.rootfs.display(), "mounted");
-                lock(&self.records).insert(id.to_owned(), record);
+            Ok(result) => {
+                tracing::info!(rootfs = %result.rootfs.display(), "mounted");
                 Ok(result)
             }
             Err(e) => {
@@ -589,14 +593,9 @@ impl Agent {
         // From here on the container is gone for its users; go on through every step and
         // report the first failure.
         let mut first: Option<AgentError> = None;
-        let mut note = |r: Result<(), AgentError>| {
-            if let Err(e) = r {
-                tracing::warn!(error = %e, "unmount step failed");
-                first.get_or_insert(e);
-            }
-        };
         for dir in record.created_dirs.iter().rev() {
-            note(
+            keep_first(
+                &mut first,
                 remove_dir_if_present(dir)
                     .map_err(|e| err(format!("removing {}", dir.display()), &e)),
             );
@@ -604,32 +603,44 @@ impl Agent {
         let links = record.dir.join("l");
         for i in 0..record.layers.len() {
             let link = links.join(i.to_string());
-            note(
+            keep_first(
+                &mut first,
                 remove_file_if_present(&link)
                     .map_err(|e| err(format!("removing {}", link.display()), &e)),
             );
         }
-        note(
+        keep_first(
+            &mut first,
             remove_dir_if_present(&links)
                 .map_err(|e| err(format!("removing {}", links.display()), &e)),
         );
         let upper = &record.upper.mount_dir;
-        note(
+        keep_first(
+            &mut first,
             done_if_gone(self.kernel.unmount(upper), NOT_MOUNTED)
                 .map_err(|e| err(format!("unmounting upper {}", upper.display()), &e)),
         );
-        note(
+        keep_first(
+            &mut first,
             remove_dir_if_present(upper)
                 .map_err(|e| err(format!("removing {}", upper.display()), &e)),
         );
         for layer in record.layers.iter().rev() {
-            note(self.release_layer(&layer.key, &record.container_id));
+            keep_first(
+                &mut first,
+                self.release_layer(&layer.key, &record.container_id),
+            );
         }
-        note(state::remove(&record.dir));
-        note(
-            remove_dir_if_present(&record.dir)
-                .map_err(|e| err(format!("removing {}", record.dir.display()), &e)),
-        );
+        // The state goes only when everything else did: a retry (or the next agent)
+        // finishes the job.
+        if first.is_none() {
+            keep_first(&mut first, state::remove(&record.dir));
+            keep_first(
+                &mut first,
+                remove_dir_if_present(&record.dir)
+                    .map_err(|e| err(format!("removing {}", record.dir.display()), &e)),
+            );
+        }
         match first {
             None => {
                 tracing::info!("unmounted");
@@ -751,6 +762,14 @@ fn create_dirs(path: &Path, undo: &mut UndoStack) -> io::Result<Vec<PathBuf>> {
         created.push(dir);
     }
     Ok(created)
+}
+
+/// Logs a failed unmount step and keeps the first failure.
+fn keep_first(first: &mut Option<AgentError>, result: Result<(), AgentError>) {
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "unmount step failed");
+        first.get_or_insert(e);
+    }
 }
 
 /// `umount` of what is no longer mounted: EINVAL (not a mount point), ENOENT.

@@ -553,3 +553,34 @@ fn a_mount_point_that_would_hide_something_is_refused_before_any_kernel_call() {
     assert!(!e.dir.path().join("a").exists());
     e.assert_clean();
 }
+
+#[test]
+fn a_failed_layer_teardown_keeps_the_state_and_a_retry_finishes() {
+    let e = env();
+    e.agent.mount(&plan("c1", &[1, 2])).unwrap();
+    let name = dm(1);
+    e.kernel
+        .fail_when(move |c| matches!(c, Call::DmRemove(n) if *n == name).then_some(EBUSY));
+    let err = e.agent.unmount("c1").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::FailedPrecondition);
+    assert!(
+        err.to_string()
+            .contains(&format!("removing dm device {}", dm(1))),
+        "{err}"
+    );
+    // The rootfs is gone, the state stays for a retry, here by a new agent process.
+    assert_eq!(e.kernel.mounts().len(), 0);
+    let config = e.agent.config().clone();
+    let Env {
+        dir: _dir,
+        kernel,
+        agent,
+    } = e;
+    assert!(config.run_dir.join("containers/c1/state.json").exists());
+    drop(agent);
+    kernel.clear_failures();
+    let again = Agent::with_kernel(config.clone(), kernel.clone()).unwrap();
+    again.unmount("c1").unwrap();
+    assert!(kernel.dm_devices().is_empty());
+    assert!(!config.run_dir.join("containers/c1").exists());
+}
