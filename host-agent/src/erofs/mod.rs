@@ -158,12 +158,8 @@ pub fn convert_layer<R: Read>(
         remove_stale_sidecar(out)?;
         (None, None, erofs_size)
     } else {
-        let report = verity_pass(
-            &tmp_path,
-            out,
-            verity_uuid(&diff_id),
-            leaves.map(leaves::Recorder::finish).as_ref(),
-        )?;
+        let digests = leaves.as_mut().map(leaves::Recorder::finish).transpose()?;
+        let report = verity_pass(&tmp_path, out, verity_uuid(&diff_id), digests.as_ref())?;
         let size = fs::metadata(&tmp_path)
             .map_err(ErofsError::io("stat", &tmp_path))?
             .len();
