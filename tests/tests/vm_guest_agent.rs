@@ -148,6 +148,13 @@ fn layer_json(layer: &Layer, disk: &Value, root_hash: Option<&str>) -> Value {
     })
 }
 
+/// The same layer without its verity parameters (the raw disk is mounted).
+fn without_verity(layer: &Value) -> Value {
+    let mut l = layer.clone();
+    l.as_object_mut().unwrap().remove("verity");
+    l
+}
+
 fn serial(s: &str) -> Value {
     json!({ "serial": s })
 }
@@ -272,6 +279,13 @@ r=$(cat /tmp/c7.out)
 echo "HOTPLUG-MOUNTED $(cat "$r/data/b.txt")"
 $G unmount c7
 
+# 8. A layer without verity: refused under --require-verity, else the raw disk is mounted.
+expect_fail NO-VERITY-REFUSED $G mount --require-verity --plan /plans/c8.json
+leftovers AFTER-NO-VERITY-REFUSED
+echo "NO-VERITY $($G mount --json --plan /plans/c8.json | tr -d '\n ')"
+echo "NO-VERITY-FILE $(cat /run/layerpass/containers/c8/rootfs/data/b.txt)"
+$G unmount c8
+
 leftovers FINAL
 sed 's/^/EVENT /' /run/layerpass/events.jsonl
 "#;
@@ -375,15 +389,13 @@ fn guest_agent_mounts_verified_layers_shares_them_and_leaves_nothing_behind() {
     write(&t, "victim", &victim);
     write(&t, "ok.txt", b"still readable\n");
     let lt = make_layer(d, "tamper", &t);
-    let mut blob = fs::read(&lt.blob).unwrap();
     let middle = &victim[4096..8192];
-    let at = blob
+    let at = fs::read(&lt.blob)
+        .unwrap()
         .windows(middle.len())
         .position(|w| w == middle)
         .expect("the victim's middle block is in the blob");
     assert_eq!(at % 4096, 0, "file data is block aligned");
-    blob[at + 100] ^= 0x01;
-    fs::write(&lt.blob, &blob).unwrap();
 
     // Backends: one disk per layer, the composite disk, the scratch disk, the tamper disk.
     let mut guards = Vec::new();
@@ -449,6 +461,14 @@ fn guest_agent_mounts_verified_layers_shares_them_and_leaves_nothing_behind() {
         ],
     ));
     disks.push(tamper_sock);
+    // Tamper with the blob while it is exported: one bit of the victim's middle block.
+    {
+        use std::os::unix::fs::FileExt;
+        let f = fs::OpenOptions::new().write(true).open(&lt.blob).unwrap();
+        let byte = [middle[100] ^ 0x01];
+        f.write_all_at(&byte, (at + 100) as u64).unwrap();
+        f.sync_all().unwrap();
+    }
 
     // Plans.
     let on_disks: Vec<Value> = layers
@@ -501,6 +521,10 @@ fn guest_agent_mounts_verified_layers_shares_them_and_leaves_nothing_behind() {
                 &[layer_json(l2, &serial("lp-hot"), None)],
                 &tmpfs_upper(),
             ),
+        ),
+        (
+            "c8",
+            plan("c8", &[without_verity(&on_disks[2])], &tmpfs_upper()),
         ),
     ];
     let refs_partial = format!(
@@ -650,6 +674,23 @@ fn guest_agent_mounts_verified_layers_shares_them_and_leaves_nothing_behind() {
     // 7. Hot-plug.
     assert_eq!(vm.lines_with("HOTPLUG-MOUNTED "), ["b"]);
     assert_clean(&vm, "FINAL");
+
+    // 8. Without verity.
+    let refused = &vm.lines_with("NO-VERITY-REFUSED ")[0];
+    assert!(
+        refused.contains("PermissionDenied") && refused.contains("no dm-verity parameters"),
+        "{refused}"
+    );
+    assert_clean(&vm, "AFTER-NO-VERITY-REFUSED");
+    let raw: Value = serde_json::from_str(&vm.lines_with("NO-VERITY ")[0]).unwrap();
+    let raw_layer = &raw["layers"][0];
+    assert_eq!(raw_layer["root_hash"], "", "{raw}");
+    assert!(
+        raw_layer["device"].as_str().unwrap().starts_with("/dev/vd"),
+        "{raw}"
+    );
+
+    assert_eq!(vm.lines_with("NO-VERITY-FILE "), ["b"]);
 
     // Event log: one line per mounted layer and container.
     let events: Vec<Value> = vm
