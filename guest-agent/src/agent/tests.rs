@@ -584,3 +584,10 @@ fn a_failed_layer_teardown_keeps_the_state_and_a_retry_finishes() {
     assert!(kernel.dm_devices().is_empty());
     assert!(!config.run_dir.join("containers/c1").exists());
 }
+
+#[test]
+fn the_agent_is_send_and_sync() {
+    fn shared<T: Send + Sync>() {}
+    shared::<Agent>();
+    shared::<FakeKernel>();
+}
