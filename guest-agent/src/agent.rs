@@ -505,7 +505,20 @@ impl Agent {
                 &mount_dir,
             )
             .map_err(|e| {
-                AgentError::io(
+                // EIO through dm-verity means a block did not match the tree: say so, with
+                // the target's status (`C` once it has seen a corrupted block).
+                let verity_hint = match (&dm_name, e.raw_os_error()) {
+                    (Some(name), Some(EIO)) => {
+                        let status = self.kernel.dm_status(name).ok().flatten();
+                        format!(
+                            " (dm-verity status {:?}: the blob does not match root hash {root_hash}, \
+                             or it is corrupted)",
+                            status.unwrap_or_default()
+                        )
+                    }
+                    _ => String::new(),
+                };
+                let err = AgentError::io(
                     Step::MountErofs,
                     format!(
                         "mounting {} read-only on {}",
@@ -513,7 +526,9 @@ impl Agent {
                         mount_dir.display()
                     ),
                     &e,
-                )
+                );
+                let message = format!("{}{verity_hint}", err.message());
+                AgentError::new(err.kind(), Step::MountErofs, message)
             })?;
         undo.push(Undo::Unmount(mount_dir.clone()));
         Ok(LayerRecord {
@@ -774,6 +789,8 @@ fn keep_first(first: &mut Option<AgentError>, result: Result<(), AgentError>) {
 
 /// `umount` of what is no longer mounted: EINVAL (not a mount point), ENOENT.
 const NOT_MOUNTED: &[i32] = &[22, 2];
+/// I/O error: what a read through dm-verity gets for a block that fails verification.
+const EIO: i32 = 5;
 /// A node already removed: ENOENT.
 const NO_FILE: &[i32] = &[2];
 /// A device-mapper device already removed: ENXIO, ENODEV, ENOENT.

@@ -591,3 +591,22 @@ fn the_agent_is_send_and_sync() {
     shared::<Agent>();
     shared::<FakeKernel>();
 }
+
+#[test]
+fn an_eio_mounting_a_verity_layer_names_the_root_hash() {
+    let e = env();
+    e.kernel
+        .fail_when(|c| matches!(c, Call::Mount(MountSpec::Erofs { .. }, _)).then_some(EIO));
+    let err = e.agent.mount(&plan("c1", &[3])).unwrap_err();
+    assert_eq!(err.step(), Step::MountErofs);
+    let msg = err.to_string();
+    assert!(
+        msg.contains("Input/output error")
+            && msg.contains(&format!(
+                "does not match root hash {}",
+                hex::encode(root(3))
+            )),
+        "{msg}"
+    );
+    e.assert_clean();
+}
