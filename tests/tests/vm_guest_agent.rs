@@ -646,6 +646,8 @@ fn guest_agent_mounts_verified_layers_shares_them_and_leaves_nothing_behind() {
         "{wr}"
     );
     assert!(wr.contains(&format!("layer 0 ({})", l0.digest())), "{wr}");
+    // The verity target was loaded and saw the mismatch on that first read.
+    assert!(wr.contains("dm-verity status \"C\""), "{wr}");
     assert_clean(&vm, "AFTER-WRONG-ROOT");
 
     // 5. Reference values.
