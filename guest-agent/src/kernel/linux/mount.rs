@@ -73,6 +73,10 @@ fn mount_overlay_fsconfig(o: &OverlaySpec, target: &Path) -> io::Result<()> {
         }
     }
     fsconfig_create(&fs)?;
+    tracing::debug!(
+        layers = o.lowers.len(),
+        "overlay through fsconfig lowerdir+"
+    );
     let mnt = fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())?;
     move_mount(
         &mnt,
@@ -91,6 +95,12 @@ fn mount_overlay_fsconfig(o: &OverlaySpec, target: &Path) -> io::Result<()> {
 fn mount_overlay_legacy(o: &OverlaySpec, target: &Path, page_size: usize) -> io::Result<()> {
     let data = overlay::legacy_options(o, page_size)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    tracing::debug!(
+        layers = o.lowers.len(),
+        bytes = data.len(),
+        page_size,
+        "overlay through legacy mount data"
+    );
     let data = cstring(data)?;
     let base = o.base.clone();
     let target = target.to_owned();
