@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 
 use super::error::ErofsError;
 use super::format::{BLOCK_SIZE, EXTENDED_INODE_SIZE, NULL_ADDR};
-use super::leaves::Recorder;
 use super::tree::Data;
 
 const TAIL_BUFFER: usize = BLOCK_SIZE as usize;
@@ -31,8 +30,6 @@ pub struct DataWriter {
     tails: BufWriter<File>,
     tails_len: u64,
     buf: Vec<u8>,
-    /// dm-verity leaf digests of everything written, when verity is on.
-    leaves: Option<Recorder>,
 }
 
 /// Where reading the content of an entry failed.
@@ -49,12 +46,7 @@ pub enum CopyError {
 impl DataWriter {
     /// Starts the data area at block 1 of `image` (block 0 is left for the superblock);
     /// the spill file is anonymous in `spill_dir`.
-    pub fn new(
-        image: File,
-        image_path: &Path,
-        spill_dir: &Path,
-        verity: bool,
-    ) -> Result<Self, ErofsError> {
+    pub fn new(image: File, image_path: &Path, spill_dir: &Path) -> Result<Self, ErofsError> {
         let tails = tempfile::tempfile_in(spill_dir)
             .map_err(ErofsError::io("create a spill file in", spill_dir))?;
         // small: content slices of at least this size go to the file without a copy
@@ -69,11 +61,6 @@ impl DataWriter {
             tails: BufWriter::with_capacity(1 << 16, tails),
             tails_len: 0,
             buf: vec![0u8; TAIL_BUFFER],
-            leaves: if verity {
-                Some(Recorder::new(1)?)
-            } else {
-                None
-            },
         })
     }
 
@@ -100,9 +87,6 @@ impl DataWriter {
                 .min(usize::try_from(full - done).unwrap_or(usize::MAX));
             if let Err(e) = self.image.write_all(&avail[..n]) {
                 return Err(CopyError::Write(self.write_err(e)));
-            }
-            if let Some(r) = &mut self.leaves {
-                r.feed(&avail[..n]).map_err(CopyError::Write)?;
             }
             src.consume(n);
             done += n as u64;
@@ -176,9 +160,6 @@ impl DataWriter {
             self.image
                 .write_all(&self.buf[..BLOCK_SIZE as usize])
                 .map_err(|e| self.write_err(e))?;
-            if let Some(r) = &mut self.leaves {
-                r.feed(&self.buf[..BLOCK_SIZE as usize])?;
-            }
         }
         Ok(())
     }
@@ -196,9 +177,8 @@ impl DataWriter {
         self.next_block
     }
 
-    /// Flushes both files and hands them back (the image, the tails for reading) with the
-    /// leaf digests recorded so far.
-    pub fn finish(self) -> Result<(File, Tails, Option<Recorder>), ErofsError> {
+    /// Flushes both files and hands them back: the image, and the tails for reading.
+    pub fn finish(self) -> Result<(File, Tails), ErofsError> {
         let image = self.image.into_inner().map_err(|e| ErofsError::Io {
             op: "write",
             path: self.image_path.clone(),
@@ -209,7 +189,7 @@ impl DataWriter {
             path: "the tail spill file".into(),
             source: e.into_error(),
         })?;
-        Ok((image, Tails(tails), self.leaves))
+        Ok((image, Tails(tails)))
     }
 }
 
@@ -256,7 +236,7 @@ mod tests {
             .truncate(true)
             .open(&path)
             .unwrap();
-        let mut w = DataWriter::new(file, &path, dir.path(), false).unwrap();
+        let mut w = DataWriter::new(file, &path, dir.path()).unwrap();
         let content: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
         let a = w.copy(&mut &content[..], 10_000, true).unwrap();
         assert_eq!(
@@ -293,8 +273,7 @@ mod tests {
             Err(CopyError::Short { got: 3 })
         ));
         assert_eq!(w.next_block(), 4);
-        let (image, tails, leaves) = w.finish().unwrap();
-        assert!(leaves.is_none());
+        let (image, tails) = w.finish().unwrap();
         let mut tail = Vec::new();
         tails.read_into(&a, &mut tail).unwrap();
         assert_eq!(tail, content[8192..]);

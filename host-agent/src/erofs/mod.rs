@@ -15,7 +15,6 @@ mod error;
 mod format;
 mod input;
 mod layout;
-mod leaves;
 mod path;
 mod tarread;
 mod tarstream;
@@ -34,10 +33,7 @@ use uuid::Uuid;
 pub use error::ErofsError;
 pub use format::BLOCK_SIZE;
 
-use crate::verity::{
-    FormatOptions, FormatReport, LeafDigests, Sidecar, format_file, format_file_from_leaves,
-    sidecar_path,
-};
+use crate::verity::{FormatOptions, FormatReport, Sidecar, format_file, sidecar_path};
 
 /// How to convert a layer.
 #[derive(Debug, Clone, Default)]
@@ -110,7 +106,7 @@ pub fn convert_layer<R: Read>(
     let mut archive = tarstream::TarStream::new(hashing);
     let build_time = opts.mkfs_time.unwrap_or(0);
     let mut tree = tree::Tree::new(build_time);
-    let mut data = data::DataWriter::new(image, &tmp_path, &dir, !opts.no_verity)?;
+    let mut data = data::DataWriter::new(image, &tmp_path, &dir)?;
     let stats = tarread::read_entries(&mut archive, &mut tree, &mut data, compression.name())?;
     let (diff_id, tar_bytes) =
         archive
@@ -125,18 +121,10 @@ pub fn convert_layer<R: Read>(
             })?;
 
     let data_end = data.next_block();
-    let (image, tails, mut leaves) = data.finish()?;
+    let (image, tails) = data.finish()?;
     let plan = layout::plan(&tree, data_end)?;
     let uuid = erofs_uuid(&diff_id);
-    let erofs_size = write::write_rest(
-        &image,
-        &tmp_path,
-        &tree,
-        &plan,
-        &tails,
-        *uuid.as_bytes(),
-        leaves.as_mut(),
-    )?;
+    let erofs_size = write::write_rest(&image, &tmp_path, &tree, &plan, &tails, *uuid.as_bytes())?;
     drop(tails);
     if opts.no_verity {
         // (with verity, format_file syncs the whole file once the tree is written)
@@ -158,8 +146,7 @@ pub fn convert_layer<R: Read>(
         remove_stale_sidecar(out)?;
         (None, None, erofs_size)
     } else {
-        let digests = leaves.as_mut().map(leaves::Recorder::finish).transpose()?;
-        let report = verity_pass(&tmp_path, out, verity_uuid(&diff_id), digests.as_ref())?;
+        let report = add_verity(&tmp_path, out, verity_uuid(&diff_id))?;
         let size = fs::metadata(&tmp_path)
             .map_err(ErofsError::io("stat", &tmp_path))?
             .len();
@@ -200,26 +187,13 @@ pub fn add_verity(
     sidecar_for: &Path,
     uuid: Uuid,
 ) -> Result<FormatReport, ErofsError> {
-    verity_pass(image, sidecar_for, uuid, None)
-}
-
-/// `add_verity`, from leaf digests recorded while the image was written when there are.
-fn verity_pass(
-    image: &Path,
-    sidecar_for: &Path,
-    uuid: Uuid,
-    leaves: Option<&LeafDigests>,
-) -> Result<FormatReport, ErofsError> {
     check_erofs(image)?;
     let opts = FormatOptions {
         uuid: Some(uuid),
         sidecar: false,
         ..FormatOptions::containerd()
     };
-    let report = match leaves {
-        Some(l) => format_file_from_leaves(image, &opts, l)?,
-        None => format_file(image, &opts, None)?,
-    };
+    let report = format_file(image, &opts, None)?;
     Sidecar {
         roothash: report.root_hash.clone(),
         hashoffset: report.hash_offset,

@@ -12,7 +12,6 @@ use super::format::{
     BLOCK_SIZE, DIRENT_SIZE, InodeRecord, NULL_ADDR, SLOT_SIZE, Superblock, ft, mode,
 };
 use super::layout::{Layout, data_layout, dirents, effective_xattrs};
-use super::leaves::Recorder;
 use super::tree::{InodeId, Kind, Tree};
 use super::xattr;
 
@@ -23,7 +22,6 @@ struct Out<'a> {
     w: BufWriter<&'a File>,
     pos: u64,
     path: &'a Path,
-    leaves: Option<&'a mut Recorder>,
 }
 
 impl Out<'_> {
@@ -32,9 +30,6 @@ impl Out<'_> {
             .write_all(bytes)
             .map_err(ErofsError::io("write", self.path))?;
         self.pos += bytes.len() as u64;
-        if let Some(r) = self.leaves.as_deref_mut() {
-            r.feed(bytes)?;
-        }
         Ok(())
     }
 
@@ -55,28 +50,15 @@ pub fn write_rest(
     layout: &Layout,
     tails: &Tails,
     uuid: [u8; 16],
-    mut leaves: Option<&mut Recorder>,
 ) -> Result<u64, ErofsError> {
     let mut f = image;
     let start = layout.dir_start * BLOCK_SIZE;
     f.seek(SeekFrom::Start(start))
         .map_err(ErofsError::io("seek", path))?;
-    if let Some(r) = leaves.as_deref()
-        && r.position() != Some(layout.dir_start)
-    {
-        return Err(ErofsError::Io {
-            op: "record verity leaves of",
-            path: path.to_owned(),
-            source: std::io::Error::other(
-                "the recorded data does not end where the metadata starts",
-            ),
-        });
-    }
     let mut out = Out {
         w: BufWriter::with_capacity(1 << 20, image),
         pos: start,
         path,
-        leaves: leaves.as_deref_mut(),
     };
 
     // Directory blocks outside the metadata.
@@ -179,9 +161,6 @@ pub fn write_rest(
                 image
                     .write_all_at(&ZEROS, (u64::from(d.blkaddr) + b) * BLOCK_SIZE)
                     .map_err(ErofsError::io("write", path))?;
-                if let Some(r) = leaves.as_deref_mut() {
-                    r.rerecord(u64::from(d.blkaddr) + b, &ZEROS)?;
-                }
             }
         }
     }
@@ -197,13 +176,9 @@ pub fn write_rest(
         xattr_blkaddr: layout.xattr_blkaddr,
         uuid,
     };
-    let block0 = sb.to_block();
     image
-        .write_all_at(&block0, 0)
+        .write_all_at(&sb.to_block(), 0)
         .map_err(ErofsError::io("write", path))?;
-    if let Some(r) = leaves {
-        r.rerecord(0, &block0)?;
-    }
     image.set_len(end).map_err(ErofsError::io("resize", path))?;
     Ok(end)
 }
