@@ -63,7 +63,15 @@ for p in /sys/block/$n/$n*; do
   echo "PART $part $name $(sha256sum < "/dev/$part" | cut -d' ' -f1)"
 done
 s=$(lp_disk lp-scratch)
-dd if=/payload of="$s" bs=4096 seek=1000 conv=fsync 2>/dev/null
+mkdir -p /mnt/s
+mount -t ext4 "$s" /mnt/s
+echo "EXT4 $(cat /sys/block/${s#/dev/}/queue/logical_block_size)"
+cp /payload /mnt/s/payload
+umount /mnt/s
+mount -t ext4 "$s" /mnt/s
+cmp /payload /mnt/s/payload
+umount /mnt/s
+dd if=/payload of="$s" bs=4096 seek=16300 conv=fsync 2>/dev/null
 echo WROTE
 i=0
 while [ $i -lt 12 ]; do
@@ -189,8 +197,9 @@ fn guest_reads_layer_composite_and_scratch_disks_and_survives_a_backend_restart(
     }
     assert_eq!(vm.lines_with("WROTE").len(), 1);
     let on_host = fs::read(&scratch).unwrap();
+    assert_eq!(vm.lines_with("EXT4 "), ["4096"]);
     assert_eq!(
-        on_host[4096 * 1000..4096 * 1000 + payload.len()],
+        on_host[4096 * 16300..4096 * 16300 + payload.len()],
         payload[..]
     );
 }

@@ -126,9 +126,13 @@ fn create_ext4(path: &Path, size: u64) -> Result<(), DiskError> {
         .set_len(size)
         .map_err(DiskError::io("size", tmp.path().to_owned()))?;
     let out = Command::new("mkfs.ext4")
+        // 4096-byte blocks: the guest sees 4096-byte logical sectors (BLK_SIZE), and mke2fs
+        // picks 1024-byte blocks for a small file, which the guest then cannot mount.
         .args([
             "-q",
             "-F",
+            "-b",
+            "4096",
             "-E",
             "lazy_itable_init=1,lazy_journal_init=1,nodiscard",
         ])
