@@ -109,6 +109,12 @@ pub fn basic_with(libarchive: bool) -> Vec<u8> {
         t.pax(&[("SCHILY.xattr.user.shared", b"same value for everyone")])
             .file(&format!("xattrs/shared{i}"), 0o644, b"s");
     }
+    // an inline xattr area larger than a block (it may cross blocks; the inode may not)
+    t.pax(&[
+        ("SCHILY.xattr.user.huge1", &vec![b'1'; 3000]),
+        ("SCHILY.xattr.user.huge2", &vec![b'2'; 3000]),
+    ])
+    .file("xattrs/huge", 0o644, b"h");
     // a symlink whose target cannot be inline next to its big xattr: a plain data block
     let big_x = vec![b'x'; 3000];
     // (trusted.*: Linux does not let user.* xattrs be read on symlinks)
