@@ -37,12 +37,20 @@ pub fn deb(package: &str) -> Option<PathBuf> {
     if !tools::have("apt-get", "downloading Debian packages") {
         return None;
     }
-    let out = Command::new("apt-get")
-        .arg("download")
-        .arg(package)
-        .current_dir(&dir)
-        .output()
-        .unwrap();
+    let download = || {
+        Command::new("apt-get")
+            .arg("download")
+            .arg(package)
+            .current_dir(&dir)
+            .output()
+            .unwrap()
+    };
+    let mut out = download();
+    if !out.status.success() {
+        // a machine whose package lists were never fetched
+        let _ = Command::new("apt-get").args(["update", "-qq"]).output();
+        out = download();
+    }
     if !out.status.success() {
         let msg = format!(
             "apt-get download {package} failed: {}",
