@@ -71,10 +71,16 @@ pub fn run(cmd: &mut Command) -> std::process::Output {
     out
 }
 
-/// `fsck.erofs` (Debian erofs-utils) must accept `image`.
+/// `fsck.erofs` must accept `image`: Debian's (erofs-utils 1.5) and, through
+/// `shared/tools/mkfs-erofs-trixie`, erofs-utils 1.8.6's.
 pub fn fsck(image: &Path) {
     if have("fsck.erofs", "checking images") {
         run(Command::new("fsck.erofs").arg(image));
+    }
+    if let Some(trixie) = mkfs_trixie() {
+        run(Command::new(trixie)
+            .env("MKFS_TOOL", "fsck.erofs")
+            .arg(image));
     }
 }
 
