@@ -2,5 +2,6 @@
 //! medians and ratios. They are tools, never tests with timing thresholds.
 
 pub mod blk;
+pub mod convert;
 pub mod stats;
 pub mod verity;

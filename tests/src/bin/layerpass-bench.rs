@@ -21,6 +21,16 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
+    /// A ~1 GiB real layer to EROFS + dm-verity: layerpass against containerd's EROFS differ
+    /// (mkfs.erofs 1.8.6 --tar=f, then veritysetup) and against tar -x + sync.
+    Convert {
+        /// The layer tar (default: built once in DIR/convert-corpus from Debian packages).
+        #[arg(long)]
+        tar: Option<PathBuf>,
+        /// Runs of each contender.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// 4 KiB random and 1 MiB sequential reads over vhost-user-blk: layerpass against
     /// qemu-storage-daemon (io_uring), both driven by libblkio.
     Blk {
@@ -77,6 +87,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             rounds,
             std::time::Duration::from_micros(poll_us),
         ),
+        Cmd::Convert { tar, runs } => bench::convert::run_bench(&dir, tar, runs),
         Cmd::Verity { size_mib, runs } => bench::verity::run_bench(&dir, size_mib << 20, runs),
     }
 }
