@@ -15,15 +15,18 @@
 //! next host connection starts a fresh one. While no host is connected the bridge polls
 //! the port every [`IDLE_POLL`].
 //!
-//! A response being written when the host goes away blocks in the port's `write` until
-//! a host connects again (the virtio console driver waits for `host_connected`); those
-//! bytes then reach the new host before its own responses. Hosts reconnect only after
-//! they have given up on their requests, so they drop whatever precedes their first
-//! response's frame.
+//! The port's `write` blocks while no host is connected (the virtio console driver waits
+//! for `host_connected`), so before each write the bridge polls the port: `POLLHUP` means
+//! the host is gone and the rest of that session's responses are dropped, so they never
+//! reach the next host. (A host that disconnects between the poll and the write leaves
+//! that one write blocked until a host connects again: the window is one `poll` call.)
+//! A host that reconnects before the bridge wakes up is not noticed at all: its bytes
+//! continue the previous ttrpc connection, which the server accepts.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
+use std::os::fd::AsFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::thread;
@@ -38,7 +41,7 @@ const BUF: usize = 64 * 1024;
 /// What the bridge needs of a port: a byte stream it can read and write from two
 /// threads. Implemented for the port's [`File`] (and for [`UnixStream`], which tests use
 /// as a port).
-pub trait Port: Read + Write + Send + Sized + 'static {
+pub trait Port: Read + Write + AsFd + Send + Sized + 'static {
     /// A second handle on the same port.
     fn try_clone_port(&self) -> io::Result<Self>;
 }
@@ -144,12 +147,12 @@ impl<P: Port> SerialBridge<P> {
             })?;
         let mut to_port = self.port.try_clone_port().map_err(|e| self.port_err(e))?;
         let device = self.device.clone();
-        // Server → host. Ends when the connection is shut down below (or the server closes
-        // it); the thread is not joined, see the module docs for a write left blocked.
+        // Server → host. Ends when the connection is shut down below, the server closes
+        // it, or the host goes away.
         thread::Builder::new()
             .name("serial-to-host".into())
             .spawn(move || {
-                if let Err(e) = io::copy(&mut from_server, &mut to_port) {
+                if let Err(e) = copy_to_host(&mut from_server, &mut to_port) {
                     debug!(device = %device.display(), "server → host copy ended: {e}");
                 }
             })
@@ -171,6 +174,51 @@ impl<P: Port> SerialBridge<P> {
         // Ends the server's connection (and the copy thread's read).
         let _ = to_server.shutdown(Shutdown::Both);
         result
+    }
+}
+
+/// Whether the host end of `port` is connected, waiting until the port is writable or
+/// the host is gone.
+fn host_writable(port: &impl AsFd) -> io::Result<bool> {
+    use rustix::event::{PollFd, PollFlags, poll};
+    let mut fds = [PollFd::new(port, PollFlags::OUT)];
+    loop {
+        match poll(&mut fds, None) {
+            Ok(_) => break,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let events = fds[0].revents();
+    Ok(!events.intersects(PollFlags::HUP | PollFlags::ERR) && events.contains(PollFlags::OUT))
+}
+
+/// Copies the server's responses to the port until either end closes; stops (dropping
+/// what is left) when the host goes away.
+fn copy_to_host<P: Port>(from_server: &mut UnixStream, port: &mut P) -> io::Result<()> {
+    let mut buf = vec![0u8; BUF];
+    loop {
+        let n = match from_server.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let mut done = 0;
+        while done < n {
+            if !host_writable(port)? {
+                return Err(io::Error::new(
+                    io::ErrorKind::BrokenPipe,
+                    "the host disconnected; dropping the session's responses",
+                ));
+            }
+            match port.write(&buf[done..n]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(w) => done += w,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
     }
 }
 
@@ -203,6 +251,19 @@ mod tests {
         let mut rest = Vec::new();
         conn.read_to_end(&mut rest).unwrap();
         assert!(rest.is_empty());
+    }
+
+    #[test]
+    fn responses_for_a_host_that_left_are_dropped() {
+        let (host, mut port) = UnixStream::pair().unwrap();
+        assert!(host_writable(&port).unwrap());
+        drop(host);
+        assert!(!host_writable(&port).unwrap());
+        let (mut server_end, mut bridge_end) = UnixStream::pair().unwrap();
+        server_end.write_all(b"late response").unwrap();
+        drop(server_end);
+        let err = copy_to_host(&mut bridge_end, &mut port).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
     }
 
     #[test]
