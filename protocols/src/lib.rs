@@ -5,6 +5,8 @@
 //! `GuestAgentClient`). [`status`] maps error kinds to ttrpc status codes, and [`json`]
 //! reads and writes a `MountRequest` in the protobuf JSON mapping (the one-shot plan file).
 
+#![deny(missing_docs)]
+
 pub mod json;
 pub mod status;
 
