@@ -52,7 +52,8 @@ impl guest_ttrpc::GuestAgent for GuestAgentService {
         _ctx: &TtrpcContext,
         req: pb::MountRequest,
     ) -> ttrpc::Result<pb::MountResponse> {
-        let _span = tracing::info_span!("mount", container_id = %req.container_id).entered();
+        let _span = tracing::info_span!("rpc", method = "Mount", container_id = %req.container_id)
+            .entered();
         let plan = convert::mount_plan(&req).map_err(|e| failed("Mount", &e))?;
         let result = self.agent.mount(&plan).map_err(|e| failed("Mount", &e))?;
         info!(rootfs = %result.rootfs.display(), layers = result.layers.len(), "mounted");
@@ -64,7 +65,9 @@ impl guest_ttrpc::GuestAgent for GuestAgentService {
         _ctx: &TtrpcContext,
         req: pb::UnmountRequest,
     ) -> ttrpc::Result<pb::UnmountResponse> {
-        let _span = tracing::info_span!("unmount", container_id = %req.container_id).entered();
+        let _span =
+            tracing::info_span!("rpc", method = "Unmount", container_id = %req.container_id)
+                .entered();
         self.agent
             .unmount(&req.container_id)
             .map_err(|e| failed("Unmount", &e))?;
