@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
@@ -40,6 +41,9 @@ struct Slot {
 #[derive(Debug, Default)]
 pub(crate) struct LayerTable {
     map: Mutex<HashMap<String, Arc<Mutex<Slot>>>>,
+    /// Layers mounted now; kept beside the slots so that counting never waits on a slot
+    /// whose layer is being set up (which can take the whole device timeout).
+    mounted: AtomicUsize,
 }
 
 impl LayerTable {
@@ -80,6 +84,7 @@ impl LayerTable {
                 None => match setup() {
                     Ok(rec) => {
                         s.mounted = Some(rec.clone());
+                        self.mounted.fetch_add(1, Ordering::Relaxed);
                         s.users.insert(container.to_owned());
                         Ok((rec, false))
                     }
@@ -112,6 +117,7 @@ impl LayerTable {
                     let r = teardown(rec);
                     if r.is_ok() {
                         s.mounted = None;
+                        self.mounted.fetch_sub(1, Ordering::Relaxed);
                     }
                     r
                 }
@@ -129,14 +135,14 @@ impl LayerTable {
         let mut s = lock(&slot);
         if s.mounted.is_none() {
             s.mounted = Some(record.clone());
+            self.mounted.fetch_add(1, Ordering::Relaxed);
         }
         s.users.insert(container.to_owned());
     }
 
     /// Number of mounted layers.
     pub(crate) fn mounted(&self) -> usize {
-        let slots: Vec<_> = lock(&self.map).values().cloned().collect();
-        slots.iter().filter(|s| lock(s).mounted.is_some()).count()
+        self.mounted.load(Ordering::Relaxed)
     }
 
     /// Containers using `key` (for tests and status).

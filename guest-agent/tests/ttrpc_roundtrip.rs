@@ -263,11 +263,10 @@ fn requests_on_one_connection_run_concurrently() {
     assert_eq!((st.containers, st.layers), (8, 2));
 }
 
-/// A Mount blocked inside the kernel does not hold up List or another container's Mount
-/// (no global lock in the server or the agent). The fake kernel's own lock is held while
-/// the call is blocked, so the other Mount is one that fails validation before any
-/// kernel call. (Status is left out: it counts mounted layers under each layer's lock,
-/// so it waits for a layer being mounted.)
+/// A Mount blocked inside the kernel does not hold up List, Status or another container's
+/// Mount (no global lock in the server or the agent). The fake kernel's own lock is held
+/// while the call is blocked, so the other Mount is one that fails validation before any
+/// kernel call.
 #[test]
 fn a_blocked_mount_does_not_block_other_requests() {
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -299,6 +298,9 @@ fn a_blocked_mount_does_not_block_other_requests() {
             .containers
             .is_empty()
     );
+    let quick = ttrpc::context::with_duration(Duration::from_secs(5));
+    let st = f.client.status(quick, &pb::StatusRequest::new()).unwrap();
+    assert_eq!((st.containers, st.layers), (0, 0));
     // Another container's invalid plan is answered too.
     let mut bad = plan("other");
     bad.layers.clear();
