@@ -41,7 +41,7 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         rounds: usize,
         /// layerpass queue workers' busy-poll after a batch, in microseconds.
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 20)]
         poll_us: u64,
     },
     /// dm-verity tree of a 1 GiB file: layerpass against `veritysetup format`.
