@@ -11,36 +11,15 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use layerpass::erofs::{ConvertOptions, ConvertReport, convert_layer};
 use layerpass_tests::tools::{require_tool, run};
 use layerpass_tests::vm::{
     BOOT_TIMEOUT, ChildGuard, Initramfs, VhostUserBlk, VmBuilder, assets, require_vm_tools,
-    static_binary,
+    serve_blk, static_binary,
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-
-/// `layerpass blk serve ARGS` as a child process, waiting until its socket exists.
-fn serve(bin: &Path, socket: &Path, args: &[&str]) -> ChildGuard {
-    let _ = fs::remove_file(socket);
-    let mut cmd = Command::new(bin);
-    cmd.args(["blk", "serve", "--queues", "2", "--socket"])
-        .arg(socket)
-        .args(args);
-    let child = ChildGuard::spawn(&mut cmd, "layerpass blk serve").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !socket.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "no socket at {}",
-            socket.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child
-}
 
 fn vub(socket: &Path) -> VhostUserBlk {
     VhostUserBlk {
@@ -808,4 +787,9 @@ fn guest_agent_mounts_128_layers_with_lowerdir_plus_on_a_newer_kernel() {
             && overlay.contains("lowerdir+=/run/layerpass/containers/big/l/127,"),
         "{overlay}"
     );
+}
+
+/// `layerpass blk serve --queues 2 ARGS` (the guests have 2 vCPUs), socket ready.
+fn serve(bin: &Path, socket: &Path, args: &[&str]) -> ChildGuard {
+    serve_blk(bin, socket, &[&["--queues", "2"], args].concat()).unwrap()
 }

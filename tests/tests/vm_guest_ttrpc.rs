@@ -13,7 +13,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use layerpass::erofs::{ConvertOptions, ConvertReport, convert_layer};
 use layerpass_protocols::protobuf::{EnumOrUnknown, MessageField};
@@ -22,7 +22,7 @@ use layerpass_protocols::v1::guest as pb;
 use layerpass_tests::guest_client::GuestClient;
 use layerpass_tests::tools::run;
 use layerpass_tests::vm::{
-    BOOT_TIMEOUT, ChildGuard, Initramfs, VhostUserBlk, VmBuilder, assets, require_vm_tools,
+    BOOT_TIMEOUT, Initramfs, VhostUserBlk, VmBuilder, assets, require_vm_tools, serve_blk,
     static_binary,
 };
 
@@ -78,27 +78,6 @@ fn layer_tar(dir: &Path, name: &str, files: &[(&str, &str)]) -> PathBuf {
         .arg("."))
     .unwrap();
     tar
-}
-
-/// `layerpass blk serve --layer BLOB --serial SERIAL`, waiting until its socket exists.
-fn serve(bin: &Path, socket: &Path, blob: &Path, serial: &str) -> ChildGuard {
-    let mut cmd = Command::new(bin);
-    cmd.args(["blk", "serve", "--socket"])
-        .arg(socket)
-        .arg("--layer")
-        .arg(blob)
-        .args(["--serial", serial]);
-    let child = ChildGuard::spawn(&mut cmd, "layerpass blk serve").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !socket.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "no socket at {}",
-            socket.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child
 }
 
 /// A layer of the request: containerd's verity layout (superblock at `hash_offset`, the
@@ -177,7 +156,15 @@ fn host_mounts_lists_and_unmounts_a_three_layer_rootfs_over_virtio_serial() {
         )
         .unwrap();
         let socket = d.join(format!("layer{i}.sock"));
-        servers.push(serve(&host_bin, &socket, &blob, &format!("lp-layer{i}")));
+        let serial = format!("lp-layer{i}");
+        servers.push(
+            serve_blk(
+                &host_bin,
+                &socket,
+                &["--layer", blob.to_str().unwrap(), "--serial", &serial],
+            )
+            .unwrap(),
+        );
         devices.push(VhostUserBlk {
             socket,
             num_queues: Some(1),

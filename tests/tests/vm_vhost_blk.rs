@@ -11,13 +11,13 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use layerpass::verity::{FormatOptions, format_file};
 use layerpass_tests::tools::{require_tool, run};
 use layerpass_tests::vm::{
     BOOT_TIMEOUT, ChildGuard, Initramfs, VhostUserBlk, VmBuilder, assets, require_vm_tools,
-    static_binary,
+    serve_blk, static_binary,
 };
 use sha2::{Digest, Sha256};
 
@@ -25,26 +25,6 @@ fn sha_padded(path: &Path) -> String {
     let mut data = fs::read(path).unwrap();
     data.resize(data.len().div_ceil(4096) * 4096, 0);
     hex::encode(Sha256::digest(&data))
-}
-
-/// `layerpass blk serve ARGS` as a child process, waiting until its socket exists.
-fn serve(bin: &Path, socket: &Path, args: &[&str]) -> ChildGuard {
-    let _ = fs::remove_file(socket);
-    let mut cmd = Command::new(bin);
-    cmd.args(["blk", "serve", "--queues", "2", "--socket"])
-        .arg(socket)
-        .args(args);
-    let child = ChildGuard::spawn(&mut cmd, "layerpass blk serve").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !socket.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "no socket at {}",
-            socket.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child
 }
 
 const SCRIPT: &str = r#"
@@ -202,4 +182,9 @@ fn guest_reads_layer_composite_and_scratch_disks_and_survives_a_backend_restart(
         on_host[4096 * 16300..4096 * 16300 + payload.len()],
         payload[..]
     );
+}
+
+/// `layerpass blk serve --queues 2 ARGS` (the guests have 2 vCPUs), socket ready.
+fn serve(bin: &Path, socket: &Path, args: &[&str]) -> ChildGuard {
+    serve_blk(bin, socket, &[&["--queues", "2"], args].concat()).unwrap()
 }

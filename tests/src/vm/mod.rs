@@ -28,6 +28,7 @@
 
 pub mod accel;
 pub mod assets;
+pub mod blk_serve;
 pub mod console;
 pub mod cpio;
 pub mod guard;
@@ -41,6 +42,7 @@ pub mod static_bin;
 use std::time::Duration;
 
 pub use accel::Accel;
+pub use blk_serve::serve_blk;
 pub use guard::VmGuard;
 pub use initramfs::{BOOTED_MARKER, Initramfs, RESULT_MARKER};
 pub use process::ChildGuard;
