@@ -56,3 +56,17 @@ pub fn veritysetup_root(stdout: &[u8]) -> anyhow::Result<String> {
         .find_map(|l| l.strip_prefix("Root hash:").map(|r| r.trim().to_owned()))
         .ok_or_else(|| anyhow::anyhow!("no root hash in veritysetup output"))
 }
+
+/// Deterministic, incompressible test data (xorshift64), different for each `seed`.
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}

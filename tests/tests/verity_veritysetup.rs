@@ -15,7 +15,7 @@ use layerpass::verity::{
     FormatOptions, HashAlgorithm, HashTarget, HashType, Salt, VerifyOptions, VerityParams,
     format_file, verify_file,
 };
-use layerpass_tests::tools::{require_tool, run, veritysetup_root};
+use layerpass_tests::tools::{pseudo_random, require_tool, run, veritysetup_root};
 use uuid::Uuid;
 
 const UUID: &str = "4a0b8c4e-5c1e-4f62-9d7b-2f1f3c0e9a11";
@@ -23,16 +23,7 @@ const S: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1
 
 /// Deterministic pseudo-random bytes (xorshift), different per seed.
 fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
+    pseudo_random(len, seed)
 }
 
 #[derive(Debug, Clone)]

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use layerpass_tests::tools::{require_tool, run};
+use layerpass_tests::tools::{pseudo_random, require_tool, run};
 use layerpass_tests::vm::{
     self, BOOT_TIMEOUT, BOOTED_MARKER, ChildGuard, Initramfs, VhostUserBlk, VmBuilder, assets,
 };
@@ -63,16 +63,7 @@ echo "GUEST-STATIC-BINARY-RC $rc"
 
 /// Deterministic pseudo-random bytes (xorshift).
 fn pattern(len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
+    pseudo_random(len, 1)
 }
 
 fn make_erofs(mkfs: &Path, dir: &Path) -> (std::path::PathBuf, String) {
