@@ -15,6 +15,7 @@ use super::Progress;
 use super::error::VerityError;
 use super::geometry::Geometry;
 use super::hash::RootHash;
+use super::leaves::LeafDigests;
 use super::params::VerityParams;
 
 /// Bytes of source data one parallel task reads and hashes at a time.
@@ -62,17 +63,13 @@ pub(super) fn digest_blocks(
                 let blocks = digests.len() / digest;
                 let bytes = blocks * src.block_size;
                 src.read(first + (task * per_task) as u64, &mut buf[..bytes])?;
-                for (block, slot) in buf[..bytes]
-                    .chunks_exact(src.block_size)
-                    .zip(digests.chunks_exact_mut(digest))
-                {
-                    params.algorithm.hash_block(
-                        params.hash_type,
-                        params.salt.as_bytes(),
-                        block,
-                        slot,
-                    );
-                }
+                params.algorithm.hash_blocks(
+                    params.hash_type,
+                    params.salt.as_bytes(),
+                    &buf[..bytes],
+                    src.block_size,
+                    digests,
+                );
                 if let Some(p) = progress {
                     p(bytes as u64);
                 }
@@ -108,8 +105,8 @@ fn pack(digests: &[u8], geometry: &Geometry, digest: usize) -> Vec<u8> {
 pub(super) enum Leaves<'a> {
     /// Hash the data blocks of this file (reported to the progress callback).
     Data(Blocks<'a>, Option<Progress<'a>>),
-    /// Digests recorded while the data was written, back to back, one per data block.
-    Digests(&'a [u8]),
+    /// Digests recorded while the data was written, one per data block.
+    Digests(&'a LeafDigests),
 }
 
 /// Builds the tree for the first `geometry.data_blocks` blocks of `data` and writes it to
@@ -162,7 +159,11 @@ pub(super) fn build_from(
                     .algorithm
                     .root_of(params.hash_type, params.salt.as_bytes(), &block))
             }
-            Leaves::Digests(d) => Ok(RootHash::from_bytes(d[..digest].to_vec())),
+            Leaves::Digests(d) => {
+                let mut root = vec![0u8; digest];
+                d.read(0, &mut root)?;
+                Ok(RootHash::from_bytes(root))
+            }
         };
     }
 
@@ -176,14 +177,18 @@ pub(super) fn build_from(
         let (src, src_count, src_progress) = match (&leaves, i) {
             (Leaves::Digests(d), 0) => {
                 // Level 0 straight from the recorded digests, in batches of whole blocks.
-                let per_batch =
-                    (batch_blocks(geometry, geometry.data_block_size as usize) as usize) * digest;
-                for (b, chunk) in d.chunks(per_batch).enumerate() {
-                    let first = (b * per_batch / digest) as u64;
+                let per_batch = batch_blocks(geometry, geometry.data_block_size as usize);
+                let mut chunk = Vec::new();
+                let mut first = 0u64;
+                while first < geometry.data_blocks {
+                    let count = per_batch.min(geometry.data_blocks - first);
+                    chunk.resize(count as usize * digest, 0);
+                    d.read(first, &mut chunk)?;
                     write(
-                        &pack(chunk, geometry, digest),
+                        &pack(&chunk, geometry, digest),
                         level_offset + (first / geometry.hashes_per_block()) * hbs as u64,
                     )?;
+                    first += count;
                 }
                 continue;
             }

@@ -164,9 +164,9 @@ fn format_impl(
         .len();
     let plan = Plan::new(data_path, size, opts, appending)?;
     let geometry = Geometry::new(&opts.params, plan.data_blocks)?;
-    let leaf_digests = leaves
-        .map(|l| l.digests_for(&opts.params, plan.data_blocks))
-        .transpose()?;
+    if let Some(l) = leaves {
+        l.check(&opts.params, plan.data_blocks)?;
+    }
     let tree_end = plan.tree_start + geometry.tree_bytes();
     let uuid = opts
         .superblock
@@ -190,7 +190,7 @@ fn format_impl(
             file.write_all_at(&area, plan.hash_offset)
                 .map_err(VerityError::io("write", path))?;
         }
-        let source = match leaf_digests {
+        let source = match leaves {
             Some(d) => Leaves::Digests(d),
             None => Leaves::Data(
                 Blocks {
