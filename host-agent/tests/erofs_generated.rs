@@ -186,3 +186,68 @@ fn convert_layer_blob_equals_add_verity_on_its_image() {
         assert_eq!(fs::read(&copy).unwrap(), blob, "{name}: blob bytes");
     }
 }
+
+/// The tree is hashed while the image is written (a thread follows the writer through
+/// progress reports, mid-file and between files); on a layer of several MiB it must be
+/// byte for byte what `veritysetup format` makes of the finished image.
+#[test]
+fn same_pass_tree_equals_veritysetup_on_a_multi_megabyte_layer() {
+    use std::process::Command;
+    let mut t = tars::Tar::new();
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    let mut noise = |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    };
+    t.file("big", 0o644, &noise(5 * 1024 * 1024 + 123));
+    for i in 0..400 {
+        let n = [1, 4095, 4096, 4097, 9000][i % 5];
+        t.file(&format!("d{}/f{i}", i % 7), 0o644, &noise(n));
+    }
+    // replaced later: its blocks stay in the image and are hashed too
+    t.file("again", 0o600, &noise(2 * 1024 * 1024));
+    t.file("again", 0o644, &noise(3 * 1024 * 1024 + 5));
+    let tar = t.finish();
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("l.erofs");
+    let r = convert_layer(&tar[..], &out, &ConvertOptions::default()).unwrap();
+    assert!(r.erofs_size > 10 << 20, "{}", r.erofs_size);
+    let blob = fs::read(&out).unwrap();
+    let copy = dir.path().join("copy.erofs");
+    fs::write(&copy, &blob[..r.erofs_size as usize]).unwrap();
+    if !tools::have("veritysetup", "checking the same-pass tree") {
+        return;
+    }
+    let uuid = layerpass::erofs::verity_uuid(&r.diff_id).to_string();
+    let text = tools::run(
+        Command::new("veritysetup")
+            .args(["format", "--salt", &"00".repeat(32), "--uuid", &uuid])
+            .arg(format!("--hash-offset={}", r.erofs_size))
+            .arg(&copy)
+            .arg(&copy),
+    );
+    let text = String::from_utf8_lossy(&text.stdout);
+    let root = r.root_hash.clone().unwrap();
+    assert!(
+        text.contains(&root),
+        "veritysetup says:\n{text}\nwe say {root}"
+    );
+    assert!(
+        fs::read(&copy).unwrap() == blob,
+        "tree bytes differ from veritysetup's"
+    );
+    // and the directory holds nothing but the blob, its sidecar and the copy
+    let mut names: Vec<String> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["copy.erofs", "l.erofs", "l.erofs.dmverity"]);
+}

@@ -13,6 +13,13 @@ use super::tree::Data;
 
 const TAIL_BUFFER: usize = BLOCK_SIZE as usize;
 const IMAGE_BUFFER: usize = 64 << 10;
+/// Blocks written between two progress reports (1 MiB).
+const REPORT_BLOCKS: u64 = 256;
+/// Bytes of the image reserved ahead of the writing at a time (64 MiB).
+const PREALLOCATE: u64 = 64 << 20;
+
+/// Told, now and then, that every image block before the given one is in the file.
+pub type Written = Box<dyn FnMut(u64) + Send>;
 
 /// Whether a tail of `tail` bytes goes inline: it must fit in one block with the inode
 /// (counted as extended, the larger kind) and the xattrs (counted all inline, the most
@@ -21,7 +28,6 @@ pub fn tail_fits_inline(tail: u64, xattr_bytes: u64) -> bool {
     tail > 0 && EXTENDED_INODE_SIZE + xattr_bytes + tail <= BLOCK_SIZE
 }
 
-#[derive(Debug)]
 pub struct DataWriter {
     image: BufWriter<File>,
     image_path: PathBuf,
@@ -30,6 +36,22 @@ pub struct DataWriter {
     tails: BufWriter<File>,
     tails_len: u64,
     buf: Vec<u8>,
+    written: Option<Written>,
+    /// The block last passed to `written`.
+    reported: u64,
+    /// Bytes of the image reserved so far (see [`reserve`]).
+    reserved: u64,
+}
+
+impl std::fmt::Debug for DataWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataWriter")
+            .field("image_path", &self.image_path)
+            .field("next_block", &self.next_block)
+            .field("tails_len", &self.tails_len)
+            .field("reported", &self.reported)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Where reading the content of an entry failed.
@@ -61,7 +83,29 @@ impl DataWriter {
             tails: BufWriter::with_capacity(1 << 16, tails),
             tails_len: 0,
             buf: vec![0u8; TAIL_BUFFER],
+            written: None,
+            reported: 0,
+            reserved: 0,
         })
+    }
+
+    /// Has `f` told, about every 1 MiB, how far the image is written (flushed to the
+    /// file), so that another thread can read it back while the writing goes on.
+    pub fn report_written(&mut self, f: Written) {
+        self.written = Some(f);
+    }
+
+    /// Flushes and reports `end` if enough was written since the last report.
+    fn maybe_report(&mut self, end: u64) -> Result<(), ErofsError> {
+        if self.written.is_none() || end < self.reported + REPORT_BLOCKS {
+            return Ok(());
+        }
+        self.image.flush().map_err(|e| self.write_err(e))?;
+        if let Some(f) = &mut self.written {
+            f(end);
+        }
+        self.reported = end;
+        Ok(())
     }
 
     /// Copies `size` bytes of `src`; the tail goes inline when `inline_tail`.
@@ -90,6 +134,8 @@ impl DataWriter {
             }
             src.consume(n);
             done += n as u64;
+            self.maybe_report(u64::from(data.blkaddr) + done / BLOCK_SIZE)
+                .map_err(CopyError::Write)?;
         }
         if tail_len > 0 {
             let tail_len = tail_len as usize;
@@ -105,6 +151,8 @@ impl DataWriter {
             }
             self.put_tail(inline, tail_len).map_err(CopyError::Write)?;
         }
+        self.maybe_report(self.next_block)
+            .map_err(CopyError::Write)?;
         Ok(data)
     }
 
@@ -140,6 +188,12 @@ impl DataWriter {
                 })?
         };
         self.next_block += blocks;
+        let end = self.next_block * BLOCK_SIZE;
+        if end > self.reserved {
+            let len = (end - self.reserved).max(PREALLOCATE);
+            reserve(self.image.get_ref(), self.reserved, len);
+            self.reserved += len;
+        }
         Ok(Data {
             size,
             blkaddr,
@@ -209,6 +263,33 @@ impl Tails {
         self.0
             .read_exact_at(&mut out[start..], offset)
             .map_err(ErofsError::io("read", "the tail spill file"))
+    }
+}
+
+/// Reserves `len` bytes of disk space at `offset` without changing the file size, so that
+/// the writes after it find their blocks allocated (ext4 then skips the delayed-allocation
+/// bookkeeping of every page: about a fifth of the writer's system time). Best effort: a
+/// file system without `fallocate` is written as it is. The image is cut to its size when
+/// written, which frees what was reserved beyond.
+fn reserve(file: &File, offset: u64, len: u64) {
+    let (Ok(offset), Ok(len)) = (
+        libc::off64_t::try_from(offset),
+        libc::off64_t::try_from(len),
+    ) else {
+        return;
+    };
+    // SAFETY: fallocate only reads its integer arguments; `file` owns the descriptor for
+    // the whole call.
+    let rc = unsafe {
+        libc::fallocate64(
+            std::os::fd::AsRawFd::as_raw_fd(file),
+            libc::FALLOC_FL_KEEP_SIZE,
+            offset,
+            len,
+        )
+    };
+    if rc != 0 {
+        tracing::trace!(error = %io::Error::last_os_error(), "fallocate failed");
     }
 }
 
@@ -283,5 +364,58 @@ mod tests {
         assert!(tail_fits_inline(4032, 0));
         assert!(!tail_fits_inline(4033, 0));
         assert!(!tail_fits_inline(0, 0));
+    }
+
+    #[test]
+    fn reports_come_after_the_blocks_are_in_the_file_and_reserve_keeps_the_size() {
+        use std::sync::{Arc, Mutex};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("img");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        let mut w = DataWriter::new(file, &path, dir.path()).unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (s, p) = (Arc::clone(&seen), path.clone());
+        w.report_written(Box::new(move |end| {
+            let len = std::fs::metadata(&p).unwrap().len();
+            s.lock().unwrap().push((end, len));
+        }));
+        // one file of 5 MiB + 100 bytes (reported while copied), then small ones
+        let big: Vec<u8> = (0..5 * 1024 * 1024 + 100)
+            .map(|i| (i % 253) as u8)
+            .collect();
+        w.copy(
+            &mut std::io::BufReader::with_capacity(100_000, &big[..]),
+            big.len() as u64,
+            false,
+        )
+        .unwrap();
+        for _ in 0..300 {
+            w.copy(&mut &big[..5000], 5000, false).unwrap();
+        }
+        let seen = seen.lock().unwrap().clone();
+        assert!(seen.len() >= 6, "{seen:?}");
+        assert!(seen.windows(2).all(|p| p[0].0 < p[1].0), "{seen:?}");
+        for &(end, len) in &seen {
+            assert!(
+                len >= end * BLOCK_SIZE,
+                "block {end} reported, file has {len} bytes"
+            );
+            assert!(end <= w.next_block());
+        }
+        // reported in the middle of the big file, before it was done
+        assert!(seen[0].0 < 1 + big.len() as u64 / BLOCK_SIZE, "{seen:?}");
+        // the reservation ahead does not show in the size
+        let (image, _) = w.finish().unwrap();
+        // (block 0, the big file's 1281 blocks, 2 blocks for each small file)
+        assert_eq!(
+            image.metadata().unwrap().len(),
+            (1 + 1281 + 300 * 2) * BLOCK_SIZE
+        );
     }
 }

@@ -33,7 +33,10 @@ use uuid::Uuid;
 pub use error::ErofsError;
 pub use format::BLOCK_SIZE;
 
-use crate::verity::{FormatOptions, FormatReport, Sidecar, format_file, sidecar_path};
+use crate::verity::{
+    Follower, FormatOptions, FormatReport, LeafDigests, Sidecar, format_file,
+    format_file_from_leaves, sidecar_path,
+};
 
 /// How to convert a layer.
 #[derive(Debug, Clone, Default)]
@@ -107,6 +110,16 @@ pub fn convert_layer<R: Read>(
     let build_time = opts.mkfs_time.unwrap_or(0);
     let mut tree = tree::Tree::new(build_time);
     let mut data = data::DataWriter::new(image, &tmp_path, &dir)?;
+    // With verity, the data blocks are hashed on another thread as they are written.
+    let follower = if opts.no_verity {
+        None
+    } else {
+        let reader = fs::File::open(&tmp_path).map_err(ErofsError::io("open", &tmp_path))?;
+        let f = Follower::start(reader, &tmp_path, FormatOptions::containerd().params, 1)?;
+        let reporter = f.reporter();
+        data.report_written(Box::new(move |end| reporter.written(end)));
+        Some(f)
+    };
     let stats = tarread::read_entries(&mut archive, &mut tree, &mut data, compression.name())?;
     let (diff_id, tar_bytes) =
         archive
@@ -126,6 +139,10 @@ pub fn convert_layer<R: Read>(
     let uuid = erofs_uuid(&diff_id);
     let erofs_size = write::write_rest(&image, &tmp_path, &tree, &plan, &tails, *uuid.as_bytes())?;
     drop(tails);
+    let leaves = match follower {
+        Some(f) => Some(leaves_of(f, &image, &tmp_path, erofs_size)?),
+        None => None,
+    };
     if opts.no_verity {
         // (with verity, format_file syncs the whole file once the tree is written)
         image
@@ -146,7 +163,7 @@ pub fn convert_layer<R: Read>(
         remove_stale_sidecar(out)?;
         (None, None, erofs_size)
     } else {
-        let report = add_verity(&tmp_path, out, verity_uuid(&diff_id))?;
+        let report = add_verity_with(&tmp_path, out, verity_uuid(&diff_id), leaves.as_ref())?;
         let size = fs::metadata(&tmp_path)
             .map_err(ErofsError::io("stat", &tmp_path))?
             .len();
@@ -187,19 +204,51 @@ pub fn add_verity(
     sidecar_for: &Path,
     uuid: Uuid,
 ) -> Result<FormatReport, ErofsError> {
+    add_verity_with(image, sidecar_for, uuid, None)
+}
+
+/// [`add_verity`] with the digests of every block of `image` already recorded, if given.
+fn add_verity_with(
+    image: &Path,
+    sidecar_for: &Path,
+    uuid: Uuid,
+    leaves: Option<&LeafDigests>,
+) -> Result<FormatReport, ErofsError> {
     check_erofs(image)?;
     let opts = FormatOptions {
         uuid: Some(uuid),
         sidecar: false,
         ..FormatOptions::containerd()
     };
-    let report = format_file(image, &opts, None)?;
+    let report = match leaves {
+        Some(l) => format_file_from_leaves(image, &opts, l)?,
+        None => format_file(image, &opts, None)?,
+    };
     Sidecar {
         roothash: report.root_hash.clone(),
         hashoffset: report.hash_offset,
     }
     .write(&sidecar_path(sidecar_for))?;
     Ok(report)
+}
+
+/// The follower hashed the data blocks while they were written; the metadata after them
+/// and block 0 (the superblock, written last) are hashed here.
+fn leaves_of(
+    follower: Follower,
+    image: &fs::File,
+    path: &Path,
+    erofs_size: u64,
+) -> Result<LeafDigests, ErofsError> {
+    use std::os::unix::fs::FileExt;
+    let blocks = erofs_size.div_ceil(BLOCK_SIZE);
+    let mut leaves = follower.finish(blocks)?;
+    let mut block0 = vec![0u8; BLOCK_SIZE as usize];
+    image
+        .read_exact_at(&mut block0, 0)
+        .map_err(ErofsError::io("read back", path))?;
+    leaves.record(0, &block0)?;
+    Ok(leaves)
 }
 
 /// The EROFS magic at byte 1024, or a clear error.
