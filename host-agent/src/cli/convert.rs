@@ -62,7 +62,7 @@ impl LayerArgs {
             mkfs_time,
         };
         let report = if self.tar.as_os_str() == "-" {
-            convert_layer(io::stdin().lock(), &self.out, &opts)
+            convert_layer(io::stdin(), &self.out, &opts)
         } else {
             let file = File::open(&self.tar)
                 .with_context(|| format!("cannot open {}", self.tar.display()))?;

@@ -31,7 +31,9 @@ impl Compression {
 
 /// Reads the first bytes of `input`, detects the compression and returns a reader of the
 /// uncompressed tar.
-pub fn open<'a, R: Read + 'a>(mut input: R) -> io::Result<(Compression, Box<dyn Read + 'a>)> {
+pub fn open<'a, R: Read + Send + 'a>(
+    mut input: R,
+) -> io::Result<(Compression, Box<dyn Read + Send + 'a>)> {
     let mut head = [0u8; 4];
     let mut got = 0;
     while got < head.len() {
@@ -51,7 +53,7 @@ pub fn open<'a, R: Read + 'a>(mut input: R) -> io::Result<(Compression, Box<dyn 
         Compression::None
     };
     let whole = io::Cursor::new(head).chain(input);
-    let reader: Box<dyn Read + 'a> = match compression {
+    let reader: Box<dyn Read + Send + 'a> = match compression {
         Compression::None => Box::new(whole),
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
             io::BufReader::with_capacity(1 << 16, whole),
@@ -62,88 +64,134 @@ pub fn open<'a, R: Read + 'a>(mut input: R) -> io::Result<(Compression, Box<dyn 
 }
 
 /// Bytes read from the stream at a time; each chunk is shared with the hashing thread.
-const CHUNK: usize = 1 << 20;
-/// Chunks in flight to the hashing thread (bounds the memory it can hold).
-const HASH_QUEUE: usize = 4;
+const CHUNK: usize = 256 << 10;
+/// Chunks in flight to each of the converter and the hashing thread (with `CHUNK`, bounds
+/// the memory the pipeline holds to a few MiB).
+const QUEUE: usize = 4;
 
 type Chunk = Arc<Vec<u8>>;
 
-/// A buffered reader of the uncompressed layer that also counts it and has a helper
-/// thread hash it: the converter's thread reads each byte into a shared chunk once and
-/// the diff ID costs it no copy. Errors from the inner reader are tagged so they can be
-/// told apart from tar format errors.
+/// The uncompressed layer, read (and decompressed) on a thread of its own and hashed on
+/// another: the reading thread fills shared chunks that go both to the converter, through
+/// [`BufRead`], and to the diff-ID hash, so that decompression, hashing and conversion run
+/// side by side and each byte is copied out of the stream once. Errors from the stream
+/// are tagged so they can be told apart from tar format errors.
 #[derive(Debug)]
-pub struct HashingReader<R> {
-    inner: R,
+pub struct HashingReader<'scope> {
+    data: mpsc::Receiver<io::Result<(Chunk, usize)>>,
     chunk: Chunk,
     filled: usize,
     pos: usize,
-    tx: Option<mpsc::SyncSender<(Chunk, usize)>>,
-    /// Chunks the hashing thread is done with, for reuse.
-    free: mpsc::Receiver<Chunk>,
-    hasher: Option<thread::JoinHandle<[u8; 32]>>,
+    eof: bool,
+    /// The stream failed: it has no end to reach, and no diff ID.
+    failed: bool,
+    hasher: Option<thread::ScopedJoinHandle<'scope, [u8; 32]>>,
     bytes: u64,
 }
 
-impl<R: Read> HashingReader<R> {
-    pub fn new(inner: R) -> Self {
-        let (tx, rx) = mpsc::sync_channel::<(Chunk, usize)>(HASH_QUEUE);
-        let (free_tx, free) = mpsc::sync_channel::<Chunk>(HASH_QUEUE + 2);
-        let hasher = thread::Builder::new()
-            .name("diff-id".into())
-            .spawn(move || {
-                let mut h = Sha256::new();
-                for (chunk, len) in rx {
-                    h.update(&chunk[..len]);
-                    let _ = free_tx.try_send(chunk);
+impl<'scope> HashingReader<'scope> {
+    /// Starts reading `inner` on a thread of `scope`. If the converter stops early, the
+    /// reading thread ends after the read it is in returns.
+    pub fn spawn<R: Read + Send + 'scope>(
+        scope: &'scope thread::Scope<'scope, '_>,
+        mut inner: R,
+    ) -> io::Result<Self> {
+        let (data_tx, data) = mpsc::sync_channel::<io::Result<(Chunk, usize)>>(QUEUE);
+        let (hash_tx, hash_rx) = mpsc::sync_channel::<(Chunk, usize)>(QUEUE);
+        let (free_tx, free) = mpsc::sync_channel::<Chunk>(QUEUE + 2);
+        let hasher =
+            thread::Builder::new()
+                .name("diff-id".into())
+                .spawn_scoped(scope, move || {
+                    let mut h = Sha256::new();
+                    for (chunk, len) in hash_rx {
+                        h.update(&chunk[..len]);
+                        let _ = free_tx.try_send(chunk);
+                    }
+                    let digest: [u8; 32] = h.finalize().into();
+                    digest
+                })?;
+        thread::Builder::new()
+            .name("layer-read".into())
+            .spawn_scoped(scope, move || {
+                loop {
+                    let mut buf = loop {
+                        match free.try_recv() {
+                            Ok(c) => {
+                                if let Ok(v) = Arc::try_unwrap(c) {
+                                    break v;
+                                }
+                            }
+                            Err(_) => break vec![0u8; CHUNK],
+                        }
+                    };
+                    let n = loop {
+                        match inner.read(&mut buf) {
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            r => break r,
+                        }
+                    };
+                    let n = match n {
+                        Ok(n) => n,
+                        Err(e) => {
+                            let _ = data_tx.send(Err(io::Error::new(e.kind(), StreamError(e))));
+                            return;
+                        }
+                    };
+                    let chunk = Arc::new(buf);
+                    if n > 0 && hash_tx.send((Arc::clone(&chunk), n)).is_err() {
+                        return;
+                    }
+                    if data_tx.send(Ok((chunk, n))).is_err() || n == 0 {
+                        return;
+                    }
                 }
-                h.finalize().into()
-            })
-            .ok();
-        Self {
-            inner,
+            })?;
+        Ok(Self {
+            data,
             chunk: Arc::new(Vec::new()),
             filled: 0,
             pos: 0,
-            tx: Some(tx),
-            free,
-            hasher,
+            eof: false,
+            failed: false,
+            hasher: Some(hasher),
             bytes: 0,
-        }
+        })
     }
 
-    /// Reads the next chunk from the stream (0 bytes at its end).
+    /// Takes the next chunk from the reading thread (none at the end of the stream).
     fn refill(&mut self) -> io::Result<()> {
-        // give up our reference first, so a chunk coming back can be reused
+        // give up our reference first, so that the reading thread can reuse the buffer
         self.chunk = Arc::new(Vec::new());
-        let mut buf = loop {
-            match self.free.try_recv() {
-                Ok(c) => {
-                    if let Ok(v) = Arc::try_unwrap(c) {
-                        break v;
-                    }
-                }
-                Err(_) => break vec![0u8; CHUNK],
-            }
-        };
-        let n = loop {
-            match self.inner.read(&mut buf) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(io::Error::new(e.kind(), StreamError(e))),
-                Ok(n) => break n,
-            }
-        };
-        self.chunk = Arc::new(buf);
-        self.filled = n;
+        self.filled = 0;
         self.pos = 0;
-        self.bytes += n as u64;
-        if n > 0
-            && let Some(tx) = &self.tx
-        {
-            // The receiver lives until `finish` drops the sender.
-            let _ = tx.send((Arc::clone(&self.chunk), n));
+        if self.failed {
+            return Err(io::Error::other(StreamError(io::Error::other(
+                "the layer stream failed before its end",
+            ))));
         }
-        Ok(())
+        if self.eof {
+            return Ok(());
+        }
+        match self.data.recv() {
+            Ok(Ok((chunk, n))) => {
+                self.chunk = chunk;
+                self.filled = n;
+                self.bytes += n as u64;
+                self.eof = n == 0;
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                self.failed = true;
+                Err(e)
+            }
+            Err(_) => {
+                self.failed = true;
+                Err(io::Error::other(StreamError(io::Error::other(
+                    "the layer reading thread stopped",
+                ))))
+            }
+        }
     }
 
     /// Reads the rest of the stream (the end-of-archive blocks and any record padding
@@ -155,8 +203,7 @@ impl<R: Read> HashingReader<R> {
                 break;
             }
         }
-        drop(self.tx.take());
-        let digest: [u8; 32] = match self.hasher.take().map(thread::JoinHandle::join) {
+        let digest: [u8; 32] = match self.hasher.take().map(thread::ScopedJoinHandle::join) {
             Some(Ok(d)) => d,
             _ => return Err(io::Error::other("the diff ID hashing thread failed")),
         };
@@ -164,7 +211,7 @@ impl<R: Read> HashingReader<R> {
     }
 }
 
-impl<R: Read> BufRead for HashingReader<R> {
+impl BufRead for HashingReader<'_> {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
         if self.pos >= self.filled {
             self.refill()?;
@@ -177,7 +224,7 @@ impl<R: Read> BufRead for HashingReader<R> {
     }
 }
 
-impl<R: Read> Read for HashingReader<R> {
+impl Read for HashingReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let avail = self.fill_buf()?;
         let n = avail.len().min(buf.len());
@@ -235,14 +282,74 @@ mod tests {
 
     #[test]
     fn hashes_everything_read() {
-        let mut r = HashingReader::new(&b"abc"[..]);
-        let mut one = [0u8; 1];
-        r.read_exact(&mut one).unwrap();
-        let (digest, n) = r.finish().unwrap();
-        assert_eq!(n, 3);
-        assert_eq!(
-            digest,
-            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        thread::scope(|s| {
+            let mut r = HashingReader::spawn(s, &b"abc"[..]).unwrap();
+            let mut one = [0u8; 1];
+            r.read_exact(&mut one).unwrap();
+            let (digest, n) = r.finish().unwrap();
+            assert_eq!(n, 3);
+            assert_eq!(
+                digest,
+                "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+            );
+        });
+    }
+
+    #[test]
+    fn many_chunks_arrive_in_order_and_are_hashed() {
+        let data: Vec<u8> = (0..(3 * CHUNK * QUEUE + 12_345))
+            .map(|i| (i % 251) as u8 ^ (i >> 16) as u8)
+            .collect();
+        thread::scope(|s| {
+            let mut r = HashingReader::spawn(s, &data[..]).unwrap();
+            let mut got = vec![0u8; 1_000_000];
+            r.read_exact(&mut got).unwrap();
+            assert!(got == data[..1_000_000]);
+            let (digest, n) = r.finish().unwrap();
+            assert_eq!(n, data.len() as u64);
+            assert_eq!(
+                digest,
+                format!("sha256:{}", hex::encode(Sha256::digest(&data)))
+            );
+        });
+    }
+
+    /// A reader failing after some bytes.
+    struct Failing(usize);
+
+    impl Read for Failing {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.0 == 0 {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "bad block"));
+            }
+            let n = self.0.min(buf.len());
+            buf[..n].fill(7);
+            self.0 -= n;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn stream_errors_are_tagged_and_stop_the_reader() {
+        thread::scope(|s| {
+            let mut r = HashingReader::spawn(s, Failing(CHUNK + 10)).unwrap();
+            let mut all = Vec::new();
+            let e = r.read_to_end(&mut all).unwrap_err();
+            assert_eq!(all.len(), CHUNK + 10);
+            let inner = stream_error(&e).expect("tagged as a stream error");
+            assert_eq!(inner.to_string(), "bad block");
+            assert!(r.finish().is_err());
+        });
+    }
+
+    #[test]
+    fn a_reader_dropped_early_does_not_hold_up_the_scope() {
+        // an endless stream: the reading thread must stop once nobody takes its chunks
+        thread::scope(|s| {
+            let mut r = HashingReader::spawn(s, io::repeat(1)).unwrap();
+            let mut some = [0u8; 100];
+            r.read_exact(&mut some).unwrap();
+            drop(r);
+        });
     }
 }

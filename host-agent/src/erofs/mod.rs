@@ -80,7 +80,18 @@ fn namespace() -> Uuid {
 /// Converts the tar layer read from `input` (plain, gzip or zstd) into an EROFS image at
 /// `out`, with the dm-verity tree appended and `<out>.dmverity` written unless
 /// `opts.no_verity`. On error nothing is left at `out`.
-pub fn convert_layer<R: Read>(
+pub fn convert_layer<R: Read + Send>(
+    input: R,
+    out: &Path,
+    opts: &ConvertOptions,
+) -> Result<ConvertReport, ErofsError> {
+    // The layer is read (and decompressed) on a thread of this scope, so that reading,
+    // hashing and converting run side by side.
+    std::thread::scope(|scope| convert_in(scope, input, out, opts))
+}
+
+fn convert_in<'scope, R: Read + Send + 'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
     input: R,
     out: &Path,
     opts: &ConvertOptions,
@@ -105,7 +116,7 @@ pub fn convert_layer<R: Read>(
         .map_err(ErofsError::io("open", &tmp_path))?;
 
     let (compression, reader) = input::open(input).map_err(ErofsError::Read)?;
-    let hashing = input::HashingReader::new(reader);
+    let hashing = input::HashingReader::spawn(scope, reader).map_err(ErofsError::Read)?;
     let mut archive = tarstream::TarStream::new(hashing);
     let build_time = opts.mkfs_time.unwrap_or(0);
     let mut tree = tree::Tree::new(build_time);
@@ -137,10 +148,11 @@ pub fn convert_layer<R: Read>(
     let (image, tails) = data.finish()?;
     let plan = layout::plan(&tree, data_end)?;
     let uuid = erofs_uuid(&diff_id);
-    let erofs_size = write::write_rest(&image, &tmp_path, &tree, &plan, &tails, *uuid.as_bytes())?;
+    let rest = write::write_rest(&image, &tmp_path, &tree, &plan, &tails, *uuid.as_bytes())?;
+    let erofs_size = rest.size;
     drop(tails);
     let leaves = match follower {
-        Some(f) => Some(leaves_of(f, &image, &tmp_path, erofs_size)?),
+        Some(f) => Some(leaves_of(f, &image, &tmp_path, &rest)?),
         None => None,
     };
     if opts.no_verity {
@@ -232,22 +244,33 @@ fn add_verity_with(
     Ok(report)
 }
 
-/// The follower hashed the data blocks while they were written; the metadata after them
-/// and block 0 (the superblock, written last) are hashed here.
+/// The follower hashed the data blocks while they were written and hashes the metadata
+/// after them; block 0 (the superblock, written last) and the blocks zeroed after they
+/// were written are hashed again here.
 fn leaves_of(
     follower: Follower,
     image: &fs::File,
     path: &Path,
-    erofs_size: u64,
+    rest: &write::Rest,
 ) -> Result<LeafDigests, ErofsError> {
     use std::os::unix::fs::FileExt;
-    let blocks = erofs_size.div_ceil(BLOCK_SIZE);
-    let mut leaves = follower.finish(blocks)?;
-    let mut block0 = vec![0u8; BLOCK_SIZE as usize];
+    /// Zero blocks recorded at a time.
+    const ZERO_RUN: u64 = 256;
+    let mut leaves = follower.finish(rest.size.div_ceil(BLOCK_SIZE))?;
+    let mut block = vec![0u8; BLOCK_SIZE as usize];
     image
-        .read_exact_at(&mut block0, 0)
+        .read_exact_at(&mut block, 0)
         .map_err(ErofsError::io("read back", path))?;
-    leaves.record(0, &block0)?;
+    leaves.record(0, &block)?;
+    let zeros = vec![0u8; (ZERO_RUN * BLOCK_SIZE) as usize];
+    for range in &rest.zeroed {
+        let mut b = range.start;
+        while b < range.end {
+            let n = (range.end - b).min(ZERO_RUN);
+            leaves.record(b, &zeros[..(n * BLOCK_SIZE) as usize])?;
+            b += n;
+        }
+    }
     Ok(leaves)
 }
 

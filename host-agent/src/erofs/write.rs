@@ -42,7 +42,17 @@ impl Out<'_> {
     }
 }
 
-/// Writes the rest of the image and returns its size in bytes.
+/// What [`write_rest`] did.
+#[derive(Debug)]
+pub struct Rest {
+    /// The image's size in bytes.
+    pub size: u64,
+    /// Blocks of the data area zeroed after they were written (contents of files that a
+    /// later entry replaced): whoever hashed them while they were written must again.
+    pub zeroed: Vec<std::ops::Range<u64>>,
+}
+
+/// Writes the rest of the image.
 pub fn write_rest(
     image: &File,
     path: &Path,
@@ -50,7 +60,7 @@ pub fn write_rest(
     layout: &Layout,
     tails: &Tails,
     uuid: [u8; 16],
-) -> Result<u64, ErofsError> {
+) -> Result<Rest, ErofsError> {
     let mut f = image;
     let start = layout.dir_start * BLOCK_SIZE;
     f.seek(SeekFrom::Start(start))
@@ -152,6 +162,7 @@ pub fn write_rest(
     drop(out);
 
     // Contents of files that a later entry replaced: zeroed, so they do not linger.
+    let mut zeroed = Vec::new();
     for (id, inode) in tree.inodes.iter().enumerate() {
         if let Kind::Reg(d) | Kind::Symlink(d) = &inode.kind
             && !layout.slots[id].reachable
@@ -162,6 +173,7 @@ pub fn write_rest(
                     .write_all_at(&ZEROS, (u64::from(d.blkaddr) + b) * BLOCK_SIZE)
                     .map_err(ErofsError::io("write", path))?;
             }
+            zeroed.push(u64::from(d.blkaddr)..u64::from(d.blkaddr) + d.blocks);
         }
     }
 
@@ -180,7 +192,7 @@ pub fn write_rest(
         .write_all_at(&sb.to_block(), 0)
         .map_err(ErofsError::io("write", path))?;
     image.set_len(end).map_err(ErofsError::io("resize", path))?;
-    Ok(end)
+    Ok(Rest { size: end, zeroed })
 }
 
 fn blkaddr(blocks: u64, addr: u32, inline: bool) -> u32 {
