@@ -64,21 +64,81 @@ pub fn open<'a, R: Read + Send + 'a>(
 }
 
 /// Bytes read from the stream at a time; each chunk is shared with the hashing thread.
-const CHUNK: usize = 256 << 10;
-/// Chunks in flight to each of the converter and the hashing thread (with `CHUNK`, bounds
-/// the memory the pipeline holds to a few MiB).
+const CHUNK: usize = 1 << 20;
+/// Chunks in flight to the hashing thread, and from a reading thread to the converter
+/// (with `CHUNK`, bounds the memory the pipeline holds to a few MiB; with fewer, measured,
+/// the threads wait on each other more).
 const QUEUE: usize = 4;
 
 type Chunk = Arc<Vec<u8>>;
 
-/// The uncompressed layer, read (and decompressed) on a thread of its own and hashed on
-/// another: the reading thread fills shared chunks that go both to the converter, through
-/// [`BufRead`], and to the diff-ID hash, so that decompression, hashing and conversion run
-/// side by side and each byte is copied out of the stream once. Errors from the stream
-/// are tagged so they can be told apart from tar format errors.
+/// Reads chunks of the stream and hands a share of each to the hashing thread.
+struct Producer<'a> {
+    inner: Box<dyn Read + Send + 'a>,
+    hash_tx: mpsc::SyncSender<(Chunk, usize)>,
+    /// Chunks the hashing thread is done with, for reuse.
+    free: mpsc::Receiver<Chunk>,
+}
+
+impl Producer<'_> {
+    /// The next chunk (0 bytes at the end of the stream). `Ok(None)`: the hashing thread
+    /// is gone.
+    fn next(&mut self) -> io::Result<Option<(Chunk, usize)>> {
+        let mut buf = loop {
+            match self.free.try_recv() {
+                Ok(c) => {
+                    if let Ok(v) = Arc::try_unwrap(c) {
+                        break v;
+                    }
+                }
+                Err(_) => break vec![0u8; CHUNK],
+            }
+        };
+        let n = loop {
+            match self.inner.read(&mut buf) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(io::Error::new(e.kind(), StreamError(e))),
+                Ok(n) => break n,
+            }
+        };
+        let chunk = Arc::new(buf);
+        if n > 0 && self.hash_tx.send((Arc::clone(&chunk), n)).is_err() {
+            return Ok(None);
+        }
+        Ok(Some((chunk, n)))
+    }
+}
+
+/// Where the converter's chunks come from.
+enum Source<'a> {
+    /// Read on the converter's thread (a plain tar: reading is one copy, cheaper where the
+    /// bytes are then used).
+    Inline(Producer<'a>),
+    /// Read (decompressed) on a thread of its own.
+    Thread(mpsc::Receiver<io::Result<(Chunk, usize)>>),
+    /// Closed, so that the hashing thread sees the end of its input.
+    Done,
+}
+
+impl std::fmt::Debug for Source<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Inline(_) => "Inline",
+            Self::Thread(_) => "Thread",
+            Self::Done => "Done",
+        })
+    }
+}
+
+/// The uncompressed layer, hashed on a thread of its own while the converter reads it:
+/// each chunk read from the stream is shared by the converter, through [`BufRead`], and the
+/// diff-ID hash, so each byte is copied out of the stream once. A compressed layer is also
+/// decompressed on a thread of its own, so that decompression, hashing and conversion run
+/// side by side. Errors from the stream are tagged so they can be told apart from tar
+/// format errors.
 #[derive(Debug)]
 pub struct HashingReader<'scope> {
-    data: mpsc::Receiver<io::Result<(Chunk, usize)>>,
+    source: Source<'scope>,
     chunk: Chunk,
     filled: usize,
     pos: usize,
@@ -90,13 +150,14 @@ pub struct HashingReader<'scope> {
 }
 
 impl<'scope> HashingReader<'scope> {
-    /// Starts reading `inner` on a thread of `scope`. If the converter stops early, the
-    /// reading thread ends after the read it is in returns.
+    /// Starts hashing `inner` on a thread of `scope`, and reading it on another when
+    /// `read_thread`. If the converter stops early, the reading thread ends after the
+    /// read it is in returns.
     pub fn spawn<R: Read + Send + 'scope>(
         scope: &'scope thread::Scope<'scope, '_>,
-        mut inner: R,
+        inner: R,
+        read_thread: bool,
     ) -> io::Result<Self> {
-        let (data_tx, data) = mpsc::sync_channel::<io::Result<(Chunk, usize)>>(QUEUE);
         let (hash_tx, hash_rx) = mpsc::sync_channel::<(Chunk, usize)>(QUEUE);
         let (free_tx, free) = mpsc::sync_channel::<Chunk>(QUEUE + 2);
         let hasher =
@@ -111,44 +172,33 @@ impl<'scope> HashingReader<'scope> {
                     let digest: [u8; 32] = h.finalize().into();
                     digest
                 })?;
-        thread::Builder::new()
-            .name("layer-read".into())
-            .spawn_scoped(scope, move || {
-                loop {
-                    let mut buf = loop {
-                        match free.try_recv() {
-                            Ok(c) => {
-                                if let Ok(v) = Arc::try_unwrap(c) {
-                                    break v;
-                                }
-                            }
-                            Err(_) => break vec![0u8; CHUNK],
-                        }
-                    };
-                    let n = loop {
-                        match inner.read(&mut buf) {
-                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                            r => break r,
-                        }
-                    };
-                    let n = match n {
-                        Ok(n) => n,
-                        Err(e) => {
-                            let _ = data_tx.send(Err(io::Error::new(e.kind(), StreamError(e))));
+        let mut producer = Producer {
+            inner: Box::new(inner),
+            hash_tx,
+            free,
+        };
+        let source = if read_thread {
+            let (data_tx, data) = mpsc::sync_channel::<io::Result<(Chunk, usize)>>(QUEUE);
+            thread::Builder::new()
+                .name("layer-read".into())
+                .spawn_scoped(scope, move || {
+                    loop {
+                        let (msg, last) = match producer.next() {
+                            Ok(None) => return,
+                            Ok(Some((c, n))) => (Ok((c, n)), n == 0),
+                            Err(e) => (Err(e), true),
+                        };
+                        if data_tx.send(msg).is_err() || last {
                             return;
                         }
-                    };
-                    let chunk = Arc::new(buf);
-                    if n > 0 && hash_tx.send((Arc::clone(&chunk), n)).is_err() {
-                        return;
                     }
-                    if data_tx.send(Ok((chunk, n))).is_err() || n == 0 {
-                        return;
-                    }
-                }
-            })?;
+                })?;
+            Source::Thread(data)
+        } else {
+            Source::Inline(producer)
+        };
         Ok(Self {
-            data,
+            source,
             chunk: Arc::new(Vec::new()),
             filled: 0,
             pos: 0,
@@ -159,9 +209,9 @@ impl<'scope> HashingReader<'scope> {
         })
     }
 
-    /// Takes the next chunk from the reading thread (none at the end of the stream).
+    /// Takes the next chunk (none at the end of the stream).
     fn refill(&mut self) -> io::Result<()> {
-        // give up our reference first, so that the reading thread can reuse the buffer
+        // give up our reference first, so that the buffer can be reused
         self.chunk = Arc::new(Vec::new());
         self.filled = 0;
         self.pos = 0;
@@ -173,23 +223,29 @@ impl<'scope> HashingReader<'scope> {
         if self.eof {
             return Ok(());
         }
-        match self.data.recv() {
-            Ok(Ok((chunk, n))) => {
+        // `Ok(None)`: a reading or hashing thread is gone
+        let next = match &mut self.source {
+            Source::Inline(p) => p.next(),
+            Source::Thread(rx) => rx.recv().map_or(Ok(None), |r| r.map(Some)),
+            Source::Done => Ok(None),
+        };
+        match next {
+            Ok(Some((chunk, n))) => {
                 self.chunk = chunk;
                 self.filled = n;
                 self.bytes += n as u64;
                 self.eof = n == 0;
                 Ok(())
             }
-            Ok(Err(e)) => {
-                self.failed = true;
-                Err(e)
-            }
-            Err(_) => {
+            Ok(None) => {
                 self.failed = true;
                 Err(io::Error::other(StreamError(io::Error::other(
-                    "the layer reading thread stopped",
+                    "a layer reading or hashing thread stopped",
                 ))))
+            }
+            Err(e) => {
+                self.failed = true;
+                Err(e)
             }
         }
     }
@@ -203,6 +259,7 @@ impl<'scope> HashingReader<'scope> {
                 break;
             }
         }
+        self.source = Source::Done;
         let digest: [u8; 32] = match self.hasher.take().map(thread::ScopedJoinHandle::join) {
             Some(Ok(d)) => d,
             _ => return Err(io::Error::other("the diff ID hashing thread failed")),
@@ -283,7 +340,7 @@ mod tests {
     #[test]
     fn hashes_everything_read() {
         thread::scope(|s| {
-            let mut r = HashingReader::spawn(s, &b"abc"[..]).unwrap();
+            let mut r = HashingReader::spawn(s, &b"abc"[..], false).unwrap();
             let mut one = [0u8; 1];
             r.read_exact(&mut one).unwrap();
             let (digest, n) = r.finish().unwrap();
@@ -297,21 +354,23 @@ mod tests {
 
     #[test]
     fn many_chunks_arrive_in_order_and_are_hashed() {
-        let data: Vec<u8> = (0..(3 * CHUNK * QUEUE + 12_345))
-            .map(|i| (i % 251) as u8 ^ (i >> 16) as u8)
-            .collect();
-        thread::scope(|s| {
-            let mut r = HashingReader::spawn(s, &data[..]).unwrap();
-            let mut got = vec![0u8; 1_000_000];
-            r.read_exact(&mut got).unwrap();
-            assert!(got == data[..1_000_000]);
-            let (digest, n) = r.finish().unwrap();
-            assert_eq!(n, data.len() as u64);
-            assert_eq!(
-                digest,
-                format!("sha256:{}", hex::encode(Sha256::digest(&data)))
-            );
-        });
+        for threaded in [false, true] {
+            let data: Vec<u8> = (0..(3 * CHUNK * QUEUE + 12_345))
+                .map(|i| (i % 251) as u8 ^ (i >> 16) as u8)
+                .collect();
+            thread::scope(|s| {
+                let mut r = HashingReader::spawn(s, &data[..], threaded).unwrap();
+                let mut got = vec![0u8; 1_000_000];
+                r.read_exact(&mut got).unwrap();
+                assert!(got == data[..1_000_000]);
+                let (digest, n) = r.finish().unwrap();
+                assert_eq!(n, data.len() as u64);
+                assert_eq!(
+                    digest,
+                    format!("sha256:{}", hex::encode(Sha256::digest(&data)))
+                );
+            });
+        }
     }
 
     /// A reader failing after some bytes.
@@ -331,25 +390,29 @@ mod tests {
 
     #[test]
     fn stream_errors_are_tagged_and_stop_the_reader() {
-        thread::scope(|s| {
-            let mut r = HashingReader::spawn(s, Failing(CHUNK + 10)).unwrap();
-            let mut all = Vec::new();
-            let e = r.read_to_end(&mut all).unwrap_err();
-            assert_eq!(all.len(), CHUNK + 10);
-            let inner = stream_error(&e).expect("tagged as a stream error");
-            assert_eq!(inner.to_string(), "bad block");
-            assert!(r.finish().is_err());
-        });
+        for threaded in [false, true] {
+            thread::scope(|s| {
+                let mut r = HashingReader::spawn(s, Failing(CHUNK + 10), threaded).unwrap();
+                let mut all = Vec::new();
+                let e = r.read_to_end(&mut all).unwrap_err();
+                assert_eq!(all.len(), CHUNK + 10);
+                let inner = stream_error(&e).expect("tagged as a stream error");
+                assert_eq!(inner.to_string(), "bad block");
+                assert!(r.finish().is_err());
+            });
+        }
     }
 
     #[test]
     fn a_reader_dropped_early_does_not_hold_up_the_scope() {
-        // an endless stream: the reading thread must stop once nobody takes its chunks
-        thread::scope(|s| {
-            let mut r = HashingReader::spawn(s, io::repeat(1)).unwrap();
-            let mut some = [0u8; 100];
-            r.read_exact(&mut some).unwrap();
-            drop(r);
-        });
+        for threaded in [false, true] {
+            // an endless stream: the reading thread must stop once nobody takes its chunks
+            thread::scope(|s| {
+                let mut r = HashingReader::spawn(s, io::repeat(1), threaded).unwrap();
+                let mut some = [0u8; 100];
+                r.read_exact(&mut some).unwrap();
+                drop(r);
+            });
+        }
     }
 }

@@ -116,7 +116,10 @@ fn convert_in<'scope, R: Read + Send + 'scope>(
         .map_err(ErofsError::io("open", &tmp_path))?;
 
     let (compression, reader) = input::open(input).map_err(ErofsError::Read)?;
-    let hashing = input::HashingReader::spawn(scope, reader).map_err(ErofsError::Read)?;
+    // decompression gets a thread of its own; a plain tar is read where it is parsed
+    let read_thread = compression != input::Compression::None;
+    let hashing =
+        input::HashingReader::spawn(scope, reader, read_thread).map_err(ErofsError::Read)?;
     let mut archive = tarstream::TarStream::new(hashing);
     let build_time = opts.mkfs_time.unwrap_or(0);
     let mut tree = tree::Tree::new(build_time);
