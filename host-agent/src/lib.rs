@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod erofs;
 pub mod export;
+pub mod fshint;
 pub mod image;
 pub mod progress;
 pub mod ratelog;

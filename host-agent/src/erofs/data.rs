@@ -191,7 +191,9 @@ impl DataWriter {
         let end = self.next_block * BLOCK_SIZE;
         if end > self.reserved {
             let len = (end - self.reserved).max(PREALLOCATE);
-            reserve(self.image.get_ref(), self.reserved, len);
+            // (ext4 then skips per-page delayed allocation: a fifth of the writer's
+            // system time)
+            crate::fshint::reserve(self.image.get_ref(), self.reserved, len);
             self.reserved += len;
         }
         Ok(Data {
@@ -266,33 +268,6 @@ impl Tails {
     }
 }
 
-/// Reserves `len` bytes of disk space at `offset` without changing the file size, so that
-/// the writes after it find their blocks allocated (ext4 then skips the delayed-allocation
-/// bookkeeping of every page: about a fifth of the writer's system time). Best effort: a
-/// file system without `fallocate` is written as it is. The image is cut to its size when
-/// written, which frees what was reserved beyond.
-fn reserve(file: &File, offset: u64, len: u64) {
-    let (Ok(offset), Ok(len)) = (
-        libc::off64_t::try_from(offset),
-        libc::off64_t::try_from(len),
-    ) else {
-        return;
-    };
-    // SAFETY: fallocate only reads its integer arguments; `file` owns the descriptor for
-    // the whole call.
-    let rc = unsafe {
-        libc::fallocate64(
-            std::os::fd::AsRawFd::as_raw_fd(file),
-            libc::FALLOC_FL_KEEP_SIZE,
-            offset,
-            len,
-        )
-    };
-    if rc != 0 {
-        tracing::trace!(error = %io::Error::last_os_error(), "fallocate failed");
-    }
-}
-
 fn read_some(src: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
     loop {
         match src.read(buf) {
@@ -306,10 +281,8 @@ fn read_some(src: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn whole_blocks_go_to_the_image_and_tails_to_the_spill() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("img");
+    fn writer(dir: &Path) -> (DataWriter, PathBuf) {
+        let path = dir.join("img");
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
@@ -317,7 +290,13 @@ mod tests {
             .truncate(true)
             .open(&path)
             .unwrap();
-        let mut w = DataWriter::new(file, &path, dir.path()).unwrap();
+        (DataWriter::new(file, &path, dir).unwrap(), path)
+    }
+
+    #[test]
+    fn whole_blocks_go_to_the_image_and_tails_to_the_spill() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, _) = writer(dir.path());
         let content: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
         let a = w.copy(&mut &content[..], 10_000, true).unwrap();
         assert_eq!(
@@ -370,15 +349,7 @@ mod tests {
     fn reports_come_after_the_blocks_are_in_the_file_and_reserve_keeps_the_size() {
         use std::sync::{Arc, Mutex};
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("img");
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .unwrap();
-        let mut w = DataWriter::new(file, &path, dir.path()).unwrap();
+        let (mut w, path) = writer(dir.path());
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (s, p) = (Arc::clone(&seen), path.clone());
         w.report_written(Box::new(move |end| {

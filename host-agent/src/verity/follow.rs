@@ -4,7 +4,6 @@
 //! neither the hashing nor the final sync waits for the end of the writing.
 
 use std::fs::File;
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -146,30 +145,8 @@ fn follow(
         file.read_exact_at(&mut buf[..len], offset)
             .map_err(VerityError::io("read back", path))?;
         leaves.record_here(done, &buf[..len])?;
-        start_writeback(file, offset, len as u64);
+        crate::fshint::start_writeback(file, offset, len as u64);
         done += n;
-    }
-}
-
-/// Asks the kernel to start writing `len` bytes at `offset` back to the disk, without
-/// waiting; best effort (the final sync is what makes the file durable).
-fn start_writeback(file: &File, offset: u64, len: u64) {
-    let (Ok(offset), Ok(len)) = (
-        libc::off64_t::try_from(offset),
-        libc::off64_t::try_from(len),
-    ) else {
-        return;
-    };
-    // SAFETY: sync_file_range only reads its integer arguments; the descriptor is owned by
-    // `file`, which outlives the call.
-    let rc = unsafe {
-        libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
-    };
-    if rc != 0 {
-        tracing::trace!(
-            error = %std::io::Error::last_os_error(),
-            "sync_file_range failed; the final sync writes the range"
-        );
     }
 }
 
@@ -233,18 +210,17 @@ mod tests {
         got.check(&params, n as u64).unwrap();
     }
 
+    fn follow_from_0(path: &Path) -> Follower {
+        let params = FormatOptions::containerd().params;
+        Follower::start(File::open(path).unwrap(), path, params, 0).unwrap()
+    }
+
     #[test]
     fn a_block_reported_but_missing_is_an_error_naming_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let (mut w, path) = growing_file(dir.path());
         w.write_all(&blocks(2, 1)).unwrap();
-        let f = Follower::start(
-            File::open(&path).unwrap(),
-            &path,
-            FormatOptions::containerd().params,
-            0,
-        )
-        .unwrap();
+        let f = follow_from_0(&path);
         let err = f.finish(3).unwrap_err();
         assert!(
             matches!(&err, VerityError::Io { op: "read back", path: p, .. } if *p == path),
@@ -257,13 +233,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut w, path) = growing_file(dir.path());
         w.write_all(&blocks(600, 2)).unwrap();
-        let f = Follower::start(
-            File::open(&path).unwrap(),
-            &path,
-            FormatOptions::containerd().params,
-            0,
-        )
-        .unwrap();
+        let f = follow_from_0(&path);
         let reporter = f.reporter();
         reporter.written(600);
         drop(f); // joins the thread: returns only because Abort is honoured
