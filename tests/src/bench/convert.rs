@@ -56,8 +56,9 @@ struct Sample {
 }
 
 /// Runs the benchmark in `dir` on `tar` (built there from Debian packages when `None`),
-/// `runs` times per contender.
-pub fn run_bench(dir: &Path, tar: Option<PathBuf>, runs: usize) -> anyhow::Result<()> {
+/// `runs` times per contender; with `gzip`, on the tar compressed with `gzip -1` (made once
+/// next to it), which every contender decompresses itself.
+pub fn run_bench(dir: &Path, tar: Option<PathBuf>, runs: usize, gzip: bool) -> anyhow::Result<()> {
     ensure!(runs > 0, "runs must be at least 1");
     let layerpass = layerpass_binary()?;
     let mkfs = mkfs_trixie()?;
@@ -71,6 +72,13 @@ pub fn run_bench(dir: &Path, tar: Option<PathBuf>, runs: usize) -> anyhow::Resul
         .with_context(|| format!("cannot stat {}", tar.display()))?
         .len();
     let entries = count_entries(&tar)?;
+    let (tar, tar_size) = if gzip {
+        let gz = gzip_once(&tar)?;
+        let size = fs::metadata(&gz)?.len();
+        (gz, size)
+    } else {
+        (tar, tar_size)
+    };
     warm(&tar)?;
 
     let (mut ours, mut untar, mut differ) = (Vec::new(), Vec::new(), Vec::new());
@@ -105,7 +113,8 @@ pub fn run_bench(dir: &Path, tar: Option<PathBuf>, runs: usize) -> anyhow::Resul
                     untar_dirs.0.push(target.clone());
                     let (s1, _) = measure(
                         Command::new("tar")
-                            .args(["--xattrs", "--xattrs-include=*", "--numeric-owner", "-xpf"])
+                            .args(["--xattrs", "--xattrs-include=*", "--numeric-owner"])
+                            .arg(if gzip { "-xzpf" } else { "-xpf" })
                             .arg(&tar)
                             .arg("-C")
                             .arg(&target),
@@ -123,6 +132,7 @@ pub fn run_bench(dir: &Path, tar: Option<PathBuf>, runs: usize) -> anyhow::Resul
                     let (s1, _) = measure(
                         Command::new(&mkfs)
                             .args(CONTAINERD_MKFS_ARGS)
+                            .args(gzip.then_some("--ungzip"))
                             .arg(&out)
                             .arg(&tar),
                     )?;
@@ -205,6 +215,22 @@ impl Drop for RemoveOnDrop {
             let _ = remove_dir(d);
         }
     }
+}
+
+/// `tar` compressed with `gzip -1` into `tar.gz` beside it, unless that exists already.
+fn gzip_once(tar: &Path) -> anyhow::Result<PathBuf> {
+    let mut name = tar.as_os_str().to_owned();
+    name.push(".gz");
+    let gz = PathBuf::from(name);
+    if !gz.exists() {
+        let mut part = gz.clone().into_os_string();
+        part.push(".part");
+        let part = PathBuf::from(part);
+        let out = fs::File::create(&part)?;
+        run(Command::new("gzip").args(["-1", "-c"]).arg(tar).stdout(out))?;
+        fs::rename(&part, &gz)?;
+    }
+    Ok(gz)
 }
 
 fn times(s: &[Sample]) -> Vec<Duration> {

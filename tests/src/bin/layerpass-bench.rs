@@ -30,6 +30,10 @@ enum Cmd {
         /// Runs of each contender.
         #[arg(long, default_value_t = 5)]
         runs: usize,
+        /// Convert the layer compressed with `gzip -1` (made once next to the tar): each
+        /// contender decompresses it (`tar -z`, `mkfs.erofs --ungzip`).
+        #[arg(long)]
+        gzip: bool,
     },
     /// 4 KiB random and 1 MiB sequential reads over vhost-user-blk: layerpass against
     /// qemu-storage-daemon (io_uring), both driven by libblkio.
@@ -87,7 +91,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             rounds,
             std::time::Duration::from_micros(poll_us),
         ),
-        Cmd::Convert { tar, runs } => bench::convert::run_bench(&dir, tar, runs),
+        Cmd::Convert { tar, runs, gzip } => bench::convert::run_bench(&dir, tar, runs, gzip),
         Cmd::Verity { size_mib, runs } => bench::verity::run_bench(&dir, size_mib << 20, runs),
     }
 }
