@@ -227,11 +227,7 @@ impl<R: BufRead> BufRead for Content<'_, R> {
 
 impl<R: BufRead> Read for Content<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let avail = self.fill_buf()?;
-        let n = avail.len().min(buf.len());
-        buf[..n].copy_from_slice(&avail[..n]);
-        self.consume(n);
-        Ok(n)
+        super::input::read_buffered(self, buf)
     }
 }
 

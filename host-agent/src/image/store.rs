@@ -69,16 +69,7 @@ impl Store {
                 limit,
             });
         }
-        let mut out = Vec::new();
-        reader
-            .take(limit)
-            .read_to_end(&mut out)
-            .map_err(|e| ImageError::Io {
-                op: "read",
-                path: self.location(path).into(),
-                source: e,
-            })?;
-        Ok(out)
+        self.read_up_to(reader, path, limit)
     }
 
     /// Size of the file at `path` in the store.
@@ -89,9 +80,14 @@ impl Store {
     /// Up to `n` leading bytes of `path` (to recognise compression).
     pub fn head(&self, path: &str, n: usize) -> Result<Vec<u8>, ImageError> {
         let (reader, _) = self.open_raw(path)?;
-        let mut out = Vec::with_capacity(n);
+        self.read_up_to(reader, path, n as u64)
+    }
+
+    /// Up to `limit` bytes of `reader`, opened on `path`.
+    fn read_up_to(&self, reader: impl Read, path: &str, limit: u64) -> Result<Vec<u8>, ImageError> {
+        let mut out = Vec::new();
         reader
-            .take(n as u64)
+            .take(limit)
             .read_to_end(&mut out)
             .map_err(|e| ImageError::Io {
                 op: "read",
