@@ -1,8 +1,8 @@
-//! Differential test against containerd's converter: mkfs.erofs 1.8.6 (`--tar=f --aufs
-//! -Enoinline_data -b4096 -T0 --mkfs-time`, Debian 13's build through
-//! `shared/tools/mkfs-erofs-trixie`) and layerpass convert the same tars; both images are
-//! mounted and the trees must be identical in every attribute, whiteouts and overlay
-//! xattrs included.
+//! Differential test against containerd's converter: mkfs.erofs ≥ 1.8 (`--tar=f --aufs
+//! -Enoinline_data -b4096 -T0 --mkfs-time`, Debian 13's build, fetched and run by
+//! `scripts/erofs-utils-trixie`; 1.8.6 when this was written) and layerpass convert the
+//! same tars; both images are mounted and the trees must be identical in every attribute,
+//! whiteouts and overlay xattrs included. Each test states how many trees it compared.
 //!
 //! The one named exception: directories the tar does not list (implicit directories, and
 //! the root when the tar has no `./` entry). layerpass creates them 0755 root:root with the
@@ -15,18 +15,17 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 
+use common::tools::erofs_utils::ErofsUtils;
 use common::walk::{Node, Tree};
 use common::{corpus, debian, model, mount::Mount, tools, walk};
 use layerpass::erofs::{ConvertOptions, convert_layer};
+use layerpass_test_support::counted;
 
-fn mkfs_trixie(tar: &Path, out: &Path) -> bool {
-    let Some(mkfs) = tools::mkfs_trixie() else {
-        return false;
-    };
+fn mkfs_new(erofs: &ErofsUtils, tar: &Path, out: &Path) {
     tools::run(
-        Command::new(mkfs)
+        erofs
+            .command("mkfs.erofs")
             .args([
                 "--tar=f",
                 "--aufs",
@@ -39,7 +38,6 @@ fn mkfs_trixie(tar: &Path, out: &Path) -> bool {
             .arg(out)
             .arg(tar),
     );
-    true
 }
 
 /// The implicit-directory exception, applied to both trees.
@@ -57,13 +55,11 @@ fn mask_implicit(tree: &mut Tree, implicit: &[String]) {
     }
 }
 
-fn compare(name: &str, tar: &[u8], dir: &Path) -> bool {
+fn compare(erofs: &ErofsUtils, name: &str, tar: &[u8], dir: &Path) {
     let tar_path = dir.join(format!("{name}.tar"));
     std::fs::write(&tar_path, tar).unwrap();
     let theirs = dir.join(format!("{name}.mkfs.erofs"));
-    if !mkfs_trixie(&tar_path, &theirs) {
-        return false;
-    }
+    mkfs_new(erofs, &tar_path, &theirs);
     let ours = dir.join(format!("{name}.erofs"));
     convert_layer(tar, &ours, &ConvertOptions::default()).unwrap();
     tools::fsck(&ours);
@@ -75,39 +71,59 @@ fn compare(name: &str, tar: &[u8], dir: &Path) -> bool {
     mask_implicit(&mut a, &implicit);
     mask_implicit(&mut b, &implicit);
     walk::assert_same(
-        &format!("{name}: mkfs.erofs 1.8.6 vs layerpass"),
+        &format!("{name}: mkfs.erofs {} vs layerpass", erofs.version()),
         &a,
         &b,
         &[],
     );
-    true
+}
+
+/// What both tests need, all before the first comparison.
+fn require() -> Option<ErofsUtils> {
+    let erofs = tools::erofs_utils::require()?;
+    tools::can_mount().then_some(erofs)
 }
 
 #[test]
 fn generated_tars_match_mkfs_erofs() {
-    if !tools::can_mount() {
+    let Some(erofs) = require() else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
-    for (name, tar) in corpus::all_for_mkfs() {
-        if !compare(name, &tar, dir.path()) {
-            return;
-        }
+    let corpus = corpus::all_for_mkfs();
+    for (name, tar) in &corpus {
+        compare(&erofs, name, tar, dir.path());
     }
+    counted::compared(
+        corpus.len(),
+        5,
+        &format!(
+            "generated trees identical to mkfs.erofs {}",
+            erofs.version()
+        ),
+    );
 }
 
 #[test]
 fn debian_package_tars_match_mkfs_erofs() {
-    if !tools::can_mount() {
+    let Some(erofs) = require() else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
+    let mut compared = 0;
     for pkg in debian::PACKAGES {
         let Some(tar) = debian::data_tar(pkg) else {
-            continue;
-        };
-        if !compare(pkg, &tar, dir.path()) {
             return;
-        }
+        };
+        compare(&erofs, pkg, &tar, dir.path());
+        compared += 1;
     }
+    counted::compared(
+        compared,
+        debian::PACKAGES.len(),
+        &format!(
+            "Debian package trees identical to mkfs.erofs {}",
+            erofs.version()
+        ),
+    );
 }

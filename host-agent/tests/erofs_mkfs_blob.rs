@@ -13,7 +13,14 @@ use layerpass::verity::{Sidecar, sidecar_path};
 
 #[test]
 fn mkfs_erofs_directory_blob_gets_verity_and_sidecar() {
-    if !tools::have("mkfs.erofs", "building a blob from a directory") || !tools::can_mount() {
+    // every tool first: the check runs whole or not at all
+    let (Some(mkfs), Some(veritysetup)) = (
+        tools::require_tool("mkfs.erofs", "erofs-utils"),
+        tools::require_tool("veritysetup", "cryptsetup-bin"),
+    ) else {
+        return;
+    };
+    if !tools::can_mount() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -23,7 +30,7 @@ fn mkfs_erofs_directory_blob_gets_verity_and_sidecar() {
     std::fs::write(src.join("small"), b"small").unwrap();
     let blob = dir.path().join("blob.erofs");
     tools::run(
-        Command::new("mkfs.erofs")
+        Command::new(mkfs)
             .args([
                 "-T0",
                 "-U",
@@ -47,42 +54,40 @@ fn mkfs_erofs_directory_blob_gets_verity_and_sidecar() {
         (report.root_hash.as_str(), erofs_size)
     );
 
-    if tools::have("veritysetup", "cross-checking the root hash") {
-        let out = tools::run(
-            Command::new("veritysetup")
-                .args([
-                    "format",
-                    "--salt",
-                    &"00".repeat(32),
-                    "--uuid",
-                    &uuid.to_string(),
-                ])
-                .arg(format!("--hash-offset={erofs_size}"))
-                .arg(&copy)
-                .arg(&copy),
-        );
-        let text = String::from_utf8_lossy(&out.stdout);
-        let root = text
-            .lines()
-            .find_map(|l| l.strip_prefix("Root hash:"))
-            .unwrap()
-            .trim()
-            .to_owned();
-        assert_eq!(root, report.root_hash);
-        assert_eq!(
-            std::fs::read(&copy).unwrap(),
-            std::fs::read(&blob).unwrap(),
-            "same bytes as veritysetup"
-        );
-        tools::run(
-            Command::new("veritysetup")
-                .arg("verify")
-                .arg(format!("--hash-offset={erofs_size}"))
-                .arg(&blob)
-                .arg(&blob)
-                .arg(&report.root_hash),
-        );
-    }
+    let out = tools::run(
+        Command::new(&veritysetup)
+            .args([
+                "format",
+                "--salt",
+                &"00".repeat(32),
+                "--uuid",
+                &uuid.to_string(),
+            ])
+            .arg(format!("--hash-offset={erofs_size}"))
+            .arg(&copy)
+            .arg(&copy),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let root = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Root hash:"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert_eq!(root, report.root_hash);
+    assert_eq!(
+        std::fs::read(&copy).unwrap(),
+        std::fs::read(&blob).unwrap(),
+        "same bytes as veritysetup"
+    );
+    tools::run(
+        Command::new(&veritysetup)
+            .arg("verify")
+            .arg(format!("--hash-offset={erofs_size}"))
+            .arg(&blob)
+            .arg(&blob)
+            .arg(&report.root_hash),
+    );
     tools::fsck(&blob);
     let m = Mount::erofs(&blob);
     assert_eq!(std::fs::read(m.path().join("small")).unwrap(), b"small");

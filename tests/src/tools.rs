@@ -1,38 +1,11 @@
-//! Finding and running the real tools the tests compare against.
+//! Finding and running the real tools the tests compare against. Finding follows the one
+//! skip policy of `layerpass-test-support`: a check that cannot run fails unless
+//! `LAYERPASS_ALLOW_SKIP=1`.
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 
-/// True when running under CI (`CI=true`), where a missing tool is a failure, not a skip.
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-/// Looks `name` up in `PATH`.
-pub fn find_tool(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-}
-
-/// Returns the tool's path. Under CI a missing tool panics (the test fails); elsewhere the
-/// caller gets `None`, says so on stderr and returns.
-///
-/// # Panics
-/// When the tool is missing and `CI=true`.
-pub fn require_tool(name: &str, package: &str) -> Option<PathBuf> {
-    let found = find_tool(name);
-    if found.is_none() {
-        assert!(
-            !in_ci(),
-            "{name} is required under CI=true; install the Debian package {package}"
-        );
-        eprintln!("NOT RUN: {name} is missing (Debian package {package}); this test did nothing");
-    }
-    found
-}
+pub use layerpass_test_support::erofs_utils::{self, ErofsUtils};
+pub use layerpass_test_support::tools::{find_tool, require_root, require_tool};
 
 /// Runs a command, returning its output, and turns a non-zero exit into an error that
 /// carries stderr.

@@ -1,59 +1,17 @@
-//! External tools. In CI (`CI=true`) a missing tool fails the test; elsewhere the test
-//! prints why and returns.
+//! External tools, through the one skip policy of `layerpass-test-support`: a check that
+//! cannot run fails unless `LAYERPASS_ALLOW_SKIP=1`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true")
-}
+pub use layerpass_test_support::erofs_utils;
+pub use layerpass_test_support::tools::{require_root, require_tool};
 
-/// True when `prog` can be run. When it cannot: panics in CI, prints and returns false
-/// otherwise.
-pub fn have(prog: &str, why: &str) -> bool {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {prog}"))
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        if in_ci() {
-            panic!("{prog} is missing (needed for {why}); CI must install it");
-        }
-        eprintln!("SKIP: {prog} is not installed (needed for {why})");
-    }
-    found
-}
-
-/// True when we can mount (root). Panics in CI when we cannot.
+/// True when this process may mount with the host kernel (root); see
+/// [`require_root`].
+#[track_caller]
 pub fn can_mount() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
-    if !root {
-        if in_ci() {
-            panic!("the EROFS mount tests need root");
-        }
-        eprintln!("SKIP: not root, cannot mount");
-    }
-    root
-}
-
-/// The mkfs.erofs 1.8.6 wrapper from `shared/tools`, found from the workspace.
-pub fn mkfs_trixie() -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    for p in [
-        root.join("shared/tools/mkfs-erofs-trixie"),
-        PathBuf::from("/work/shared/tools/mkfs-erofs-trixie"),
-    ] {
-        if p.is_file() {
-            return Some(p);
-        }
-    }
-    if in_ci() {
-        panic!("shared/tools/mkfs-erofs-trixie is missing");
-    }
-    eprintln!("SKIP: shared/tools/mkfs-erofs-trixie not found");
-    None
+    require_root("mounting EROFS and overlayfs with the host kernel")
 }
 
 /// Runs a command, panicking with its output when it fails.
@@ -71,16 +29,15 @@ pub fn run(cmd: &mut Command) -> std::process::Output {
     out
 }
 
-/// `fsck.erofs` must accept `image`: Debian's (erofs-utils 1.5) and, through
-/// `shared/tools/mkfs-erofs-trixie`, erofs-utils 1.8.6's.
+/// `fsck.erofs` must accept `image`: Debian 12's (erofs-utils 1.5) and erofs-utils ≥ 1.8's
+/// (`scripts/erofs-utils-trixie`). A missing one follows the skip policy.
+#[track_caller]
 pub fn fsck(image: &Path) {
-    if have("fsck.erofs", "checking images") {
-        run(Command::new("fsck.erofs").arg(image));
+    if let Some(fsck) = require_tool("fsck.erofs", "erofs-utils") {
+        run(Command::new(fsck).arg(image));
     }
-    if let Some(trixie) = mkfs_trixie() {
-        run(Command::new(trixie)
-            .env("MKFS_TOOL", "fsck.erofs")
-            .arg(image));
+    if let Some(new) = erofs_utils::require() {
+        run(new.command("fsck.erofs").arg(image));
     }
 }
 

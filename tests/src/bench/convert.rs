@@ -3,7 +3,8 @@
 //! with dm-verity by `layerpass convert layer`, against, in the same run and alternating:
 //!
 //! - (a) `tar -x` into a fresh directory, then `sync` (the overlayfs snapshotter's apply);
-//! - (b) containerd's EROFS differ pipeline: `mkfs.erofs --tar=f` 1.8.6 with containerd's
+//! - (b) containerd's EROFS differ pipeline: `mkfs.erofs --tar=f` ≥ 1.8 (Debian 13's, from
+//!   `scripts/erofs-utils-trixie`; its version is printed) with containerd's
 //!   options, then `veritysetup format` appending the tree to the image, then `sync`.
 //!
 //! layerpass fsyncs its output, so every contender ends with its output on disk. Each
@@ -61,7 +62,7 @@ struct Sample {
 pub fn run_bench(dir: &Path, tar: Option<PathBuf>, runs: usize, gzip: bool) -> anyhow::Result<()> {
     ensure!(runs > 0, "runs must be at least 1");
     let layerpass = layerpass_binary()?;
-    let mkfs = mkfs_trixie()?;
+    let erofs = crate::tools::erofs_utils::fetch()?;
     let veritysetup = find_tool("veritysetup")
         .context("veritysetup not found: apt-get install cryptsetup-bin")?;
     let tar = match tar {
@@ -130,7 +131,8 @@ pub fn run_bench(dir: &Path, tar: Option<PathBuf>, runs: usize, gzip: bool) -> a
                     let out = dir.join("mkfs.erofs");
                     remove(&[&out]);
                     let (s1, _) = measure(
-                        Command::new(&mkfs)
+                        erofs
+                            .command("mkfs.erofs")
                             .args(CONTAINERD_MKFS_ARGS)
                             .args(gzip.then_some("--ungzip"))
                             .arg(&out)
@@ -193,7 +195,10 @@ pub fn run_bench(dir: &Path, tar: Option<PathBuf>, runs: usize, gzip: bool) -> a
         ),
         line("(a) tar -x + sync", m_untar, &untar),
         line(
-            "(b) mkfs.erofs 1.8.6 --tar=f + veritysetup + sync",
+            &format!(
+                "(b) mkfs.erofs {} --tar=f + veritysetup + sync",
+                erofs.version()
+            ),
             m_differ,
             &differ
         ),
@@ -310,18 +315,6 @@ fn layerpass_binary() -> anyhow::Result<PathBuf> {
         p.display()
     );
     Ok(p)
-}
-
-/// `shared/tools/mkfs-erofs-trixie` (mkfs.erofs 1.8.6), looked up from the workspace.
-fn mkfs_trixie() -> anyhow::Result<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    [
-        root.join("shared/tools/mkfs-erofs-trixie"),
-        PathBuf::from("/work/shared/tools/mkfs-erofs-trixie"),
-    ]
-    .into_iter()
-    .find(|p| p.is_file())
-    .context("shared/tools/mkfs-erofs-trixie not found")
 }
 
 fn count_entries(tar: &Path) -> anyhow::Result<usize> {

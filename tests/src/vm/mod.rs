@@ -55,8 +55,10 @@ use crate::tools::require_tool;
 /// against hangs and is no performance threshold.
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// The host tools every VM test needs. Outside CI a missing tool prints `NOT RUN` and
-/// returns false (the test returns); under `CI=true` it fails the test.
+/// The host tools every VM test needs. A missing tool fails the test, naming it and its
+/// Debian package; with `LAYERPASS_ALLOW_SKIP=1` the skip is recorded and this returns
+/// false (the test returns).
+#[track_caller]
 pub fn require_vm_tools() -> bool {
     [
         (qemu::QEMU, "qemu-system-x86"),
