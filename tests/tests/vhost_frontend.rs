@@ -9,10 +9,12 @@
 )]
 
 use std::fs::{self, File};
-use std::os::fd::FromRawFd;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use layerpass::export::layer::LayerDisk;
 use layerpass_tests::blk_server::ServerGuard;
@@ -44,6 +46,9 @@ const STATUS: u64 = 0x1f_0000;
 const INDIRECT: u64 = 0x1e_0000;
 /// A data buffer straddling the two regions (the boundary is at 0x30_0000).
 const STRADDLE: u64 = 0x30_0000 - 0x1000;
+/// How long the test waits for the backend (a completion, an interrupt) before failing: a
+/// guard against a hang, never a performance threshold.
+const DEADLINE: Duration = Duration::from_secs(10);
 
 struct Guest {
     mem: GuestMemoryMmap<()>,
@@ -52,6 +57,33 @@ struct Guest {
     call: EventFd,
     avail_idx: u16,
     used_seen: u16,
+}
+
+/// Whether `fd` is readable within `timeout` (poll(2); zero: is it readable now).
+fn readable(fd: RawFd, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ms = libc::c_int::try_from(left.as_millis()).unwrap_or(libc::c_int::MAX);
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll reads and writes the one pollfd it is given, which outlives the call.
+        let n = unsafe { libc::poll(&raw mut pfd, 1, ms) };
+        if n >= 0 {
+            assert_eq!(
+                pfd.revents & !libc::POLLIN,
+                0,
+                "poll: unexpected events {:#x}",
+                pfd.revents
+            );
+            return n > 0;
+        }
+        let e = io::Error::last_os_error();
+        assert_eq!(e.kind(), io::ErrorKind::Interrupted, "poll: {e}");
+    }
 }
 
 fn memfd() -> File {
@@ -169,9 +201,10 @@ impl Guest {
         self.mem.write_obj(next, at.unchecked_add(14)).unwrap();
     }
 
-    /// Posts a chain of (addr, len, writable) buffers, kicks, and returns (used len,
-    /// whether the call eventfd fired).
-    fn submit(&mut self, bufs: &[(u64, u32, bool)], used_event: Option<u16>) -> (u32, bool) {
+    /// Posts a chain of (addr, len, writable) buffers with `used_event` (if given) written
+    /// first, kicks, waits for the completion and returns its used length. Interrupts are
+    /// left on the call eventfd: see `interrupts`.
+    fn submit(&mut self, bufs: &[(u64, u32, bool)], used_event: Option<u16>) -> u32 {
         self.submit_as(bufs, used_event, false)
     }
 
@@ -182,7 +215,7 @@ impl Guest {
         bufs: &[(u64, u32, bool)],
         used_event: Option<u16>,
         indirect: bool,
-    ) -> (u32, bool) {
+    ) -> u32 {
         let table = if indirect { INDIRECT } else { DESC };
         for (i, &(addr, len, write)) in bufs.iter().enumerate() {
             let mut flags = if write { VRING_DESC_F_WRITE } else { 0 };
@@ -213,20 +246,48 @@ impl Guest {
             .write_obj(self.avail_idx, GuestAddress(AVAIL + 2))
             .unwrap();
         self.kick.write(1).unwrap();
-        // Wait for the used index to move.
-        for _ in 0..2000 {
-            let used: u16 = self.mem.read_obj(GuestAddress(USED + 2)).unwrap();
+        // Wait for the used index to move (the backend completes one chain at a time here).
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let used = self.used_idx();
             if used != self.used_seen {
+                assert_eq!(used, self.used_seen.wrapping_add(1), "one completion");
                 let elem = USED + 4 + 8 * u64::from(self.used_seen % QSIZE);
                 let len: u32 = self.mem.read_obj(GuestAddress(elem + 4)).unwrap();
                 self.used_seen = used;
-                std::thread::sleep(Duration::from_millis(20));
-                let fired = self.call.read().is_ok();
-                return (len, fired);
+                return len;
             }
+            assert!(
+                Instant::now() < deadline,
+                "request {} not completed within {DEADLINE:?}",
+                self.avail_idx
+            );
             std::thread::sleep(Duration::from_millis(1));
         }
-        panic!("request not completed");
+    }
+
+    /// The used ring's index, as the backend last published it.
+    fn used_idx(&self) -> u16 {
+        self.mem
+            .load(GuestAddress(USED + 2), Ordering::Acquire)
+            .unwrap()
+    }
+
+    /// Waits (up to `DEADLINE`) for the call eventfd to be signalled, then reads it: the
+    /// number of interrupts since the last read (a read returns the accumulated count and
+    /// resets it). Fails the test if no interrupt comes.
+    fn interrupts(&self) -> u64 {
+        assert!(
+            readable(self.call.as_raw_fd(), DEADLINE),
+            "no interrupt within {DEADLINE:?} (used index {})",
+            self.used_idx()
+        );
+        self.call.read().unwrap()
+    }
+
+    /// Whether an interrupt is pending now (a zero-timeout poll; nothing is read).
+    fn interrupt_pending(&self) -> bool {
+        readable(self.call.as_raw_fd(), Duration::ZERO)
     }
 
     fn header(&self, kind: u32, sector: u64) {
@@ -263,31 +324,36 @@ fn requests_over_a_real_vhost_user_connection() {
     let dir = tempfile::tempdir().unwrap();
     let (server, disk) = serve(dir.path());
     let mut g = Guest::connect(server.socket(), false);
+    // Without EVENT_IDX every completion interrupts: each request below waits for its
+    // interrupt (`interrupts` fails the test if none comes).
 
     // READ 4096 from sector 8: used length = data + status.
     g.header(VIRTIO_BLK_T_IN, 8);
-    let (len, fired) = g.submit(
+    let len = g.submit(
         &[(HDR, 16, false), (DATA, 4096, true), (STATUS, 1, true)],
         None,
     );
-    assert_eq!((len, g.status(), fired), (4097, 0, true));
+    g.interrupts();
+    assert_eq!((len, g.status()), (4097, 0));
     assert_eq!(g.bytes(DATA, 4096), disk[4096..8192]);
 
     // GET_ID: 20 bytes, no NUL.
     g.header(VIRTIO_BLK_T_GET_ID, 0);
-    let (len, _) = g.submit(
+    let len = g.submit(
         &[(HDR, 16, false), (DATA, 20, true), (STATUS, 1, true)],
         None,
     );
+    g.interrupts();
     assert_eq!((len, g.status()), (21, 0));
     assert_eq!(g.bytes(DATA, 20), b"layer-serial-0123456");
 
     // WRITE on a read-only disk: IOERR, file untouched.
     g.header(VIRTIO_BLK_T_OUT, 0);
-    let (len, _) = g.submit(
+    let len = g.submit(
         &[(HDR, 16, false), (DATA, 512, false), (STATUS, 1, true)],
         None,
     );
+    g.interrupts();
     assert_eq!((len, g.status()), (1, 1));
     assert_eq!(
         fs::read(dir.path().join("blob")).unwrap()[..512],
@@ -300,17 +366,20 @@ fn requests_over_a_real_vhost_user_connection() {
         &[(HDR, 16, false), (DATA, 512, true), (STATUS, 1, true)],
         None,
     );
+    g.interrupts();
     assert_eq!(g.status(), 1);
     g.header(VIRTIO_BLK_T_IN, 0);
     g.submit(
         &[(HDR, 16, false), (DATA, 100, true), (STATUS, 1, true)],
         None,
     );
+    g.interrupts();
     assert_eq!(g.status(), 1);
 
     // A data buffer across the two memory regions, data and status in one descriptor.
     g.header(VIRTIO_BLK_T_IN, 0);
-    let (len, _) = g.submit(&[(HDR, 16, false), (STRADDLE, 8192 + 1, true)], None);
+    let len = g.submit(&[(HDR, 16, false), (STRADDLE, 8192 + 1, true)], None);
+    g.interrupts();
     g.mem.write_obj(0u8, GuestAddress(STATUS)).unwrap();
     assert_eq!(len, 8193);
     assert_eq!(g.bytes(STRADDLE + 8192, 1), [0]);
@@ -319,11 +388,12 @@ fn requests_over_a_real_vhost_user_connection() {
     // The same read through an indirect descriptor table.
     g.header(VIRTIO_BLK_T_IN, 8);
     g.mem.write_slice(&[0u8; 4096], GuestAddress(DATA)).unwrap();
-    let (len, _) = g.submit_as(
+    let len = g.submit_as(
         &[(HDR, 16, false), (DATA, 4096, true), (STATUS, 1, true)],
         None,
         true,
     );
+    g.interrupts();
     assert_eq!((len, g.status()), (4097, 0));
     assert_eq!(g.bytes(DATA, 4096), disk[4096..8192]);
 
@@ -333,6 +403,7 @@ fn requests_over_a_real_vhost_user_connection() {
         &[(HDR, 16, false), (DATA, 4096, true), (STATUS, 1, true)],
         None,
     );
+    g.interrupts();
     assert_eq!(
         (g.status(), g.bytes(DATA, 4096)),
         (0, disk[8192..].to_vec())
@@ -352,19 +423,20 @@ fn event_idx_suppresses_notifications_until_asked() {
     let mut g = Guest::connect(server.socket(), true);
     // used_event far ahead: the backend completes the request but does not interrupt.
     g.header(VIRTIO_BLK_T_IN, 0);
-    let (len, fired) = g.submit(
+    let len = g.submit(
         &[(HDR, 16, false), (DATA, 512, true), (STATUS, 1, true)],
         Some(100),
     );
-    assert_eq!((len, fired), (513, false));
+    assert_eq!(len, 513);
+    assert!(!g.interrupt_pending());
     assert_eq!(g.bytes(DATA, 512), disk[..512]);
     // used_event = the index the next completion moves past: notified.
     let seen = g.used_seen;
-    let (_, fired) = g.submit(
+    g.submit(
         &[(HDR, 16, false), (DATA, 512, true), (STATUS, 1, true)],
         Some(seen),
     );
-    assert!(fired);
+    g.interrupts();
 }
 
 #[test]
@@ -374,10 +446,12 @@ fn a_new_connection_after_a_disconnect_is_served() {
     for round in 0..3u64 {
         let mut g = Guest::connect(server.socket(), round % 2 == 1);
         g.header(VIRTIO_BLK_T_IN, round * 8);
+        // used_event 0 (when EVENT_IDX is on): the first completion interrupts.
         g.submit(
             &[(HDR, 16, false), (DATA, 4096, true), (STATUS, 1, true)],
             Some(0),
         );
+        g.interrupts();
         assert_eq!(g.status(), 0, "round {round}");
         let at = round as usize * 4096;
         assert_eq!(g.bytes(DATA, 4096), disk[at..at + 4096], "round {round}");
