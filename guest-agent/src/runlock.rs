@@ -81,13 +81,13 @@ mod tests {
     fn a_second_holder_waits_then_is_unavailable() {
         let dir = tempfile::tempdir().unwrap();
         let first = RunDirLock::acquire(dir.path(), Duration::ZERO).unwrap();
-        let start = Instant::now();
+        // Contended: the wait runs out and the error names the holder (no timing asserted).
         let e = RunDirLock::acquire(dir.path(), Duration::from_millis(200)).unwrap_err();
-        assert!(start.elapsed() >= Duration::from_millis(200));
         assert_eq!(e.kind(), ErrorKind::Unavailable);
+        let message = e.to_string();
+        assert!(message.contains("is in use by another agent"), "{e}");
         assert!(
-            e.to_string()
-                .contains(&format!("pid {}", std::process::id())),
+            message.contains(&format!("pid {}", std::process::id())),
             "{e}"
         );
         drop(first);
