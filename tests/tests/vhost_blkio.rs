@@ -17,7 +17,7 @@ use layerpass::export::layer::LayerDisk;
 use layerpass::export::scratch::ScratchDisk;
 use layerpass_tests::blk_client::BlkClient;
 use layerpass_tests::blk_server::ServerGuard;
-use layerpass_tests::tools::require_tool;
+use layerpass_tests::tools::{require_root, require_tool};
 use sha2::{Digest, Sha256};
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
@@ -148,9 +148,16 @@ fn layer_files(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>, String)> {
 
 #[test]
 fn composite_disk_is_a_valid_gpt_with_every_layer() {
-    let Some(sfdisk) = require_tool("sfdisk", "fdisk") else {
+    // every tool first: the check runs whole or not at all
+    let (Some(sfdisk), Some(sgdisk)) = (
+        require_tool("sfdisk", "fdisk"),
+        require_tool("sgdisk", "gdisk"),
+    ) else {
         return;
     };
+    if !require_root("attaching the composite disk to a loop device") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let layers = layer_files(dir.path());
     let spec: Vec<CompositeLayer> = layers
@@ -215,9 +222,6 @@ fn composite_disk_is_a_valid_gpt_with_every_layer() {
         );
     }
     // sgdisk verifies both headers, both entry arrays and their CRCs.
-    let Some(sgdisk) = require_tool("sgdisk", "gdisk") else {
-        return;
-    };
     let v = Command::new(&sgdisk)
         .arg("-v")
         .arg(&dev.0)
