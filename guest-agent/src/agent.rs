@@ -686,7 +686,7 @@ impl Agent {
     /// How many containers use the layer with this root hash (hex) — for tests and status.
     pub fn layer_users(&self, algorithm: crate::plan::HashAlgorithm, root_hash_hex: &str) -> usize {
         self.layers
-            .users(&format!("{}-{root_hash_hex}", algorithm.kernel_name()))
+            .users(&format!("{}-{root_hash_hex}", algorithm.name()))
     }
 }
 
@@ -694,7 +694,7 @@ impl Agent {
 /// verity, else the digest.
 pub fn layer_key(spec: &LayerSpec) -> String {
     match &spec.verity {
-        Some(v) => format!("{}-{}", v.algorithm.kernel_name(), v.root_hash_hex()),
+        Some(v) => format!("{}-{}", v.algorithm.name(), v.root_hash_hex()),
         None => format!("raw-{}", spec.digest.replace(':', "-")),
     }
 }

@@ -9,16 +9,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{AgentError, ErrorKind, Step};
 
-/// overlayfs stacks at most this many lower layers (`OVL_MAX_STACK`).
-pub const MAX_LAYERS: usize = 500;
-/// Longest container id accepted (it becomes a directory name and a log field).
-pub const MAX_CONTAINER_ID_LEN: usize = 128;
-/// virtio-blk serials are at most 20 bytes (`VIRTIO_BLK_ID_BYTES`).
-pub const MAX_SERIAL_LEN: usize = 20;
-/// GPT partition names are at most 36 UTF-16 code units.
-pub const MAX_PARTITION_NAME_LEN: usize = 36;
-/// dm-verity accepts salts of at most 256 bytes.
-pub const MAX_SALT_LEN: usize = 256;
+pub use layerpass_types::envelope::{MAX_LAYERS, MAX_SALT_LEN};
+pub use layerpass_types::naming::{MAX_CONTAINER_ID_LEN, MAX_PARTITION_NAME_LEN, MAX_SERIAL_LEN};
+/// The dm-verity mapping of a layer: the one definition and validation both agents share.
+pub use layerpass_types::{CorruptionMode, HashAlgorithm, VerityMapping as VerityParams};
 
 /// What to mount for one container: its layers (top first), its upper and where.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,79 +71,6 @@ impl std::fmt::Display for DiskRef {
                 write!(f, "partition {name:?} on the disk with serial {serial:?}")
             }
         }
-    }
-}
-
-/// dm-verity hash algorithms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum HashAlgorithm {
-    /// SHA-256 (what containerd and veritysetup use by default).
-    Sha256,
-    /// SHA-512.
-    Sha512,
-    /// SHA-1 (legacy).
-    Sha1,
-}
-
-impl HashAlgorithm {
-    /// The kernel crypto name used in the verity table.
-    pub fn kernel_name(self) -> &'static str {
-        match self {
-            Self::Sha256 => "sha256",
-            Self::Sha512 => "sha512",
-            Self::Sha1 => "sha1",
-        }
-    }
-
-    /// Digest size in bytes (the root hash's length).
-    pub fn digest_len(self) -> usize {
-        match self {
-            Self::Sha256 => 32,
-            Self::Sha512 => 64,
-            Self::Sha1 => 20,
-        }
-    }
-}
-
-/// What the kernel does when a block fails verification.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum CorruptionMode {
-    /// The read fails with EIO (dm-verity's default).
-    #[default]
-    Eio,
-    /// `restart_on_corruption`: the guest restarts.
-    Restart,
-    /// `panic_on_corruption`: the guest kernel panics.
-    Panic,
-}
-
-/// dm-verity parameters for a layer whose hash tree follows the data on the same device.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct VerityParams {
-    /// Hash algorithm.
-    pub algorithm: HashAlgorithm,
-    /// Hash format: 0 (Chrome OS) or 1 (salt first, veritysetup's default).
-    pub format: u32,
-    /// Data block size in bytes (power of two, 512..=4096).
-    pub data_block_size: u32,
-    /// Hash block size in bytes (power of two, 512..=4096).
-    pub hash_block_size: u32,
-    /// Number of data blocks (the data is the device's first `data_blocks` blocks).
-    pub data_blocks: u64,
-    /// Block (in hash-block units) of the root hash block on the same device.
-    pub hash_start_block: u64,
-    /// Salt (at most 256 bytes; may be empty).
-    pub salt: Vec<u8>,
-    /// Root hash, `algorithm.digest_len()` bytes.
-    pub root_hash: Vec<u8>,
-    /// What a corrupted block does.
-    pub on_corruption: CorruptionMode,
-}
-
-impl VerityParams {
-    /// The root hash in lowercase hex.
-    pub fn root_hash_hex(&self) -> String {
-        hex::encode(&self.root_hash)
     }
 }
 
@@ -236,152 +157,26 @@ fn invalid(message: impl Into<String>) -> AgentError {
 
 /// Checks a container id: `[A-Za-z0-9][A-Za-z0-9_.-]*`, at most 128 characters.
 pub fn validate_container_id(id: &str) -> Result<(), AgentError> {
-    if id.is_empty() {
-        return Err(invalid("container_id is empty"));
-    }
-    if id.len() > MAX_CONTAINER_ID_LEN {
-        return Err(invalid(format!(
-            "container_id is {} characters long, at most {MAX_CONTAINER_ID_LEN} allowed",
-            id.len()
-        )));
-    }
-    let mut chars = id.chars();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
-    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
-    if !first_ok || !rest_ok {
-        return Err(invalid(format!(
-            "container_id {id:?} must match [A-Za-z0-9][A-Za-z0-9_.-]*"
-        )));
-    }
-    Ok(())
+    layerpass_types::naming::validate_container_id(id).map_err(|e| invalid(e.to_string()))
 }
 
-/// Checks a layer digest: `sha256:<64 lowercase hex>` or `sha512:<128 lowercase hex>`.
+/// Checks a layer digest: `sha256:<64 lowercase hex>` or `sha512:<128 lowercase hex>`
+/// (the one parser of both agents, `layerpass_types::Digest`).
 pub fn validate_digest(digest: &str) -> Result<(), String> {
-    let (alg, hex) = digest
-        .split_once(':')
-        .ok_or_else(|| format!("digest {digest:?} is not <algorithm>:<hex>"))?;
-    let want = match alg {
-        "sha256" => 64,
-        "sha512" => 128,
-        _ => {
-            return Err(format!(
-                "digest {digest:?}: algorithm must be sha256 or sha512"
-            ));
-        }
-    };
-    if hex.len() != want
-        || !hex
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
-        return Err(format!(
-            "digest {digest:?}: expected {want} lowercase hex digits after {alg}:"
-        ));
-    }
-    Ok(())
+    layerpass_types::Digest::parse(digest)
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 fn validate_disk(disk: &DiskRef) -> Result<(), String> {
-    let serial = match disk {
-        DiskRef::Serial(s) => s,
-        DiskRef::Partition { serial, .. } => serial,
-    };
-    if serial.is_empty() {
-        return Err("disk serial is empty".into());
-    }
-    if serial.len() > MAX_SERIAL_LEN {
-        return Err(format!(
-            "disk serial {serial:?} is {} bytes, virtio-blk serials have at most {MAX_SERIAL_LEN}",
-            serial.len()
-        ));
-    }
-    if !serial.bytes().all(|b| b.is_ascii_graphic() && b != b'/') {
-        return Err(format!(
-            "disk serial {serial:?} must be printable ASCII without spaces or '/'"
-        ));
-    }
-    if let DiskRef::Partition { name, .. } = disk {
-        if name.is_empty() {
-            return Err("partition name is empty".into());
-        }
-        if name.encode_utf16().count() > MAX_PARTITION_NAME_LEN {
-            return Err(format!(
-                "partition name {name:?} is longer than GPT's {MAX_PARTITION_NAME_LEN} characters"
-            ));
-        }
-        if name.chars().any(|c| c.is_control() || c == '=') {
-            return Err(format!(
-                "partition name {name:?} has control characters or '='"
-            ));
+    use layerpass_types::naming::{validate_partition_name, validate_serial};
+    match disk {
+        DiskRef::Serial(serial) => validate_serial(serial),
+        DiskRef::Partition { serial, name } => {
+            validate_serial(serial).and_then(|()| validate_partition_name(name))
         }
     }
-    Ok(())
-}
-
-fn validate_block_size(what: &str, size: u32) -> Result<(), String> {
-    if !size.is_power_of_two() || !(512..=4096).contains(&size) {
-        return Err(format!(
-            "verity {what} {size} must be a power of two from 512 to 4096"
-        ));
-    }
-    Ok(())
-}
-
-impl VerityParams {
-    /// Checks the parameters the kernel would otherwise reject late (or accept wrongly).
-    pub fn validate(&self) -> Result<(), String> {
-        if self.format > 1 {
-            return Err(format!("verity format {} must be 0 or 1", self.format));
-        }
-        validate_block_size("data_block_size", self.data_block_size)?;
-        validate_block_size("hash_block_size", self.hash_block_size)?;
-        let digest_len = self.algorithm.digest_len();
-        if (self.hash_block_size as usize) < 2 * digest_len {
-            return Err(format!(
-                "verity hash_block_size {} is smaller than two {} digests",
-                self.hash_block_size,
-                self.algorithm.kernel_name()
-            ));
-        }
-        if self.root_hash.len() != digest_len {
-            return Err(format!(
-                "verity root_hash is {} bytes, {} needs {digest_len}",
-                self.root_hash.len(),
-                self.algorithm.kernel_name()
-            ));
-        }
-        if self.salt.len() > MAX_SALT_LEN {
-            return Err(format!(
-                "verity salt is {} bytes, at most {MAX_SALT_LEN} allowed",
-                self.salt.len()
-            ));
-        }
-        if self.data_blocks == 0 {
-            return Err("verity data_blocks is 0".into());
-        }
-        let data_bytes = self
-            .data_blocks
-            .checked_mul(u64::from(self.data_block_size))
-            .ok_or_else(|| format!("verity data_blocks {} overflows", self.data_blocks))?;
-        let hash_bytes = self
-            .hash_start_block
-            .checked_mul(u64::from(self.hash_block_size))
-            .ok_or_else(|| {
-                format!(
-                    "verity hash_start_block {} overflows",
-                    self.hash_start_block
-                )
-            })?;
-        if hash_bytes < data_bytes {
-            return Err(format!(
-                "verity hash_start_block {} (byte {hash_bytes}) lies inside the data \
-                 ({} blocks of {} bytes); the tree must follow the data",
-                self.hash_start_block, self.data_blocks, self.data_block_size
-            ));
-        }
-        Ok(())
-    }
+    .map_err(|e| e.to_string())
 }
 
 fn validate_mount_point(path: &Path) -> Result<(), String> {
@@ -425,7 +220,7 @@ impl MountPlan {
             validate_digest(&layer.digest).map_err(lerr)?;
             validate_disk(&layer.disk).map_err(lerr)?;
             if let Some(v) = &layer.verity {
-                v.validate().map_err(lerr)?;
+                v.validate().map_err(|e| lerr(e.to_string()))?;
             }
             disks.insert(&layer.disk);
         }

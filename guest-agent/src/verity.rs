@@ -19,7 +19,7 @@ pub fn dm_uuid(params: &VerityParams) -> String {
     let hex = params.root_hash_hex();
     format!(
         "LAYERPASS-{}-{}",
-        params.algorithm.kernel_name(),
+        params.algorithm.name(),
         &hex[..hex.len().min(64)]
     )
 }
@@ -49,7 +49,7 @@ pub fn table_params(dev: DevNum, params: &VerityParams) -> String {
         params.hash_block_size,
         params.data_blocks,
         params.hash_start_block,
-        params.algorithm.kernel_name(),
+        params.algorithm.name(),
         params.root_hash_hex(),
     );
     match params.on_corruption {

@@ -74,7 +74,7 @@ fn layer_errors_name_the_layer_index_and_digest() {
     p.layers[2].verity.as_mut().unwrap().root_hash = vec![1; 31];
     let m = err_of(&p);
     assert!(
-        m.contains("layer 2 (") && m.contains("root_hash is 31 bytes"),
+        m.contains("layer 2 (") && m.contains("root_hash of 31 bytes: sha256 needs 32"),
         "{m}"
     );
 }
@@ -110,14 +110,14 @@ fn verity_fields_are_checked() {
 fn disks_are_checked() {
     let mut p = plan();
     p.layers[0].disk = DiskRef::Serial(String::new());
-    assert!(err_of(&p).contains("serial is empty"));
+    assert!(err_of(&p).contains(r#"disk serial "": is empty"#));
     p.layers[0].disk = DiskRef::Serial("x".repeat(21));
     assert!(err_of(&p).contains("at most 20"));
     p.layers[0].disk = DiskRef::Partition {
         serial: "c".into(),
         name: String::new(),
     };
-    assert!(err_of(&p).contains("partition name is empty"));
+    assert!(err_of(&p).contains(r#"partition name "": is empty"#));
     p.layers[0].disk = DiskRef::Partition {
         serial: "c".into(),
         name: "n".repeat(37),
@@ -159,5 +159,15 @@ fn layers_count_upper_and_mount_point_are_checked() {
         let mut p = plan();
         p.mount_point = Some(PathBuf::from(bad));
         assert!(err_of(&p).contains("mount_point"), "{bad}");
+    }
+}
+
+#[test]
+fn digests_follow_the_shared_table() {
+    for (value, good) in layerpass_types::digest::VECTORS {
+        let mut p = plan();
+        p.layers[0].digest = (*value).to_owned();
+        assert_eq!(p.validate().is_ok(), *good, "{value:?}");
+        assert_eq!(validate_digest(value).is_ok(), *good, "{value:?}");
     }
 }

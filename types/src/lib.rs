@@ -1,0 +1,25 @@
+//! The host↔guest contract of layerpass, with no I/O: one definition, used by both agents,
+//! of
+//!
+//! - [`Digest`]: content digests (`sha256:`/`sha512:` + lower-case hex), one strict parser;
+//! - [`HashAlgorithm`] and [`RootHash`]: dm-verity's hash and the root of a tree;
+//! - [`VerityMapping`]: the dm-verity parameters of a layer on a disk, with the one
+//!   [`VerityMapping::validate`] both agents run;
+//! - [`envelope`]: what the host can *format* versus what can be *exported to a guest*;
+//! - [`naming`]: container ids, virtio-blk serials, GPT partition names (`lp-<32 hex>`)
+//!   and the composite disk's serial;
+//! - [`LayerId`]: a layer is identified by its root hash, its diff ID carried when known.
+
+pub mod digest;
+pub mod envelope;
+pub mod error;
+pub mod hash;
+pub mod layer;
+pub mod naming;
+pub mod verity;
+
+pub use digest::{Digest, DigestAlgorithm};
+pub use error::TypeError;
+pub use hash::{HashAlgorithm, RootHash};
+pub use layer::LayerId;
+pub use verity::{CorruptionMode, VerityMapping};
