@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use super::Progress;
 use super::error::VerityError;
 use super::geometry::Geometry;
-use super::hash::RootHash;
+use super::hash::{BlockHash, RootHash};
 use super::leaves::LeafDigests;
 use super::params::VerityParams;
 
@@ -73,7 +73,7 @@ pub(super) fn digest_blocks(
                 if let Some(p) = progress {
                     p(bytes as u64);
                 }
-                Ok(())
+                Ok::<(), VerityError>(())
             },
         )?;
     Ok(out)
@@ -157,12 +157,12 @@ pub(super) fn build_from(
                 }
                 Ok(params
                     .algorithm
-                    .root_of(params.hash_type, params.salt.as_bytes(), &block))
+                    .root_of(params.hash_type, params.salt.as_bytes(), &block)?)
             }
             Leaves::Digests(d) => {
                 let mut root = vec![0u8; digest];
                 d.read(0, &mut root)?;
-                Ok(RootHash::from_bytes(root))
+                Ok(RootHash::from_bytes(root, params.algorithm)?)
             }
         };
     }
@@ -224,5 +224,5 @@ pub(super) fn build_from(
         .map_err(VerityError::io("read", out.1))?;
     Ok(params
         .algorithm
-        .root_of(params.hash_type, params.salt.as_bytes(), &block))
+        .root_of(params.hash_type, params.salt.as_bytes(), &block)?)
 }

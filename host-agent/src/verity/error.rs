@@ -6,14 +6,14 @@ use super::verify::BadBlock;
 /// Errors of the dm-verity module. Messages are sentence-case and name the bad value.
 #[derive(Debug, thiserror::Error)]
 pub enum VerityError {
-    #[error("{what} must be a power of two between 512 and 65536, got {value}")]
-    BlockSize { what: &'static str, value: u64 },
+    /// A value that breaks a rule of the host-guest contract (`layerpass-types`): block
+    /// sizes out of the envelope, a bad root hash, an unknown algorithm.
+    #[error(transparent)]
+    Contract(#[from] layerpass_types::TypeError),
     #[error("salt is {len} bytes; at most 256 are allowed")]
     SaltTooLong { len: usize },
     #[error("{what} is not valid hex: {value:?}")]
     BadHex { what: &'static str, value: String },
-    #[error("unknown hash algorithm {0:?} (expected sha256, sha512 or sha1)")]
-    UnknownAlgorithm(String),
     #[error("unknown dm-verity format {0} (expected 0 or 1)")]
     UnknownFormat(u64),
     #[error("hash block size {hash_block_size} cannot hold two {algorithm} digests")]
@@ -50,12 +50,6 @@ pub enum VerityError {
     HashOffsetAlignment { hash_offset: u64, alignment: u64 },
     #[error("the tree for {data_blocks} data blocks has too many levels")]
     TooManyLevels { data_blocks: u64 },
-    #[error("root hash is {got} hex digits; {algorithm} needs {expected}")]
-    RootHashLength {
-        algorithm: &'static str,
-        expected: usize,
-        got: usize,
-    },
     #[error("no veritysetup superblock at byte {offset} of {path}: {reason}")]
     BadSuperblock {
         path: PathBuf,

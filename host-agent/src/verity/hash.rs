@@ -1,44 +1,44 @@
-//! Hash algorithms and the salted block digest.
-
-use std::fmt;
-use std::str::FromStr;
+//! The salted block digest of dm-verity, for each hash algorithm. The algorithm and the
+//! root hash are defined once, in `layerpass-types`, for both agents.
 
 use digest::Digest;
 
-use super::error::VerityError;
 use super::params::HashType;
 
-/// Hash algorithms veritysetup and the kernel accept that layerpass supports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum HashAlgorithm {
-    Sha1,
-    #[default]
-    Sha256,
-    Sha512,
+pub use layerpass_types::{HashAlgorithm, RootHash, TypeError};
+
+/// Hashing blocks the way dm-verity does.
+pub trait BlockHash: Copy {
+    /// Writes the digest of `block` with `salt` (placed as `kind` requires) into `out`,
+    /// which must be exactly `digest_size()` bytes.
+    fn hash_block(self, kind: HashType, salt: &[u8], block: &[u8], out: &mut [u8]);
+
+    /// Writes the digests of the consecutive `block_size`-byte blocks of `data` into `out`
+    /// (back to back, `digest_size()` bytes each).
+    ///
+    /// # Panics
+    /// `data` is not whole blocks, or `out` does not have one digest per block.
+    fn hash_blocks(
+        self,
+        kind: HashType,
+        salt: &[u8],
+        data: &[u8],
+        block_size: usize,
+        out: &mut [u8],
+    );
+
+    /// The digest of `block`, as a [`RootHash`].
+    ///
+    /// # Errors
+    /// Never for the algorithms here (their digests have their own size); the check is
+    /// `RootHash`'s.
+    fn root_of(self, kind: HashType, salt: &[u8], block: &[u8]) -> Result<RootHash, TypeError>;
 }
 
-impl HashAlgorithm {
-    /// Digest size in bytes.
-    pub const fn digest_size(self) -> usize {
-        match self {
-            Self::Sha1 => 20,
-            Self::Sha256 => 32,
-            Self::Sha512 => 64,
-        }
-    }
-
-    /// Name as veritysetup, the superblock and the kernel table spell it.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Sha1 => "sha1",
-            Self::Sha256 => "sha256",
-            Self::Sha512 => "sha512",
-        }
-    }
-
+impl BlockHash for HashAlgorithm {
     /// Writes the digest of `block` with `salt` (placed as `kind` requires) into `out`,
-    /// which must be exactly [`Self::digest_size`] bytes.
-    pub fn hash_block(self, kind: HashType, salt: &[u8], block: &[u8], out: &mut [u8]) {
+    /// which must be exactly `digest_size()` bytes.
+    fn hash_block(self, kind: HashType, salt: &[u8], block: &[u8], out: &mut [u8]) {
         match self {
             Self::Sha1 => salted::<sha1::Sha1>(kind, salt, block, out),
             Self::Sha256 => salted::<sha2::Sha256>(kind, salt, block, out),
@@ -47,13 +47,13 @@ impl HashAlgorithm {
     }
 
     /// Writes the digests of the consecutive `block_size`-byte blocks of `data` into `out`
-    /// (back to back, [`Self::digest_size`] bytes each). Salted-first sha256 (format 1, the
+    /// (back to back, `digest_size()` bytes each). Salted-first sha256 (format 1, the
     /// one everybody uses) hashes many blocks at once in SIMD lanes, about 2.5 times the
     /// rate of one block after another with SHA-NI; the rest goes block by block.
     ///
     /// # Panics
     /// `data` is not whole blocks, or `out` does not have one digest per block.
-    pub fn hash_blocks(
+    fn hash_blocks(
         self,
         kind: HashType,
         salt: &[u8],
@@ -93,11 +93,10 @@ impl HashAlgorithm {
         }
     }
 
-    /// The digest of `block`, as a [`RootHash`].
-    pub fn root_of(self, kind: HashType, salt: &[u8], block: &[u8]) -> RootHash {
+    fn root_of(self, kind: HashType, salt: &[u8], block: &[u8]) -> Result<RootHash, TypeError> {
         let mut out = vec![0u8; self.digest_size()];
         self.hash_block(kind, salt, block, &mut out);
-        RootHash(out)
+        RootHash::from_bytes(out, self)
     }
 }
 
@@ -114,76 +113,6 @@ fn salted<D: Digest>(kind: HashType, salt: &[u8], block: &[u8], out: &mut [u8]) 
         }
     }
     out.copy_from_slice(&h.finalize());
-}
-
-impl fmt::Display for HashAlgorithm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for HashAlgorithm {
-    type Err = VerityError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "sha1" => Ok(Self::Sha1),
-            "sha256" => Ok(Self::Sha256),
-            "sha512" => Ok(Self::Sha512),
-            _ => Err(VerityError::UnknownAlgorithm(s.to_owned())),
-        }
-    }
-}
-
-/// A dm-verity root hash (the digest of the top hash block).
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct RootHash(Vec<u8>);
-
-impl RootHash {
-    /// Parses a root hash given in hex for `algorithm`.
-    pub fn parse(hex_str: &str, algorithm: HashAlgorithm) -> Result<Self, VerityError> {
-        let expected = algorithm.digest_size() * 2;
-        if hex_str.len() != expected {
-            return Err(VerityError::RootHashLength {
-                algorithm: algorithm.name(),
-                expected,
-                got: hex_str.len(),
-            });
-        }
-        hex::decode(hex_str)
-            .map(Self)
-            .map_err(|_| VerityError::BadHex {
-                what: "root hash",
-                value: hex_str.to_owned(),
-            })
-    }
-
-    /// Wraps raw digest bytes.
-    pub(crate) fn from_bytes(bytes: Vec<u8>) -> Self {
-        Self(bytes)
-    }
-
-    /// The raw digest bytes.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
-    }
-
-    /// Lower-case hex, as veritysetup prints it.
-    pub fn to_hex(&self) -> String {
-        hex::encode(&self.0)
-    }
-}
-
-impl fmt::Display for RootHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.to_hex())
-    }
-}
-
-impl fmt::Debug for RootHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "RootHash({})", self.to_hex())
-    }
 }
 
 #[cfg(test)]
@@ -249,29 +178,5 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn root_hash_parse_checks_length_and_hex() {
-        assert!(matches!(
-            RootHash::parse("abcd", HashAlgorithm::Sha256),
-            Err(VerityError::RootHashLength {
-                expected: 64,
-                got: 4,
-                ..
-            })
-        ));
-        let bad = "zz".repeat(32);
-        assert!(matches!(
-            RootHash::parse(&bad, HashAlgorithm::Sha256),
-            Err(VerityError::BadHex { .. })
-        ));
-        let good = "ab".repeat(32);
-        assert_eq!(
-            RootHash::parse(&good, HashAlgorithm::Sha256)
-                .unwrap()
-                .to_hex(),
-            good
-        );
     }
 }

@@ -8,6 +8,7 @@ use std::path::Path;
 use rayon::prelude::*;
 
 use super::error::VerityError;
+use super::hash::BlockHash;
 use super::params::VerityParams;
 
 /// Blocks per parallel task when recording.

@@ -4,6 +4,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::error::VerityError;
+use layerpass_types::envelope::check_format_block_size;
+
 use super::hash::HashAlgorithm;
 
 /// dm-verity hash type ("format" in veritysetup, "version" in the kernel table).
@@ -129,11 +131,12 @@ impl VerityParams {
         }
     }
 
-    /// Checks block sizes (powers of two, 512..=65536) and that a hash block holds at
-    /// least two digests, as the kernel requires.
+    /// Checks block sizes (what can be *formatted*: powers of two, 512..=65536, see
+    /// `layerpass_types::envelope`; what a guest maps is narrower and checked when a plan
+    /// is built) and that a hash block holds at least two digests, as the kernel requires.
     pub fn validate(&self) -> Result<(), VerityError> {
-        check_block_size("data block size", self.data_block_size)?;
-        check_block_size("hash block size", self.hash_block_size)?;
+        check_format_block_size("data_block_size", self.data_block_size)?;
+        check_format_block_size("hash_block_size", self.hash_block_size)?;
         let digest = self.algorithm.digest_size();
         if (self.hash_block_size as usize) < 2 * digest {
             return Err(VerityError::HashBlockTooSmall {
@@ -142,17 +145,6 @@ impl VerityParams {
             });
         }
         Ok(())
-    }
-}
-
-fn check_block_size(what: &'static str, value: u32) -> Result<(), VerityError> {
-    if value.is_power_of_two() && (512..=65536).contains(&value) {
-        Ok(())
-    } else {
-        Err(VerityError::BlockSize {
-            what,
-            value: u64::from(value),
-        })
     }
 }
 
@@ -188,7 +180,13 @@ mod tests {
         for bad in [0, 256, 1000, 4095, 131_072] {
             p.data_block_size = bad;
             assert!(
-                matches!(p.validate(), Err(VerityError::BlockSize { .. })),
+                matches!(
+                    p.validate(),
+                    Err(VerityError::Contract(layerpass_types::TypeError::Verity {
+                        parameter: "data_block_size",
+                        ..
+                    }))
+                ),
                 "{bad}"
             );
         }

@@ -72,7 +72,9 @@ impl Superblock {
             .unwrap_or(name_bytes.len());
         let name = std::str::from_utf8(&name_bytes[..end])
             .map_err(|_| bad("algorithm name is not text".into()))?;
-        let algorithm: HashAlgorithm = name.parse().map_err(|e: VerityError| bad(e.to_string()))?;
+        let algorithm: HashAlgorithm = name
+            .parse()
+            .map_err(|e: layerpass_types::TypeError| bad(e.to_string()))?;
         let mut data_blocks_bytes = [0u8; 8];
         data_blocks_bytes.copy_from_slice(&bytes[72..80]);
         let data_blocks = u64::from_le_bytes(data_blocks_bytes);

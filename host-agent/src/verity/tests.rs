@@ -425,7 +425,10 @@ fn bad_input_changes_nothing() {
     bad_block.params.data_block_size = 3000;
     let err = format_file(&whole, &bad_block, None).unwrap_err();
     assert!(
-        matches!(err, VerityError::BlockSize { value: 3000, .. }),
+        matches!(
+            &err,
+            VerityError::Contract(layerpass_types::TypeError::Verity { value, .. }) if value == "3000"
+        ),
         "{err}"
     );
     let err = format_file(

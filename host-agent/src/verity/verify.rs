@@ -14,7 +14,7 @@ use super::Progress;
 use super::build::{Blocks, batch_blocks, digest_blocks};
 use super::error::VerityError;
 use super::geometry::Geometry;
-use super::hash::RootHash;
+use super::hash::{BlockHash, RootHash};
 use super::params::VerityParams;
 
 /// The first block that does not match its parent hash (or the root hash).
@@ -98,7 +98,7 @@ pub fn verify_tree(
         .map_err(VerityError::io("read", loc.hash.1))?;
     if params
         .algorithm
-        .root_of(params.hash_type, params.salt.as_bytes(), &top)
+        .root_of(params.hash_type, params.salt.as_bytes(), &top)?
         != *root
     {
         return mismatch(BadBlock::Hash {
