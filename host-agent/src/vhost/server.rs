@@ -138,14 +138,24 @@ impl Server {
                 tracing::warn!(error = %e, "vhost-user connection failed to start");
                 continue;
             }
-            if self.state.stop.load(Ordering::SeqCst) {
-                daemon.request_shutdown();
+            {
+                // Checked under the lock `stop()` takes after setting the flag: either this
+                // sees the flag or `stop()` sees the handle.
+                let mut current = self
+                    .state
+                    .current
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if self.state.stop.load(Ordering::SeqCst) {
+                    // Most likely `stop()` waking the accept: no frontend.
+                    drop(current);
+                    daemon.request_shutdown();
+                    let _ = daemon.wait();
+                    backend.exit_workers();
+                    break;
+                }
+                *current = daemon.shutdown_handle();
             }
-            *self
-                .state
-                .current
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner) = daemon.shutdown_handle();
             tracing::info!(socket = %self.socket.display(), "frontend connected");
             match daemon.wait() {
                 Ok(()) => tracing::info!("frontend disconnected"),
