@@ -4,7 +4,7 @@
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering, Ordering as AtomicOrdering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, Ordering as AtomicOrdering};
 use std::time::{Duration, Instant};
 
 use vhost::vhost_user::message::VhostUserProtocolFeatures;
@@ -33,7 +33,14 @@ pub struct BlkBackend {
     config: [u8; config::CONFIG_LEN],
     exits: Vec<(EventConsumer, EventNotifier)>,
     poll: Duration,
+    /// Requests completed, one counter per queue (each written by its own worker only).
+    served: Vec<QueueCounter>,
 }
+
+/// A counter on a cache line of its own, so queue workers never share one.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct QueueCounter(AtomicU64);
 
 impl BlkBackend {
     /// A backend serving `disk` on `queues` queues (1..=8), reading guest memory through
@@ -63,7 +70,16 @@ impl BlkBackend {
             config,
             exits,
             poll,
+            served: (0..queues).map(|_| QueueCounter::default()).collect(),
         })
+    }
+
+    /// Requests completed on all queues of this connection so far.
+    pub fn requests_served(&self) -> u64 {
+        self.served
+            .iter()
+            .map(|c| c.0.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Tells every worker thread to stop.
@@ -76,13 +92,13 @@ impl BlkBackend {
     }
 
     /// Drains `vring`: executes every available chain in order, then signals the guest once.
-    fn process_queue(&self, vring: &VringRwLock) {
+    fn process_queue(&self, vring: &VringRwLock, served: &AtomicU64) {
         let event_idx = self.event_idx.load(Ordering::Relaxed);
         loop {
             if event_idx && let Err(e) = vring.disable_notification() {
                 warn_limited!(error = %e, "cannot disable queue notifications");
             }
-            self.drain(vring);
+            self.drain(vring, served);
             self.notify(vring);
             // Busy-poll briefly for the next request: at low queue depth this saves the
             // driver a kick and the backend an epoll wakeup per request.
@@ -139,12 +155,15 @@ impl BlkBackend {
         }
     }
 
-    fn drain(&self, vring: &VringRwLock) {
+    fn drain(&self, vring: &VringRwLock, served: &AtomicU64) {
         let mem = self.mem.memory();
         // The vring lock is this queue's alone; holding it for the batch costs no other queue.
         let mut state = vring.get_mut();
-        if let Err(e) = serve_available(state.get_queue_mut(), &mem, self.disk.as_ref()) {
-            warn_limited!(error = %e, "cannot serve the queue");
+        match serve_available(state.get_queue_mut(), &mem, self.disk.as_ref()) {
+            Ok(done) => {
+                served.fetch_add(done as u64, Ordering::Relaxed);
+            }
+            Err(e) => warn_limited!(error = %e, "cannot serve the queue"),
         }
     }
 }
@@ -207,16 +226,20 @@ impl VhostUserBackend for BlkBackend {
         device_event: u16,
         evset: EventSet,
         vrings: &[VringRwLock],
-        _thread_id: usize,
+        thread_id: usize,
     ) -> io::Result<()> {
         if evset != EventSet::IN {
             warn_limited!(?evset, "unexpected queue event");
             return Ok(());
         }
-        // One queue per thread: the event names the index inside this thread's vrings.
-        match vrings.get(usize::from(device_event)) {
-            Some(vring) => self.process_queue(vring),
-            None => warn_limited!(device_event, "event for an unknown queue"),
+        // One queue per thread: the event names the index inside this thread's vrings, and
+        // the thread is the queue's worker.
+        match (
+            vrings.get(usize::from(device_event)),
+            self.served.get(thread_id),
+        ) {
+            (Some(vring), Some(served)) => self.process_queue(vring, &served.0),
+            _ => warn_limited!(device_event, thread_id, "event for an unknown queue"),
         }
         // Never an error: an Err would end this queue's worker thread for good.
         Ok(())

@@ -118,9 +118,12 @@ impl Server {
         }
     }
 
-    /// Accepts connections one after another until stopped.
+    /// Accepts connections one after another until stopped. Each frontend connection is
+    /// logged at info level with its number (1, 2, … for this server) when it starts, and
+    /// with the number of requests served on it when it ends.
     pub fn run(mut self) -> Result<(), VhostError> {
         let name = format!("vhost-blk:{}", self.socket.display());
+        let mut connection: u64 = 0;
         while !self.state.stop.load(Ordering::SeqCst) {
             let mem = GuestMemoryAtomic::new(GuestMemoryMmap::new());
             let backend = Arc::new(BlkBackend::new(
@@ -156,17 +159,24 @@ impl Server {
                 }
                 *current = daemon.shutdown_handle();
             }
-            tracing::info!(socket = %self.socket.display(), "frontend connected");
-            match daemon.wait() {
-                Ok(()) => tracing::info!("frontend disconnected"),
-                Err(e) => tracing::info!(error = %e, "frontend connection ended"),
-            }
+            connection += 1;
+            tracing::info!(socket = %self.socket.display(), connection, "frontend connected");
+            let ended = daemon.wait();
             *self
                 .state
                 .current
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner) = None;
             backend.exit_workers();
+            // Dropping the daemon joins the queue workers: the count below is final.
+            drop(daemon);
+            let requests = backend.requests_served();
+            match ended {
+                Ok(()) => tracing::info!(connection, requests, "frontend disconnected"),
+                Err(e) => {
+                    tracing::info!(error = %e, connection, requests, "frontend connection ended");
+                }
+            }
         }
         Ok(())
     }
