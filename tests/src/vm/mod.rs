@@ -42,7 +42,7 @@ pub mod static_bin;
 use std::time::Duration;
 
 pub use accel::Accel;
-pub use blk_serve::serve_blk;
+pub use blk_serve::{serve_blk, serve_blk_logged};
 pub use guard::VmGuard;
 pub use initramfs::{BOOTED_MARKER, Initramfs, RESULT_MARKER};
 pub use process::ChildGuard;

@@ -73,6 +73,22 @@ impl ChildGuard {
         }
     }
 
+    /// Sends the child (not its group) `SIGTERM` and waits up to `timeout` for it to exit,
+    /// e.g. to let a server log its last lines; `None` if it is still running then.
+    pub fn terminate(&mut self, timeout: Duration) -> Result<Option<ExitStatus>> {
+        if self.try_wait()?.is_none() {
+            let pid = libc::pid_t::try_from(self.child.id())
+                .with_context(|| format!("{}: pid out of range", self.what))?;
+            // SAFETY: kill(2) has no memory-safety preconditions; the pid is our unreaped
+            // child's, so it cannot have been reused.
+            if unsafe { libc::kill(pid, libc::SIGTERM) } == -1 {
+                return Err(io::Error::last_os_error())
+                    .with_context(|| format!("cannot send SIGTERM to {}", self.what));
+            }
+        }
+        self.wait_timeout(timeout)
+    }
+
     /// Kills the process group with `SIGKILL` and reaps the child.
     pub fn kill(&mut self) {
         if let Ok(None) = self.child.try_wait() {
