@@ -83,6 +83,24 @@ impl Digest {
         Self::parse(&format!("{}:{}", algorithm.name(), hex::encode(hash)))
     }
 
+    /// The sha256 digest whose hash is `hash`.
+    #[must_use]
+    pub fn sha256(hash: &[u8; 32]) -> Self {
+        Self {
+            algorithm: DigestAlgorithm::Sha256,
+            text: format!("sha256:{}", hex::encode(hash)),
+        }
+    }
+
+    /// The sha512 digest whose hash is `hash`.
+    #[must_use]
+    pub fn sha512(hash: &[u8; 64]) -> Self {
+        Self {
+            algorithm: DigestAlgorithm::Sha512,
+            text: format!("sha512:{}", hex::encode(hash)),
+        }
+    }
+
     /// The algorithm.
     #[must_use]
     pub fn algorithm(&self) -> DigestAlgorithm {
@@ -106,6 +124,12 @@ impl Digest {
 #[must_use]
 pub fn is_lower_hex(s: &str, len: usize) -> bool {
     s.len() == len && s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+impl fmt::Display for DigestAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl fmt::Display for Digest {

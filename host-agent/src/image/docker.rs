@@ -134,7 +134,7 @@ fn oci_blob_digest(path: &str, what: &str) -> Result<Option<Digest>, ImageError>
         return Ok(None);
     };
     match rest.split_once('/') {
-        Some(("sha256", hex)) => Digest::from_hex(hex, what).map(Some),
+        Some(("sha256", hex)) => super::digest::from_hex(hex, what).map(Some),
         Some((alg, _)) => Err(ImageError::UnsupportedDigestAlgorithm {
             what: what.to_owned(),
             algorithm: alg.to_owned(),
@@ -153,7 +153,7 @@ fn config_digest(path: &str, what: &str) -> Result<Digest, ImageError> {
     }
     match path.strip_suffix(".json") {
         Some(hex) if !hex.contains('/') && hex.len() == 64 => {
-            Digest::from_hex(hex, &format!("{what} Config"))
+            super::digest::from_hex(hex, &format!("{what} Config"))
         }
         _ => Err(ImageError::invalid(
             what,

@@ -27,7 +27,7 @@ pub struct BlobRef {
 impl BlobRef {
     /// The blob at `blobs/sha256/<hex>`, as OCI layouts store it.
     pub fn oci(digest: Digest, size: u64) -> Self {
-        let path = format!("blobs/{}/{}", digest.algorithm(), digest.hex());
+        let path = format!("blobs/{}/{}", digest.algorithm().name(), digest.hex());
         Self { digest, size, path }
     }
 }

@@ -83,7 +83,7 @@ impl<R: Read> VerifyingReader<R> {
             });
         }
         let hasher = std::mem::take(&mut self.hasher);
-        let actual = Digest::from_sha256(&hasher.finalize());
+        let actual = Digest::sha256(&hasher.finalize().into());
         if actual != self.expected {
             return Err(ImageError::DigestMismatch {
                 digest: self.expected.to_string(),
@@ -164,7 +164,7 @@ mod tests {
     use super::*;
 
     fn digest_of(bytes: &[u8]) -> Digest {
-        Digest::from_sha256(&Sha256::digest(bytes))
+        Digest::sha256(&Sha256::digest(bytes).into())
     }
 
     fn verify(data: &[u8], expected: &Digest, size: u64) -> Result<Vec<u8>, ImageError> {

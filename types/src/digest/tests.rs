@@ -18,6 +18,8 @@ fn round_trips() {
     assert_eq!(d.hex(), "ab".repeat(32));
     assert_eq!(d.algorithm().name(), "sha256");
     assert!(Digest::from_bytes(DigestAlgorithm::Sha512, &[0xab; 32]).is_err());
+    assert_eq!(Digest::sha256(&[0xab; 32]), d);
+    assert_eq!(Digest::sha512(&[1; 64]).hex(), "01".repeat(64));
     let json = format!("\"{d}\"");
     let back: Digest = serde_json_like(&json);
     assert_eq!(back, d);
