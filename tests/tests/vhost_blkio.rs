@@ -165,7 +165,8 @@ fn composite_disk_is_a_valid_gpt_with_every_layer() {
         .map(|(p, _, d)| CompositeLayer {
             blob: p.clone(),
             tree: None,
-            digest: format!("sha256:{d}"),
+            diff_id: Some(layerpass_types::Digest::parse(&format!("sha256:{d}")).unwrap()),
+            root_hash: None,
         })
         .collect();
     let disk = CompositeDisk::build(&spec, 4096, "lp-composite").unwrap();

@@ -19,7 +19,11 @@ impl LayerId {
     /// The layer's partition name on a composite disk ([`crate::naming::partition_name`]).
     #[must_use]
     pub fn partition_name(&self) -> String {
-        crate::naming::partition_name(self.diff_id.as_ref(), &self.root_hash)
+        let hex = self
+            .diff_id
+            .as_ref()
+            .map_or_else(|| self.root_hash.to_hex(), |d| d.hex().to_owned());
+        crate::naming::partition_name_of_hex(&hex)
     }
 }
 

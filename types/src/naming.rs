@@ -14,13 +14,28 @@ pub const PARTITION_PREFIX: &str = "lp-";
 /// The serial of a composite disk when the caller names none.
 pub const DEFAULT_COMPOSITE_SERIAL: &str = "lp-composite";
 
-/// A layer's GPT partition name on a composite disk: `lp-` + the first 32 hex digits of
-/// its diff ID when known, else of its root hash. One rule, used by the disk builder and
-/// the plan builder.
+/// What names a layer's partition: the hex of its diff ID when known, else of its root
+/// hash; `None` when neither is known.
 #[must_use]
-pub fn partition_name(diff_id: Option<&Digest>, root_hash: &RootHash) -> String {
-    let hex = diff_id.map_or_else(|| root_hash.to_hex(), |d| d.hex().to_owned());
-    format!("{PARTITION_PREFIX}{}", &hex[..32.min(hex.len())])
+pub fn identity_hex(diff_id: Option<&Digest>, root_hash: Option<&RootHash>) -> Option<String> {
+    diff_id
+        .map(|d| d.hex().to_owned())
+        .or_else(|| root_hash.map(RootHash::to_hex))
+}
+
+/// A layer's GPT partition name on a composite disk: `lp-` + the first 32 hex digits of
+/// its diff ID when known, else of its root hash ([`identity_hex`]). One rule, used by the
+/// disk builder and the plan builder; `None` when neither is known.
+#[must_use]
+pub fn partition_name(diff_id: Option<&Digest>, root_hash: Option<&RootHash>) -> Option<String> {
+    identity_hex(diff_id, root_hash).map(|hex| partition_name_of_hex(&hex))
+}
+
+/// `lp-` + the first 32 of `hex`'s digits.
+#[must_use]
+pub fn partition_name_of_hex(hex: &str) -> String {
+    let n = hex.char_indices().nth(32).map_or(hex.len(), |(i, _)| i);
+    format!("{PARTITION_PREFIX}{}", &hex[..n])
 }
 
 /// Checks a container id: `[A-Za-z0-9][A-Za-z0-9_.-]*`, at most 128 characters.
@@ -110,20 +125,22 @@ mod tests {
     fn partition_names_come_from_the_diff_id_else_the_root_hash() {
         let root = RootHash::parse(&"cd".repeat(32), HashAlgorithm::Sha256).unwrap();
         let diff = Digest::parse(&format!("sha256:{}", "ab".repeat(32))).unwrap();
+        let name = |d, r| partition_name(d, r).unwrap();
         assert_eq!(
-            partition_name(Some(&diff), &root),
+            name(Some(&diff), Some(&root)),
             format!("lp-{}", "ab".repeat(16))
         );
-        assert_eq!(
-            partition_name(None, &root),
-            format!("lp-{}", "cd".repeat(16))
-        );
-        validate_partition_name(&partition_name(None, &root)).unwrap();
+        assert_eq!(name(Some(&diff), None), format!("lp-{}", "ab".repeat(16)));
+        assert_eq!(name(None, Some(&root)), format!("lp-{}", "cd".repeat(16)));
+        assert_eq!(partition_name(None, None), None);
+        validate_partition_name(&name(None, Some(&root))).unwrap();
         let sha1 = RootHash::parse(&"ef".repeat(20), HashAlgorithm::Sha1).unwrap();
-        assert_eq!(
-            partition_name(None, &sha1),
-            format!("lp-{}", "ef".repeat(16))
-        );
+        assert_eq!(name(None, Some(&sha1)), format!("lp-{}", "ef".repeat(16)));
+        let id = crate::LayerId {
+            root_hash: root.clone(),
+            diff_id: None,
+        };
+        assert_eq!(id.partition_name(), name(None, Some(&root)));
     }
 
     #[test]

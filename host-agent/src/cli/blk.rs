@@ -1,18 +1,18 @@
 //! `layerpass blk serve`: one disk on one vhost-user-blk socket.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{ArgGroup, Args, Subcommand};
 
 use super::Outcome;
 use crate::export::Disk;
-use crate::export::composite::{CompositeDisk, CompositeLayer, digest_hex};
+use crate::export::composite::CompositeDisk;
 use crate::export::layer::LayerDisk;
 use crate::export::scratch::ScratchDisk;
-use crate::verity::{Sidecar, sidecar_path};
+use crate::export::spec::{LayerFileSpec, split_tree};
 use crate::vhost::config::{BLK_SIZE, MAX_QUEUES};
 use crate::vhost::server::{DEFAULT_POLL, Server};
 
@@ -39,9 +39,9 @@ pub struct ServeArgs {
     /// A read-only layer disk: the blob, then (if given) a separate hash tree file.
     #[arg(long, value_name = "FILE[:TREE]")]
     layer: Option<String>,
-    /// A read-only composite GPT disk, one partition per layer, top layer first. The digest
-    /// names the partition; default: the file name if it is 64 hex digits, else the root
-    /// hash in the blob's `.dmverity` sidecar.
+    /// A read-only composite GPT disk, one partition per layer, top layer first. A layer's
+    /// diff ID (`@DIGEST`, or the file name if it is 64 hex digits) names its partition;
+    /// without one, the root hash in the blob's `.dmverity` sidecar does.
     #[arg(long, value_name = "FILE[:TREE][@DIGEST]", num_args = 1..)]
     composite: Vec<String>,
     /// A writable scratch disk, created sparse and ext4-formatted if missing.
@@ -107,65 +107,18 @@ impl ServeArgs {
         let layers = self
             .composite
             .iter()
-            .map(|s| composite_layer(s))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+            .map(|s| LayerFileSpec::parse(s).and_then(|l| l.composite_layer()))
+            .collect::<Result<Vec<_>, _>>()?;
         let serial = self
             .serial
             .clone()
-            .unwrap_or_else(|| "lp-composite".to_owned());
+            .unwrap_or_else(|| layerpass_types::naming::DEFAULT_COMPOSITE_SERIAL.to_owned());
         let d = CompositeDisk::build(&layers, u64::from(BLK_SIZE), &serial)?;
         for l in d.layers() {
             tracing::info!(partition = l.number, name = %l.name, guid = %l.unique_guid, offset = l.offset, size = l.size, "layer");
         }
         Ok(Arc::new(d))
     }
-}
-
-/// `FILE[:TREE]`; a path that exists as given is taken whole (it may contain a colon).
-fn split_tree(spec: &str) -> (PathBuf, Option<PathBuf>) {
-    if Path::new(spec).exists() {
-        return (PathBuf::from(spec), None);
-    }
-    match spec.rsplit_once(':') {
-        Some((blob, tree)) if !blob.is_empty() && !tree.is_empty() => {
-            (PathBuf::from(blob), Some(PathBuf::from(tree)))
-        }
-        _ => (PathBuf::from(spec), None),
-    }
-}
-
-fn composite_layer(spec: &str) -> anyhow::Result<CompositeLayer> {
-    let (rest, digest) = match spec.rsplit_once('@') {
-        Some((rest, d)) if digest_hex(d).is_ok() => (rest, Some(d.to_owned())),
-        _ => (spec, None),
-    };
-    let (blob, tree) = split_tree(rest);
-    let digest = match digest {
-        Some(d) => d,
-        None => default_digest(&blob)?,
-    };
-    Ok(CompositeLayer { blob, tree, digest })
-}
-
-fn default_digest(blob: &Path) -> anyhow::Result<String> {
-    let stem = blob
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    if digest_hex(&stem).is_ok() {
-        return Ok(stem);
-    }
-    let side = sidecar_path(blob);
-    if side.exists() {
-        let s = Sidecar::read(&side)?;
-        if digest_hex(&s.roothash).is_ok() {
-            return Ok(s.roothash);
-        }
-    }
-    bail!(
-        "{}: no layer digest: name the file <64 hex>.erofs, give FILE@sha256:<hex>, or keep its .dmverity sidecar beside it",
-        blob.display()
-    )
 }
 
 fn parse_queues(s: &str) -> Result<usize, String> {

@@ -1,11 +1,14 @@
 //! One read-only disk holding every layer of an image as GPT partitions: partition i is layer
-//! i (top layer first), 1 MiB aligned, named `lp-` + the first 32 hex digits of the layer
-//! digest, with a unique GUID derived from the digest. Nothing is written anywhere: headers
-//! come from memory, partition ranges map onto the blobs, gaps read as zeros.
+//! i (top layer first), 1 MiB aligned, named by the one rule of
+//! `layerpass_types::naming::partition_name` (`lp-` + the first 32 hex digits of the diff ID
+//! when known, else of the root hash), with a unique GUID derived from the same hex.
+//! Nothing is written anywhere: headers come from memory, partition ranges map onto the
+//! blobs, gaps read as zeros.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use layerpass_types::{Digest, RootHash, naming};
 use uuid::Uuid;
 
 use super::error::DiskError;
@@ -21,13 +24,31 @@ pub const NAMESPACE: Uuid = Uuid::from_u128(0x6c61_7965_7270_6173_7300_0000_0000
 /// Most layers one composite disk holds.
 pub const MAX_LAYERS: usize = 4096;
 
-/// A layer to place in a composite disk.
+/// A layer to place in a composite disk. At least one of its diff ID and root hash must be
+/// known: they name the partition.
 #[derive(Debug, Clone)]
 pub struct CompositeLayer {
     pub blob: PathBuf,
     pub tree: Option<PathBuf>,
-    /// The layer digest: `sha256:` + 64 hex digits, or the 64 hex digits alone.
-    pub digest: String,
+    /// The digest of the layer's uncompressed tar, when known.
+    pub diff_id: Option<Digest>,
+    /// The root hash of its dm-verity tree, when known.
+    pub root_hash: Option<RootHash>,
+}
+
+impl CompositeLayer {
+    /// The hex that names the layer's partition and derives its GUID.
+    fn identity_hex(&self) -> Result<String, DiskError> {
+        naming::identity_hex(self.diff_id.as_ref(), self.root_hash.as_ref()).ok_or_else(|| {
+            DiskError::Invalid {
+                what: format!("layer {}", self.blob.display()),
+                reason: "neither its diff ID nor its root hash is known: give \
+                         FILE@sha256:<diff ID>, name it <64 hex>.erofs, or keep its .dmverity \
+                         sidecar beside it"
+                    .into(),
+            }
+        })
+    }
 }
 
 /// Where a layer ended up.
@@ -49,21 +70,6 @@ pub struct CompositeDisk {
     serial: Vec<u8>,
     layers: Vec<PlacedLayer>,
     disk_guid: Uuid,
-}
-
-/// Lower-case hex of a layer digest, validated.
-pub fn digest_hex(digest: &str) -> Result<String, DiskError> {
-    let hex = digest
-        .strip_prefix("sha256:")
-        .unwrap_or(digest)
-        .to_ascii_lowercase();
-    if hex.len() != 64 || !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
-        return Err(DiskError::Invalid {
-            what: format!("layer digest {digest:?}"),
-            reason: "expected sha256: followed by 64 hex digits".into(),
-        });
-    }
-    Ok(hex)
 }
 
 impl CompositeDisk {
@@ -91,7 +97,7 @@ impl CompositeDisk {
         let mut hexes: Vec<String> = Vec::with_capacity(layers.len());
         for l in layers {
             disks.push(LayerDisk::open(&l.blob, l.tree.as_deref(), None)?);
-            hexes.push(digest_hex(&l.digest)?);
+            hexes.push(l.identity_hex()?);
         }
 
         let mut placed = Vec::with_capacity(layers.len());
@@ -106,7 +112,7 @@ impl CompositeDisk {
                 format!("sha256:{hex}#{repeat}")
             };
             let unique_guid = Uuid::new_v5(&NAMESPACE, key.as_bytes());
-            let name = format!("lp-{}", &hex[..32]);
+            let name = naming::partition_name_of_hex(hex);
             let size = disk.size();
             partitions.push(Partition {
                 type_guid: LINUX_FS_TYPE,

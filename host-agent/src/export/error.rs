@@ -22,6 +22,12 @@ pub enum DiskError {
         expected: u64,
         found: u64,
     },
+    #[error("layer {path}: {source}")]
+    Verity {
+        path: PathBuf,
+        #[source]
+        source: crate::verity::VerityError,
+    },
     #[error("cannot {op} {path}")]
     Io {
         op: &'static str,

@@ -14,6 +14,7 @@ pub mod gpt;
 mod io;
 pub mod layer;
 pub mod scratch;
+pub mod spec;
 
 use std::fmt::Debug;
 
