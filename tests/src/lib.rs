@@ -2,7 +2,6 @@
 
 pub mod bench;
 pub mod blk_client;
-pub mod blk_server;
 pub mod guest_client;
 pub mod tools;
 pub mod vm;

@@ -17,4 +17,8 @@ pub enum VhostError {
     ExitEvent(#[source] std::io::Error),
     #[error("queue count {0} is outside 1..=8")]
     Queues(usize),
+    #[error("cannot start the server thread")]
+    Thread(#[source] std::io::Error),
+    #[error("the server thread for {0} panicked")]
+    Panicked(PathBuf),
 }

@@ -11,5 +11,6 @@ mod error;
 pub mod queue;
 pub mod request;
 pub mod server;
+pub mod thread;
 
 pub use error::VhostError;

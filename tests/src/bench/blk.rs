@@ -17,8 +17,8 @@ use layerpass::vhost::server::Server;
 use super::stats::median;
 use super::verity::write_data;
 use crate::blk_client::BlkClient;
-use crate::blk_server::ServerGuard;
 use crate::tools::find_tool;
+use layerpass::vhost::thread::ServerThread;
 
 /// One workload.
 #[derive(Debug, Clone, Copy)]
@@ -126,7 +126,7 @@ pub fn run_bench(dir: &Path, size: u64, rounds: usize, poll: Duration) -> anyhow
     let qsd_socket = dir.join("qsd.sock");
     let disk = LayerDisk::open(&image, None, Some("bench"))?;
     let _server =
-        ServerGuard::start_with(Server::bind(&lp_socket, Arc::new(disk), 1)?.with_poll(poll))?;
+        ServerThread::spawn(Server::bind(&lp_socket, Arc::new(disk), 1)?.with_poll(poll))?;
     let _qsd = Qsd::start(&qsd, &image, &qsd_socket)?;
 
     let mut out = std::io::stdout().lock();
