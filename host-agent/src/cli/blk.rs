@@ -13,7 +13,7 @@ use crate::export::composite::CompositeDisk;
 use crate::export::layer::LayerDisk;
 use crate::export::scratch::ScratchDisk;
 use crate::export::spec::{LayerFileSpec, split_tree};
-use crate::vhost::config::{BLK_SIZE, MAX_QUEUES};
+use crate::vhost::config::MAX_QUEUES;
 use crate::vhost::server::{DEFAULT_POLL, Server};
 
 #[derive(Debug, Subcommand)]
@@ -113,7 +113,11 @@ impl ServeArgs {
             .serial
             .clone()
             .unwrap_or_else(|| layerpass_types::naming::DEFAULT_COMPOSITE_SERIAL.to_owned());
-        let d = CompositeDisk::build(&layers, u64::from(BLK_SIZE), &serial)?;
+        let d = CompositeDisk::build(
+            &layers,
+            u64::from(layerpass_types::envelope::DEFAULT_LOGICAL_BLOCK_SIZE),
+            &serial,
+        )?;
         for l in d.layers() {
             tracing::info!(partition = l.number, name = %l.name, guid = %l.unique_guid, offset = l.offset, size = l.size, "layer");
         }

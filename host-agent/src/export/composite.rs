@@ -70,6 +70,7 @@ pub struct CompositeDisk {
     serial: Vec<u8>,
     layers: Vec<PlacedLayer>,
     disk_guid: Uuid,
+    lba_size: u32,
 }
 
 impl CompositeDisk {
@@ -153,6 +154,7 @@ impl CompositeDisk {
             serial: serial_from(serial),
             layers: placed,
             disk_guid,
+            lba_size: u32::try_from(lba_size).unwrap_or(4096),
         })
     }
 
@@ -173,5 +175,9 @@ impl ReadOnlyExtents for CompositeDisk {
 
     fn serial_bytes(&self) -> &[u8] {
         &self.serial
+    }
+
+    fn block_size(&self) -> u32 {
+        self.lba_size
     }
 }

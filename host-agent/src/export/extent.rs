@@ -122,6 +122,10 @@ impl ExtentMap {
 pub trait ReadOnlyExtents: Send + Sync + std::fmt::Debug {
     fn extent_map(&self) -> &ExtentMap;
     fn serial_bytes(&self) -> &[u8];
+    /// See [`Disk::logical_block_size`].
+    fn block_size(&self) -> u32 {
+        layerpass_types::envelope::DEFAULT_LOGICAL_BLOCK_SIZE
+    }
 }
 
 impl<T: ReadOnlyExtents> Disk for T {
@@ -135,6 +139,10 @@ impl<T: ReadOnlyExtents> Disk for T {
 
     fn serial(&self) -> &[u8] {
         self.serial_bytes()
+    }
+
+    fn logical_block_size(&self) -> u32 {
+        self.block_size()
     }
 
     fn read_at(&self, offset: u64, dst: &[VolatileSlice<'_>]) -> Result<(), DiskError> {

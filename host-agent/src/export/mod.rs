@@ -35,6 +35,12 @@ pub trait Disk: Send + Sync + Debug {
     fn read_only(&self) -> bool;
     /// The virtio-blk serial (at most [`MAX_SERIAL_LEN`] bytes).
     fn serial(&self) -> &[u8];
+    /// The logical block size the guest sees (`virtio_blk_config.blk_size`). dm-verity in
+    /// the guest refuses data or hash blocks smaller than this, so the plan builder checks
+    /// each layer against its disk's value.
+    fn logical_block_size(&self) -> u32 {
+        layerpass_types::envelope::DEFAULT_LOGICAL_BLOCK_SIZE
+    }
     /// Fills `dst` (taken as one contiguous buffer) with the bytes at `offset`.
     /// `offset + len(dst)` must not exceed [`Disk::size`].
     fn read_at(&self, offset: u64, dst: &[VolatileSlice<'_>]) -> Result<(), DiskError>;

@@ -57,7 +57,12 @@ impl BlkBackend {
         }
         let discard = disk.supports_discard() && !disk.read_only();
         // queues <= 8 fits in u16.
-        let config = config::config_space(disk.size() / SECTOR_SIZE, queues as u16, discard);
+        let config = config::config_space(
+            disk.size() / SECTOR_SIZE,
+            disk.logical_block_size(),
+            queues as u16,
+            discard,
+        );
         let exits = (0..queues)
             .map(|_| new_event_consumer_and_notifier(EventFlag::NONBLOCK))
             .collect::<io::Result<Vec<_>>>()

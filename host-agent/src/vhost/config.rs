@@ -14,8 +14,6 @@ pub const MAX_QUEUE_SIZE: usize = 1024;
 pub const MAX_QUEUES: usize = 8;
 /// Data segments per request (as QEMU and cloud-hypervisor).
 pub const SEG_MAX: u32 = 126;
-/// Logical block size the guest sees.
-pub const BLK_SIZE: u32 = 4096;
 /// Discard / write-zeroes limits (scratch disks only).
 pub const MAX_DISCARD_SECTORS: u32 = u32::MAX >> 9;
 pub const MAX_DISCARD_SEG: u32 = 1;
@@ -52,19 +50,24 @@ pub fn protocol_features() -> VhostUserProtocolFeatures {
 }
 
 /// `struct virtio_blk_config`, little-endian, as the guest reads it.
-pub fn config_space(capacity_sectors: u64, num_queues: u16, discard: bool) -> [u8; CONFIG_LEN] {
+pub fn config_space(
+    capacity_sectors: u64,
+    blk_size: u32,
+    num_queues: u16,
+    discard: bool,
+) -> [u8; CONFIG_LEN] {
     let mut c = [0u8; CONFIG_LEN];
     c[0..8].copy_from_slice(&capacity_sectors.to_le_bytes());
     // size_max (8..12) stays 0: not offered.
     c[12..16].copy_from_slice(&SEG_MAX.to_le_bytes());
     // geometry (16..20) stays 0: not offered.
-    c[20..24].copy_from_slice(&BLK_SIZE.to_le_bytes());
+    c[20..24].copy_from_slice(&blk_size.to_le_bytes());
     // topology: physical_block_exp = 0 (physical = logical), min/opt io size 0.
     c[34..36].copy_from_slice(&num_queues.to_le_bytes());
     if discard {
         c[36..40].copy_from_slice(&MAX_DISCARD_SECTORS.to_le_bytes());
         c[40..44].copy_from_slice(&MAX_DISCARD_SEG.to_le_bytes());
-        c[44..48].copy_from_slice(&(BLK_SIZE / 512).to_le_bytes());
+        c[44..48].copy_from_slice(&(blk_size / 512).to_le_bytes());
         c[48..52].copy_from_slice(&MAX_DISCARD_SECTORS.to_le_bytes());
         c[52..56].copy_from_slice(&MAX_DISCARD_SEG.to_le_bytes());
         c[56] = 1; // write_zeroes_may_unmap
@@ -95,7 +98,7 @@ mod tests {
 
     #[test]
     fn reply_has_exactly_the_requested_size() {
-        let c = config_space(2048, 2, false);
+        let c = config_space(2048, 4096, 2, false);
         let r = config_reply(&c, 0, 57);
         assert_eq!(r.len(), 57);
         assert_eq!(&r[0..8], &2048u64.to_le_bytes());
