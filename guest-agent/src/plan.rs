@@ -32,7 +32,9 @@ pub struct MountPlan {
 /// One read-only layer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerSpec {
-    /// The layer's digest, `sha256:<64 hex>` (or `sha512:<128 hex>`).
+    /// The layer's diff ID, `sha256:<64 hex>` (or `sha512:<128 hex>`); empty when the host
+    /// does not know it (containerd's mount lists carry only paths): "unknown", never a
+    /// guess. The root hash identifies the layer.
     pub digest: String,
     /// The disk (or partition) holding the layer blob.
     pub disk: DiskRef,
@@ -217,7 +219,9 @@ impl MountPlan {
         let mut disks = HashSet::new();
         for (i, layer) in self.layers.iter().enumerate() {
             let lerr = |m: String| err(m).layer(i, &layer.digest);
-            validate_digest(&layer.digest).map_err(lerr)?;
+            if !layer.digest.is_empty() {
+                validate_digest(&layer.digest).map_err(lerr)?;
+            }
             validate_disk(&layer.disk).map_err(lerr)?;
             if let Some(v) = &layer.verity {
                 v.validate().map_err(|e| lerr(e.to_string()))?;

@@ -9,6 +9,7 @@ pub mod erofs;
 pub mod export;
 pub mod fshint;
 pub mod image;
+pub mod plan;
 pub mod progress;
 pub mod ratelog;
 pub mod verity;

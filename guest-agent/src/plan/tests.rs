@@ -167,7 +167,8 @@ fn digests_follow_the_shared_table() {
     for (value, good) in layerpass_types::digest::VECTORS {
         let mut p = plan();
         p.layers[0].digest = (*value).to_owned();
-        assert_eq!(p.validate().is_ok(), *good, "{value:?}");
+        // an empty digest in a plan means "unknown" (the root hash identifies the layer)
+        assert_eq!(p.validate().is_ok(), *good || value.is_empty(), "{value:?}");
         assert_eq!(validate_digest(value).is_ok(), *good, "{value:?}");
     }
 }

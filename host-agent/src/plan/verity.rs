@@ -1,0 +1,158 @@
+//! A layer's dm-verity mapping, read from its files the way containerd lays them out.
+//!
+//! - Tree appended (containerd's layout): the `.dmverity` sidecar gives the root hash and
+//!   `hashoffset`. With a veritysetup superblock at that offset (what containerd and
+//!   `layerpass convert` write), the superblock gives the algorithm, format, block sizes,
+//!   data blocks and salt, and the tree starts one hash block later:
+//!   `hash_start_block = hashoffset / hash_block_size + 1`. Without one, containerd's
+//!   parameters apply (sha256, format 1, 4096/4096, 32 zero bytes of salt),
+//!   `data_blocks = hashoffset / 4096` and the tree starts at the offset.
+//! - Separate tree file (`FILE:TREE`): the disk holds the blob padded to 4096 bytes, then
+//!   the tree file; its superblock (at its start, veritysetup's default) gives the
+//!   parameters. The root hash comes from the blob's sidecar
+//!   (`layerpass verity format --hash-file T --sidecar`); the host never derives a root hash
+//!   from the tree it serves.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use layerpass_types::{CorruptionMode, RootHash, VerityMapping};
+
+use super::PlanError;
+use crate::export::layer::LAYER_ALIGN;
+use crate::export::spec::LayerFileSpec;
+use crate::verity::{
+    Geometry, SUPERBLOCK_SIZE, Sidecar, Superblock, VerityError, VerityParams, sidecar_path,
+};
+
+const SIGNATURE: &[u8; 8] = b"verity\0\0";
+
+/// The dm-verity mapping of the layer `spec` names, as it sits on its disk (a layer disk,
+/// or a composite partition: both start with the padded blob).
+pub fn layer_mapping(spec: &LayerFileSpec) -> Result<VerityMapping, PlanError> {
+    let blob = &spec.blob;
+    let verity = |source: VerityError| PlanError::Verity {
+        path: blob.clone(),
+        source,
+    };
+    let side = sidecar_path(blob);
+    if !side.exists() {
+        return Err(PlanError::NoVerity { path: blob.clone() });
+    }
+    let sidecar = Sidecar::read(&side).map_err(verity)?;
+    let blob_len = std::fs::metadata(blob)
+        .map_err(VerityError::io("stat", blob))
+        .map_err(verity)?
+        .len();
+    // (superblock, where the hash area starts on the disk, where the data ends, where the
+    // disk ends)
+    let (sb, area_start, data_limit, disk_end) = match &spec.tree {
+        None => (
+            read_superblock(blob, sidecar.hashoffset).map_err(verity)?,
+            sidecar.hashoffset,
+            sidecar.hashoffset,
+            blob_len,
+        ),
+        Some(tree) => {
+            let tree_err = |source| PlanError::Verity {
+                path: tree.clone(),
+                source,
+            };
+            let tree_len = std::fs::metadata(tree)
+                .map_err(VerityError::io("stat", tree))
+                .map_err(tree_err)?
+                .len();
+            let start = blob_len.div_ceil(LAYER_ALIGN) * LAYER_ALIGN;
+            (
+                read_superblock(tree, 0).map_err(tree_err)?,
+                start,
+                blob_len,
+                start + tree_len,
+            )
+        }
+    };
+    let (params, data_blocks, tree_skip) = match sb {
+        Some(sb) => (sb.params, sb.data_blocks, 1),
+        None => {
+            let p = VerityParams::containerd();
+            let dbs = u64::from(p.data_block_size);
+            if !data_limit.is_multiple_of(dbs) {
+                return Err(PlanError::Invalid {
+                    what: format!("layer {}", blob.display()),
+                    reason: format!(
+                        "no veritysetup superblock, and its data ({data_limit} bytes) is not \
+                         whole {dbs}-byte blocks"
+                    ),
+                });
+            }
+            (p, data_limit / dbs, 0)
+        }
+    };
+    let hbs = u64::from(params.hash_block_size);
+    if !area_start.is_multiple_of(hbs) {
+        return Err(PlanError::Invalid {
+            what: format!("layer {}", blob.display()),
+            reason: format!(
+                "its hash area starts at byte {area_start}, not a multiple of the hash block \
+                 size {hbs}"
+            ),
+        });
+    }
+    let data_end = data_blocks.saturating_mul(u64::from(params.data_block_size));
+    if data_end > data_limit {
+        return Err(PlanError::Invalid {
+            what: format!("layer {}", blob.display()),
+            reason: format!(
+                "{data_blocks} data blocks of {} bytes reach byte {data_end}, past the data's \
+                 end at {data_limit}",
+                params.data_block_size
+            ),
+        });
+    }
+    let geometry = Geometry::new(&params, data_blocks).map_err(verity)?;
+    let tree_start = (area_start / hbs + tree_skip) * hbs;
+    let tree_end = tree_start.saturating_add(geometry.tree_bytes());
+    if tree_end > disk_end {
+        return Err(PlanError::Invalid {
+            what: format!("layer {}", blob.display()),
+            reason: format!(
+                "its hash tree would span bytes {tree_start}..{tree_end}, past the end of the \
+                 disk at byte {disk_end} (a wrong hashoffset in the sidecar?)"
+            ),
+        });
+    }
+    let root_hash = RootHash::parse(&sidecar.roothash, params.algorithm).map_err(|source| {
+        PlanError::Contract {
+            what: format!("layer {} sidecar roothash", blob.display()),
+            source,
+        }
+    })?;
+    Ok(VerityMapping {
+        algorithm: params.algorithm,
+        format: params.hash_type.number(),
+        data_block_size: params.data_block_size,
+        hash_block_size: params.hash_block_size,
+        data_blocks,
+        hash_start_block: area_start / hbs + tree_skip,
+        salt: params.salt.as_bytes().to_vec(),
+        root_hash: root_hash.as_bytes().to_vec(),
+        on_corruption: CorruptionMode::Eio,
+    })
+}
+
+/// The veritysetup superblock at `offset` of `path`, or `None` when there is none there
+/// (no signature). A signature with a bad superblock behind it is an error.
+fn read_superblock(path: &Path, offset: u64) -> Result<Option<Superblock>, VerityError> {
+    let f = File::open(path).map_err(VerityError::io("open", path))?;
+    let mut b = [0u8; SUPERBLOCK_SIZE];
+    match f.read_exact_at(&mut b, offset) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(VerityError::io("read", path)(e)),
+    }
+    if &b[..8] != SIGNATURE {
+        return Ok(None);
+    }
+    Superblock::parse(&b, path, offset).map(Some)
+}
