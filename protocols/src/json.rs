@@ -51,6 +51,18 @@ pub fn parse<M: MessageFull>(json: &str) -> Result<M, JsonError> {
     })
 }
 
+/// Prints a one-shot mount plan in the JSON mapping with its default lowerCamelCase field
+/// names (`containerId`, `rootHash`), enums by name and bytes in base64: exactly what
+/// `layerpass-guest mount --plan` reads. Fields with default values are left out.
+pub fn print_plan(request: &MountRequest) -> Result<String, JsonError> {
+    protobuf_json_mapping::print_to_string_with_options(request, &PrintOptions::default()).map_err(
+        |source| JsonError::Print {
+            message: <MountRequest as protobuf::Message>::NAME,
+            source,
+        },
+    )
+}
+
 /// Prints a message in the JSON mapping, with the .proto field names (`container_id`,
 /// `root_hash`) and default values included, so scripts see every field.
 pub fn print<M: MessageFull>(message: &M) -> Result<String, JsonError> {

@@ -2,6 +2,7 @@
 
 mod blk;
 mod convert;
+mod plan;
 mod verity;
 
 use std::io::Write;
@@ -32,6 +33,8 @@ pub enum Command {
     /// Convert tar layers into reproducible EROFS images with dm-verity.
     #[command(subcommand)]
     Convert(convert::ConvertCommand),
+    /// Print the guest's mount plan (for `layerpass-guest mount --plan`) for layer files.
+    Plan(plan::PlanArgs),
     /// Build and check dm-verity hash trees (veritysetup-compatible).
     #[command(subcommand)]
     Verity(verity::VerityCommand),
@@ -43,6 +46,7 @@ impl Cli {
         match self.command {
             Command::Blk(cmd) => cmd.run(),
             Command::Convert(cmd) => cmd.run(),
+            Command::Plan(args) => args.run(),
             Command::Verity(cmd) => cmd.run(),
         }
     }
