@@ -20,6 +20,7 @@ use layerpass_guest::{
 use layerpass_protocols::ttrpc::{self, Code};
 use layerpass_protocols::v1::guest as pb;
 use layerpass_protocols::v1::guest_ttrpc::GuestAgentClient;
+use rustix::io::Errno;
 
 const TOP: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
 const BASE: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
@@ -216,7 +217,11 @@ fn each_error_kind_arrives_as_its_code() {
     assert!(message.contains("c1"), "{message}");
 
     // FailedPrecondition and Internal: kernel calls failing with EBUSY and EIO.
-    for (errno, want) in [(16, Code::FAILED_PRECONDITION), (5, Code::INTERNAL)] {
+    for (errno, want) in [
+        (Errno::BUSY, Code::FAILED_PRECONDITION),
+        (Errno::IO, Code::INTERNAL),
+    ] {
+        let errno = errno.raw_os_error();
         f.kernel.clear_failures();
         f.kernel
             .fail_when(move |c| matches!(c, Call::DmCreate(_)).then_some(errno));

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use rustix::io::Errno;
+
 use super::{BlockDevice, DevNum, DmTarget, Kernel, MountSpec};
 use crate::plan::DiskRef;
 use crate::sync::lock;
@@ -164,12 +166,12 @@ fn errno(e: i32) -> io::Error {
     io::Error::from_raw_os_error(e)
 }
 
-const ENOENT: i32 = 2;
-const ENXIO: i32 = 6;
-const EBUSY: i32 = 16;
-const EEXIST: i32 = 17;
-const ENOTDIR: i32 = 20;
-const EINVAL: i32 = 22;
+const ENOENT: i32 = Errno::NOENT.raw_os_error();
+const ENXIO: i32 = Errno::NXIO.raw_os_error();
+const EBUSY: i32 = Errno::BUSY.raw_os_error();
+const EEXIST: i32 = Errno::EXIST.raw_os_error();
+const ENOTDIR: i32 = Errno::NOTDIR.raw_os_error();
+const EINVAL: i32 = Errno::INVAL.raw_os_error();
 
 impl Kernel for FakeKernel {
     fn wait_disk(&self, disk: &DiskRef, _timeout: Duration) -> io::Result<Option<BlockDevice>> {

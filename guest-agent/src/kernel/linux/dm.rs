@@ -6,6 +6,7 @@ use std::io;
 use std::sync::OnceLock;
 
 use devicemapper::{DM, DevId, DmError, DmFlags, DmName, DmOptions, DmUdevFlags, DmUuid};
+use rustix::io::Errno;
 
 use crate::kernel::{DevNum, DmTarget};
 
@@ -121,7 +122,9 @@ impl DeviceMapper {
             )),
             Err(e) => {
                 let e = to_io("DM_TABLE_STATUS", &e);
-                if e.raw_os_error() == Some(6) || e.kind() == io::ErrorKind::NotFound {
+                if Errno::from_io_error(&e) == Some(Errno::NXIO)
+                    || e.kind() == io::ErrorKind::NotFound
+                {
                     Ok(None)
                 } else {
                     Err(e)

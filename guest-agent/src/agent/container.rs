@@ -1,0 +1,254 @@
+//! Container lifecycle: mount and unmount one container under its own lock, with the
+//! whole mount rolled back on failure (container steps last-first, then the layers it
+//! took, bottom first) and an unmount that goes on past failures and can be retried.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use super::fsops::{
+    NOT_MOUNTED, create_dir_new, done_if_gone, remove_dir_if_present, remove_file_if_present,
+};
+use super::layer::layer_key;
+use super::rootfs::{check_mount_point, link_lowers};
+use super::{Agent, state_err};
+use crate::error::{AgentError, ErrorKind, Step};
+use crate::events::{LayerEvent, now_rfc3339};
+use crate::plan::{MountPlan, MountResult};
+use crate::rollback::{Undo, UndoStack};
+use crate::state::{self, ContainerRecord};
+use crate::sync::lock;
+
+impl Agent {
+    fn container_lock(&self, id: &str) -> Arc<Mutex<()>> {
+        Arc::clone(
+            lock(&self.container_locks)
+                .entry(id.to_owned())
+                .or_default(),
+        )
+    }
+
+    fn tidy_container_lock(&self, id: &str) {
+        let mut locks = lock(&self.container_locks);
+        if locks.get(id).is_some_and(|l| Arc::strong_count(l) == 1) {
+            locks.remove(id);
+        }
+    }
+
+    /// Mounts the plan's rootfs. On failure everything this call created is undone, in
+    /// reverse order.
+    pub fn mount(&self, plan: &MountPlan) -> Result<MountResult, AgentError> {
+        plan.validate()?;
+        self.policy.check(plan)?;
+        let id = plan.container_id.as_str();
+        let span = tracing::info_span!("mount", container = id, layers = plan.layers.len());
+        let _enter = span.enter();
+        let container_lock = self.container_lock(id);
+        let result = {
+            let _guard = lock(&container_lock);
+            if lock(&self.records).contains_key(id) {
+                Err(AgentError::new(
+                    ErrorKind::AlreadyExists,
+                    Step::Validate,
+                    "the container is already mounted",
+                ))
+            } else {
+                // Recorded before the container's lock is released, so an unmount waiting
+                // for it sees the container.
+                self.do_mount(plan).map(|record| {
+                    let result = MountResult {
+                        container_id: record.container_id.clone(),
+                        rootfs: record.rootfs.clone(),
+                        layers: record.mounted_layers(),
+                    };
+                    lock(&self.records).insert(id.to_owned(), record);
+                    result
+                })
+            }
+        };
+        drop(container_lock);
+        self.tidy_container_lock(id);
+        match result {
+            Ok(result) => {
+                tracing::info!(rootfs = %result.rootfs.display(), "mounted");
+                Ok(result)
+            }
+            Err(e) => {
+                let e = e.container(id);
+                tracing::warn!(error = %e, "mount failed, undone");
+                Err(e)
+            }
+        }
+    }
+
+    fn do_mount(&self, plan: &MountPlan) -> Result<ContainerRecord, AgentError> {
+        let id = plan.container_id.as_str();
+        let mut undo = UndoStack::default();
+        let mut acquired: Vec<String> = Vec::new();
+        let result = self.mount_steps(plan, &mut undo, &mut acquired);
+        if result.is_err() {
+            // Container-level steps first (overlay, upper, directories), then the layers,
+            // bottom first: the reverse of the order they were created in.
+            undo.run(self.kernel.as_ref());
+            for key in acquired.iter().rev() {
+                if let Err(e) = self.release_layer(key, id) {
+                    tracing::warn!(error = %e, key, "cannot release layer while undoing");
+                }
+            }
+        } else {
+            undo.commit();
+        }
+        result
+    }
+
+    fn mount_steps(
+        &self,
+        plan: &MountPlan,
+        undo: &mut UndoStack,
+        acquired: &mut Vec<String>,
+    ) -> Result<ContainerRecord, AgentError> {
+        let id = plan.container_id.as_str();
+        if let Some(mp) = &plan.mount_point {
+            check_mount_point(mp)?;
+        }
+        let dir = self.containers_dir().join(id);
+        create_dir_new(&dir, undo).map_err(|e| state_err("creating", &dir, &e))?;
+
+        // Layers, top first; a layer repeated lower in the plan adds nothing to the merged
+        // view, so each is mounted (and referenced) once.
+        let mut seen = HashSet::new();
+        let mut layers = Vec::new();
+        let mut shared = Vec::new();
+        for (index, spec) in plan.layers.iter().enumerate() {
+            let key = layer_key(spec);
+            if !seen.insert(key.clone()) {
+                continue;
+            }
+            let (record, was_shared) = self
+                .layers
+                .acquire(&key, id, || self.setup_layer(index, spec, &key))
+                .map_err(|e| e.layer(index, &spec.digest))?;
+            acquired.push(key);
+            layers.push(record);
+            shared.push(was_shared);
+        }
+
+        let upper = self.mount_upper(&plan.upper, &dir, undo)?;
+        let lowers = link_lowers(&dir, &layers, undo)?;
+        let rootfs = self.mount_overlay(plan, &dir, lowers, undo)?;
+
+        let record = ContainerRecord {
+            container_id: id.to_owned(),
+            dir: dir.clone(),
+            rootfs: rootfs.path,
+            created_dirs: rootfs.created_dirs,
+            upper,
+            layers,
+            shared,
+        };
+        state::save(&record)?;
+        undo.push(Undo::RemoveFile(dir.join(state::STATE_FILE)));
+        self.events.append(&layer_events(&record))?;
+        Ok(record)
+    }
+
+    /// Unmounts the container's rootfs and upper and releases its layers. Unknown ids are
+    /// fine (idempotent). When the rootfs cannot be unmounted (busy), nothing changes and
+    /// the call can be retried.
+    pub fn unmount(&self, container_id: &str) -> Result<(), AgentError> {
+        let span = tracing::info_span!("unmount", container = container_id);
+        let _enter = span.enter();
+        let container_lock = self.container_lock(container_id);
+        let result = {
+            let _guard = lock(&container_lock);
+            let record = lock(&self.records).get(container_id).cloned();
+            match record {
+                None => Ok(()),
+                Some(record) => {
+                    let r = self.do_unmount(&record);
+                    if r.is_ok() {
+                        lock(&self.records).remove(container_id);
+                    }
+                    r
+                }
+            }
+        };
+        drop(container_lock);
+        self.tidy_container_lock(container_id);
+        result.map_err(|e| e.container(container_id))
+    }
+
+    fn do_unmount(&self, record: &ContainerRecord) -> Result<(), AgentError> {
+        let err = |what: String, e: &std::io::Error| AgentError::io(Step::Unmount, what, e);
+        let remove_dir = |dir: &Path| {
+            remove_dir_if_present(dir).map_err(|e| err(format!("removing {}", dir.display()), &e))
+        };
+        done_if_gone(self.kernel.unmount(&record.rootfs), NOT_MOUNTED)
+            .map_err(|e| err(format!("unmounting rootfs {}", record.rootfs.display()), &e))?;
+        // From here on the container is gone for its users; go on through every step and
+        // report the first failure.
+        let mut first: Option<AgentError> = None;
+        for dir in record.created_dirs.iter().rev() {
+            keep_first(&mut first, remove_dir(dir));
+        }
+        let links = record.dir.join("l");
+        for i in 0..record.layers.len() {
+            let link = links.join(i.to_string());
+            keep_first(
+                &mut first,
+                remove_file_if_present(&link)
+                    .map_err(|e| err(format!("removing {}", link.display()), &e)),
+            );
+        }
+        keep_first(&mut first, remove_dir(&links));
+        let upper = &record.upper.mount_dir;
+        keep_first(
+            &mut first,
+            done_if_gone(self.kernel.unmount(upper), NOT_MOUNTED)
+                .map_err(|e| err(format!("unmounting upper {}", upper.display()), &e)),
+        );
+        keep_first(&mut first, remove_dir(upper));
+        for layer in record.layers.iter().rev() {
+            keep_first(
+                &mut first,
+                self.release_layer(&layer.key, &record.container_id),
+            );
+        }
+        // The state goes only when everything else did: a retry (or the next agent)
+        // finishes the job.
+        if first.is_none() {
+            keep_first(&mut first, state::remove(&record.dir));
+            keep_first(&mut first, remove_dir(&record.dir));
+        }
+        match first {
+            None => {
+                tracing::info!("unmounted");
+                Ok(())
+            }
+            Some(e) => Err(e),
+        }
+    }
+}
+
+/// One event per layer of a mounted container, top first, all with the same time.
+fn layer_events(record: &ContainerRecord) -> Vec<LayerEvent> {
+    let time = now_rfc3339();
+    record
+        .layers
+        .iter()
+        .map(|l| LayerEvent {
+            container_id: record.container_id.clone(),
+            digest: l.digest.clone(),
+            root_hash: l.root_hash.clone(),
+            time: time.clone(),
+        })
+        .collect()
+}
+
+/// Logs a failed unmount step and keeps the first failure.
+fn keep_first(first: &mut Option<AgentError>, result: Result<(), AgentError>) {
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "unmount step failed");
+        first.get_or_insert(e);
+    }
+}
