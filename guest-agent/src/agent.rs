@@ -25,7 +25,7 @@ use std::time::Duration;
 
 pub use self::layer::layer_key;
 use crate::error::{AgentError, ErrorKind, Step};
-use crate::events::EventLog;
+use crate::events::{EventLog, Recorder};
 use crate::kernel::Kernel;
 use crate::kernel::linux::LinuxKernel;
 use crate::layers::LayerTable;
@@ -80,7 +80,9 @@ pub struct Agent {
     config: AgentConfig,
     policy: Policy,
     kernel: Arc<dyn Kernel>,
-    events: EventLog,
+    /// Where mounted containers' layers are recorded: the event log, then any added with
+    /// [`Agent::with_recorder`].
+    recorders: Vec<Box<dyn Recorder>>,
     /// One lock per container id: serialises mount/unmount of the same container.
     container_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     /// Mounted containers.
@@ -144,7 +146,7 @@ impl Agent {
                 require_verity: config.require_verity,
                 reference_values: config.reference_values.clone(),
             },
-            events: EventLog::new(config.event_log.clone()),
+            recorders: vec![Box::new(EventLog::new(config.event_log.clone()))],
             config,
             kernel,
             container_locks: Mutex::default(),
@@ -158,6 +160,14 @@ impl Agent {
             lock(&agent.records).insert(record.container_id.clone(), record);
         }
         Ok(agent)
+    }
+
+    /// The same agent, also recording mounted containers' layers with `recorder` (after
+    /// the event log and the recorders added before it).
+    #[must_use]
+    pub fn with_recorder(mut self, recorder: impl Recorder + 'static) -> Self {
+        self.recorders.push(Box::new(recorder));
+        self
     }
 
     /// The configuration.

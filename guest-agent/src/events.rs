@@ -1,18 +1,21 @@
-//! The event log: one JSON line per mounted layer, appended and fsynced before the
-//! container's mount returns, so a verifier can replay which layers a container runs on.
+//! What the agent records once a container's mount is complete: one [`LayerEvent`] per
+//! layer, handed to every [`Recorder`] before `mount` returns, so a verifier can replay
+//! which layers a container runs on. The JSON-lines event log ([`EventLog`]) is the
+//! recorder every agent has; a runtime measurement backend (an attestation agent's
+//! `ExtendRuntimeMeasurement`, a TPM PCR extend) is another [`Recorder`], added with
+//! [`Agent::with_recorder`](crate::Agent::with_recorder).
 
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::path::PathBuf;
-use std::sync::Mutex;
+mod jsonl;
+
+use std::error::Error;
+use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{AgentError, Step};
-use crate::sync::lock;
+pub use self::jsonl::EventLog;
 
-/// One event-log line.
+/// One recorded layer (and one event-log line).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerEvent {
     /// The container the layer was mounted for.
@@ -25,45 +28,45 @@ pub struct LayerEvent {
     pub time: String,
 }
 
-/// Appends events to a file; one writer at a time.
-#[derive(Debug)]
-pub(crate) struct EventLog {
-    path: PathBuf,
-    write: Mutex<()>,
+/// Records the layers of each mounted container.
+///
+/// The agent calls its recorders in the order they were added (the event log first) once
+/// a container's layers, upper and overlay are mounted and its state is saved. The first
+/// error fails the mount: the agent undoes it and does not call the remaining recorders.
+/// What earlier recorders recorded stays recorded (an append-only log or a measurement
+/// register cannot take it back).
+pub trait Recorder: Send + Sync + fmt::Debug {
+    /// Records the layers of one container, top first, one event each (all with the same
+    /// time). Returns only once they are durable.
+    fn record(&self, events: &[LayerEvent]) -> Result<(), RecordError>;
 }
 
-impl EventLog {
-    pub(crate) fn new(path: PathBuf) -> Self {
+/// Why a recorder could not record: what it was doing, and the cause.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}")]
+pub struct RecordError {
+    what: String,
+    #[source]
+    source: Box<dyn Error + Send + Sync + 'static>,
+}
+
+impl RecordError {
+    /// A failure while doing `what` (e.g. `writing /run/layerpass/events.jsonl`).
+    pub fn new(what: impl Into<String>, source: impl Into<Box<dyn Error + Send + Sync>>) -> Self {
         Self {
-            path,
-            write: Mutex::new(()),
+            what: what.into(),
+            source: source.into(),
         }
     }
 
-    #[cfg(test)]
-    pub(crate) fn path(&self) -> &std::path::Path {
-        &self.path
+    /// What the recorder was doing, without the cause.
+    pub fn what(&self) -> &str {
+        &self.what
     }
 
-    /// Appends `events` (one line each) and fsyncs the file.
-    pub(crate) fn append(&self, events: &[LayerEvent]) -> Result<(), AgentError> {
-        let err = |what: &str, e: &std::io::Error| {
-            AgentError::io(Step::EventLog, format!("{what} {}", self.path.display()), e)
-        };
-        let mut buf = Vec::new();
-        for ev in events {
-            serde_json::to_writer(&mut buf, ev)
-                .map_err(|e| err("encoding an event for", &e.into()))?;
-            buf.push(b'\n');
-        }
-        let _guard = lock(&self.write);
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .map_err(|e| err("opening", &e))?;
-        file.write_all(&buf).map_err(|e| err("writing", &e))?;
-        file.sync_data().map_err(|e| err("syncing", &e))
+    /// The cause, as an I/O error when it is one (the agent maps its errno to a kind).
+    pub fn io_source(&self) -> Option<&std::io::Error> {
+        self.source.downcast_ref()
     }
 }
 
@@ -111,28 +114,5 @@ mod tests {
         assert_eq!(rfc3339(0, 0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339(951_782_400, 5), "2000-02-29T00:00:00.005Z");
         assert_eq!(rfc3339(1_795_709_414, 123), "2026-11-26T16:10:14.123Z");
-    }
-
-    #[test]
-    fn append_writes_one_json_line_per_event() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = EventLog::new(dir.path().join("events.jsonl"));
-        let ev = |d: &str| LayerEvent {
-            container_id: "c1".into(),
-            digest: d.into(),
-            root_hash: "ab".into(),
-            time: "t".into(),
-        };
-        log.append(&[ev("a"), ev("b")]).unwrap();
-        log.append(&[ev("c")]).unwrap();
-        let text = std::fs::read_to_string(log.path()).unwrap();
-        let lines: Vec<LayerEvent> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        assert_eq!(
-            lines.iter().map(|e| e.digest.as_str()).collect::<Vec<_>>(),
-            ["a", "b", "c"]
-        );
     }
 }

@@ -13,7 +13,7 @@ use super::layer::layer_key;
 use super::rootfs::{check_mount_point, link_lowers};
 use super::{Agent, state_err};
 use crate::error::{AgentError, ErrorKind, Step};
-use crate::events::{LayerEvent, now_rfc3339};
+use crate::events::{LayerEvent, RecordError, now_rfc3339};
 use crate::plan::{MountPlan, MountResult};
 use crate::rollback::{Undo, UndoStack};
 use crate::state::{self, ContainerRecord};
@@ -148,8 +148,16 @@ impl Agent {
         };
         state::save(&record)?;
         undo.push(Undo::RemoveFile(dir.join(state::STATE_FILE)));
-        self.events.append(&layer_events(&record))?;
+        self.record(&layer_events(&record))?;
         Ok(record)
+    }
+
+    /// Hands the events to every recorder in turn; the first failure stops.
+    fn record(&self, events: &[LayerEvent]) -> Result<(), AgentError> {
+        for recorder in &self.recorders {
+            recorder.record(events).map_err(|e| record_error(&e))?;
+        }
+        Ok(())
     }
 
     /// Unmounts the container's rootfs and upper and releases its layers. Unknown ids are
@@ -243,6 +251,22 @@ fn layer_events(record: &ContainerRecord) -> Vec<LayerEvent> {
             time: time.clone(),
         })
         .collect()
+}
+
+/// A recorder's failure as an agent error: the kind follows the errno of an I/O cause.
+fn record_error(err: &RecordError) -> AgentError {
+    match err.io_source() {
+        Some(io) => AgentError::io(Step::EventLog, err.what(), io),
+        None => {
+            let cause =
+                std::error::Error::source(err).map_or_else(String::new, ToString::to_string);
+            AgentError::new(
+                ErrorKind::Internal,
+                Step::EventLog,
+                format!("{}: {cause}", err.what()),
+            )
+        }
+    }
 }
 
 /// Logs a failed unmount step and keeps the first failure.

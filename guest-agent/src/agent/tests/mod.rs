@@ -58,6 +58,11 @@ fn plan(id: &str, layers: &[u8]) -> MountPlan {
 }
 
 fn env_with(config: impl FnOnce(&mut AgentConfig)) -> Env {
+    env_built(config, |agent| agent)
+}
+
+/// An environment whose agent `build` finishes (adding recorders, say).
+fn env_built(config: impl FnOnce(&mut AgentConfig), build: impl FnOnce(Agent) -> Agent) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let kernel = Arc::new(FakeKernel::new());
     for n in 0..=200u8 {
@@ -68,7 +73,7 @@ fn env_with(config: impl FnOnce(&mut AgentConfig)) -> Env {
     }
     let mut cfg = AgentConfig::with_run_dir(dir.path().join("run"));
     config(&mut cfg);
-    let agent = Agent::with_kernel(cfg, kernel.clone()).unwrap();
+    let agent = build(Agent::with_kernel(cfg, kernel.clone()).unwrap());
     Env { dir, kernel, agent }
 }
 
@@ -123,4 +128,5 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 }
 
 mod container;
+mod events;
 mod layer;
