@@ -23,8 +23,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use layerpass_protocols::status::Kind;
+
 pub use self::layer::layer_key;
-use crate::error::{AgentError, ErrorKind, Step};
+use crate::error::{AgentError, Step};
 use crate::events::{EventLog, Recorder};
 use crate::kernel::Kernel;
 use crate::kernel::linux::LinuxKernel;
@@ -95,7 +97,7 @@ pub struct Agent {
 /// How long a new agent waits for another one to release the run directory.
 pub const RUN_DIR_LOCK_WAIT: Duration = Duration::from_secs(10);
 
-fn state_err(what: &str, path: &Path, e: &io::Error) -> AgentError {
+fn state_err(what: &str, path: &Path, e: io::Error) -> AgentError {
     AgentError::io(Step::State, format!("{what} {}", path.display()), e)
 }
 
@@ -104,7 +106,7 @@ fn check_path_chars(what: &str, path: &Path) -> Result<(), AgentError> {
     let s = path.to_string_lossy();
     if s.contains([',', ':', '\\', '\n']) || s.contains("//") {
         return Err(AgentError::new(
-            ErrorKind::InvalidArgument,
+            Kind::InvalidArgument,
             Step::Config,
             format!("{what} {s:?} must not contain ',', ':', '\\' or newlines"),
         ));
@@ -124,7 +126,7 @@ impl Agent {
     pub fn with_kernel(config: AgentConfig, kernel: Arc<dyn Kernel>) -> Result<Self, AgentError> {
         if !config.run_dir.is_absolute() {
             return Err(AgentError::new(
-                ErrorKind::InvalidArgument,
+                Kind::InvalidArgument,
                 Step::Config,
                 format!("run_dir {} is not absolute", config.run_dir.display()),
             ));
@@ -134,10 +136,10 @@ impl Agent {
             config.run_dir.join("containers"),
             config.run_dir.join("layers"),
         ] {
-            fs::create_dir_all(&dir).map_err(|e| state_err("creating", &dir, &e))?;
+            fs::create_dir_all(&dir).map_err(|e| state_err("creating", &dir, e))?;
         }
         if let Some(parent) = config.event_log.parent() {
-            fs::create_dir_all(parent).map_err(|e| state_err("creating", parent, &e))?;
+            fs::create_dir_all(parent).map_err(|e| state_err("creating", parent, e))?;
         }
         let run_lock = RunDirLock::acquire(&config.run_dir, RUN_DIR_LOCK_WAIT)?;
         let agent = Self {

@@ -1,48 +1,16 @@
-//! Agent errors: a kind (mapped one-to-one to ttrpc status codes by the server) plus a
-//! message that names the container, the layer (index and digest) and the step.
+//! Agent errors: a kind (the protocol's [`Kind`], which decides the ttrpc code and the
+//! command line's exit status), the step, the container and layer (index and digest), a
+//! message, and the cause (an OS error, say) as the error's [`source`](Error::source).
+//!
+//! `Display` never repeats the source: whoever reports an error prints it with its causes
+//! once, through [`Chain`] (the server's status message, the command line, the logs).
 
+use std::error::Error;
 use std::fmt;
+use std::io;
 
-/// What went wrong, coarsely: the server maps each kind to one ttrpc status code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorKind {
-    /// The plan (or a configuration value) is malformed.
-    InvalidArgument,
-    /// A disk, device or file the plan names does not exist (after waiting for it).
-    NotFound,
-    /// The container is already mounted, or a name is taken by something else.
-    AlreadyExists,
-    /// The system is not in a state that allows the operation (missing kernel feature,
-    /// busy mount, too many layers for the kernel's limits).
-    FailedPrecondition,
-    /// Policy refused the plan (verity required, root hash not in the reference values).
-    PermissionDenied,
-    /// The agent cannot serve now (run directory locked by another agent).
-    Unavailable,
-    /// Anything else: a kernel call failed in a way the caller cannot fix.
-    Internal,
-}
-
-impl ErrorKind {
-    /// The kind's name as the ttrpc code is spelled (`INVALID_ARGUMENT`, ...).
-    pub fn code_name(self) -> &'static str {
-        match self {
-            Self::InvalidArgument => "INVALID_ARGUMENT",
-            Self::NotFound => "NOT_FOUND",
-            Self::AlreadyExists => "ALREADY_EXISTS",
-            Self::FailedPrecondition => "FAILED_PRECONDITION",
-            Self::PermissionDenied => "PERMISSION_DENIED",
-            Self::Unavailable => "UNAVAILABLE",
-            Self::Internal => "INTERNAL",
-        }
-    }
-}
-
-impl fmt::Display for ErrorKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.code_name())
-    }
-}
+use layerpass_protocols::status::Kind;
+use rustix::io::Errno;
 
 /// The step of a request an error happened in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -98,18 +66,14 @@ pub struct LayerRef {
     pub digest: String,
 }
 
-/// An agent error. Its `Display` is the whole story, in one line:
-/// `container c1: layer 2 (sha256:ab..): dm-verity: <what failed>`.
-#[derive(Debug, Clone)]
-pub struct AgentError {
-    kind: ErrorKind,
-    step: Step,
+/// What an error is about: the `container c1: layer 2 (sha256:ab..): ` prefix.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Subject {
     container: Option<String>,
     layer: Option<LayerRef>,
-    message: String,
 }
 
-impl fmt::Display for AgentError {
+impl fmt::Display for Subject {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(c) = &self.container {
             write!(f, "container {c}: ")?;
@@ -117,44 +81,56 @@ impl fmt::Display for AgentError {
         if let Some(l) = &self.layer {
             write!(f, "layer {} ({}): ", l.index, l.digest)?;
         }
-        write!(f, "{}: {}", self.step, self.message)
+        Ok(())
     }
 }
 
-impl std::error::Error for AgentError {}
+/// The cause of an agent error.
+pub type Cause = Box<dyn Error + Send + Sync + 'static>;
+
+/// An agent error. Its `Display` is one line without the cause:
+/// `container c1: layer 2 (sha256:ab..): dm-verity: loading table .. into lp-..`; with
+/// [`AgentError::chain`] the causes follow (`: Device or resource busy (os error 16)`).
+#[derive(Debug, thiserror::Error)]
+#[error("{subject}{step}: {message}")]
+pub struct AgentError {
+    kind: Kind,
+    step: Step,
+    subject: Subject,
+    message: String,
+    #[source]
+    source: Option<Cause>,
+}
 
 impl AgentError {
     /// A new error of `kind` in `step`.
-    pub fn new(kind: ErrorKind, step: Step, message: impl Into<String>) -> Self {
+    pub fn new(kind: Kind, step: Step, message: impl Into<String>) -> Self {
         Self {
             kind,
             step,
-            container: None,
-            layer: None,
+            subject: Subject::default(),
             message: message.into(),
+            source: None,
         }
     }
 
-    /// An error from an OS call: the kind follows the errno (`ENOENT` → NotFound,
-    /// `EEXIST` → AlreadyExists, `EBUSY` → FailedPrecondition, `EACCES`/`EPERM` →
-    /// PermissionDenied, anything else → Internal); the message ends with the OS error.
-    pub fn io(step: Step, what: impl fmt::Display, err: &std::io::Error) -> Self {
-        let kind = match err.raw_os_error() {
-            Some(libc_errno::ENOENT | libc_errno::ENXIO | libc_errno::ENODEV) => {
-                ErrorKind::NotFound
-            }
-            Some(libc_errno::EEXIST) => ErrorKind::AlreadyExists,
-            Some(libc_errno::EBUSY) => ErrorKind::FailedPrecondition,
-            Some(libc_errno::EACCES | libc_errno::EPERM) => ErrorKind::PermissionDenied,
-            _ => ErrorKind::Internal,
-        };
-        Self::new(kind, step, format!("{what}: {err}"))
+    /// An error from an OS call while doing `what`: the kind follows the errno
+    /// ([`errno_kind`]) and the OS error is the source.
+    pub fn io(step: Step, what: impl Into<String>, err: io::Error) -> Self {
+        Self::new(errno_kind(&err), step, what).with_source(err)
+    }
+
+    /// The same error, caused by `source`.
+    #[must_use]
+    pub fn with_source(mut self, source: impl Into<Cause>) -> Self {
+        self.source = Some(source.into());
+        self
     }
 
     /// The same error, about the given layer.
     #[must_use]
     pub fn layer(mut self, index: usize, digest: &str) -> Self {
-        self.layer = Some(LayerRef {
+        self.subject.layer = Some(LayerRef {
             index,
             digest: digest.to_owned(),
         });
@@ -164,14 +140,14 @@ impl AgentError {
     /// The same error, about the given container.
     #[must_use]
     pub fn container(mut self, id: &str) -> Self {
-        if self.container.is_none() {
-            self.container = Some(id.to_owned());
+        if self.subject.container.is_none() {
+            self.subject.container = Some(id.to_owned());
         }
         self
     }
 
     /// What went wrong, coarsely.
-    pub fn kind(&self) -> ErrorKind {
+    pub fn kind(&self) -> Kind {
         self.kind
     }
 
@@ -182,29 +158,66 @@ impl AgentError {
 
     /// The layer the error is about, if any.
     pub fn layer_ref(&self) -> Option<&LayerRef> {
-        self.layer.as_ref()
+        self.subject.layer.as_ref()
     }
 
     /// The container the error is about, if any.
     pub fn container_id(&self) -> Option<&str> {
-        self.container.as_deref()
+        self.subject.container.as_deref()
     }
 
-    /// The message without the container, layer and step prefix.
+    /// The message without the container, layer and step prefix, and without the cause.
     pub fn message(&self) -> &str {
         &self.message
     }
+
+    /// The error followed by its causes, for reports.
+    pub fn chain(&self) -> Chain<'_> {
+        Chain(self)
+    }
 }
 
-/// The errno values the kind mapping looks at (Linux numbers).
-mod libc_errno {
-    pub const EPERM: i32 = 1;
-    pub const ENOENT: i32 = 2;
-    pub const ENXIO: i32 = 6;
-    pub const EACCES: i32 = 13;
-    pub const EBUSY: i32 = 16;
-    pub const EEXIST: i32 = 17;
-    pub const ENODEV: i32 = 19;
+/// The kind of an OS error: `ENOENT`/`ENXIO`/`ENODEV` → NotFound, `EEXIST` →
+/// AlreadyExists, `EBUSY` → FailedPrecondition, `EACCES`/`EPERM` → PermissionDenied,
+/// anything else (and errors without an errno) → Internal.
+pub fn errno_kind(err: &io::Error) -> Kind {
+    match Errno::from_io_error(err) {
+        Some(Errno::NOENT | Errno::NXIO | Errno::NODEV) => Kind::NotFound,
+        Some(Errno::EXIST) => Kind::AlreadyExists,
+        Some(Errno::BUSY) => Kind::FailedPrecondition,
+        Some(Errno::ACCESS | Errno::PERM) => Kind::PermissionDenied,
+        _ => Kind::Internal,
+    }
+}
+
+/// An error and its causes on one line, `: `-separated, each printed once. This crate's
+/// errors leave their source out of their own `Display`; a cause that an error from
+/// elsewhere already printed at the end of its message (`"...: {source}"`, as ttrpc's
+/// errors do) is not printed again.
+#[derive(Clone, Copy)]
+pub struct Chain<'a>(pub &'a (dyn Error + 'static));
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut last = self.0.to_string();
+        f.write_str(&last)?;
+        let mut cause = self.0.source();
+        while let Some(e) = cause {
+            let text = e.to_string();
+            if !last.ends_with(&text) {
+                write!(f, ": {text}")?;
+            }
+            last = text;
+            cause = e.source();
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
 }
 
 #[cfg(test)]
@@ -213,24 +226,67 @@ mod tests {
 
     #[test]
     fn display_names_container_layer_and_step() {
-        let e = AgentError::new(ErrorKind::NotFound, Step::FindDisk, "no disk with serial x")
+        let e = AgentError::new(Kind::NotFound, Step::FindDisk, "no disk with serial x")
             .layer(2, "sha256:ab")
             .container("c1");
         assert_eq!(
             e.to_string(),
             "container c1: layer 2 (sha256:ab): find disk: no disk with serial x"
         );
-        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert_eq!(e.kind(), Kind::NotFound);
+        assert!(e.source().is_none());
+        assert_eq!(e.chain().to_string(), e.to_string());
     }
 
     #[test]
-    fn io_errors_map_errno_to_kind() {
-        let e = AgentError::io(
-            Step::Unmount,
-            "umount /x",
-            &std::io::Error::from_raw_os_error(16),
+    fn io_errors_map_errno_to_kind_and_keep_the_cause_as_source() {
+        let e = AgentError::io(Step::Unmount, "umount /x", io::Error::from(Errno::BUSY))
+            .container("c1");
+        assert_eq!(e.kind(), Kind::FailedPrecondition);
+        assert_eq!(e.to_string(), "container c1: unmount: umount /x");
+        let os = io::Error::from(Errno::BUSY).to_string();
+        assert_eq!(
+            e.source().map(ToString::to_string).as_deref(),
+            Some(os.as_str())
         );
-        assert_eq!(e.kind(), ErrorKind::FailedPrecondition);
-        assert!(e.to_string().starts_with("unmount: umount /x: "));
+        // The cause is printed once, by the chain.
+        assert_eq!(
+            e.chain().to_string(),
+            format!("container c1: unmount: umount /x: {os}")
+        );
+        for (errno, kind) in [
+            (Errno::NOENT, Kind::NotFound),
+            (Errno::NXIO, Kind::NotFound),
+            (Errno::NODEV, Kind::NotFound),
+            (Errno::EXIST, Kind::AlreadyExists),
+            (Errno::ACCESS, Kind::PermissionDenied),
+            (Errno::PERM, Kind::PermissionDenied),
+            (Errno::IO, Kind::Internal),
+        ] {
+            assert_eq!(errno_kind(&io::Error::from(errno)), kind, "{errno:?}");
+        }
+        assert_eq!(errno_kind(&io::Error::other("no errno")), Kind::Internal);
+    }
+
+    #[test]
+    fn a_chain_prints_every_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer")]
+        struct Outer(#[source] AgentError);
+        let inner = AgentError::new(Kind::Internal, Step::State, "writing state")
+            .with_source(io::Error::other("disk full"));
+        let e = Outer(inner);
+        assert_eq!(
+            Chain(&e).to_string(),
+            "outer: state: writing state: disk full"
+        );
+
+        // An error that prints its source itself does not get it twice.
+        #[derive(Debug, thiserror::Error)]
+        #[error("listening: {0}")]
+        struct Inline(#[source] io::Error);
+        let e = Inline(io::Error::from(Errno::ADDRINUSE));
+        let os = io::Error::from(Errno::ADDRINUSE).to_string();
+        assert_eq!(Chain(&e).to_string(), format!("listening: {os}"));
     }
 }

@@ -64,6 +64,11 @@ impl RecordError {
         &self.what
     }
 
+    /// What the recorder was doing, and the cause.
+    pub fn into_parts(self) -> (String, Box<dyn Error + Send + Sync + 'static>) {
+        (self.what, self.source)
+    }
+
     /// The cause, as an I/O error when it is one (the agent maps its errno to a kind).
     pub fn io_source(&self) -> Option<&std::io::Error> {
         self.source.downcast_ref()

@@ -22,7 +22,7 @@ mod sync;
 pub mod verity;
 
 pub use agent::{Agent, AgentConfig};
-pub use error::{AgentError, ErrorKind};
+pub use error::AgentError;
 pub use kernel::Kernel;
 pub use plan::{
     AgentStatus, ContainerStatus, CorruptionMode, DiskRef, FsType, HashAlgorithm, LayerSpec,

@@ -5,9 +5,10 @@
 use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
 
+use layerpass_protocols::status::Kind as ErrorKind;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{AgentError, ErrorKind, Step};
+use crate::error::{AgentError, Step};
 
 pub use layerpass_types::envelope::{MAX_LAYERS, MAX_SALT_LEN};
 pub use layerpass_types::naming::{MAX_CONTAINER_ID_LEN, MAX_PARTITION_NAME_LEN, MAX_SERIAL_LEN};

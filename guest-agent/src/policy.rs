@@ -5,9 +5,10 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
+use layerpass_protocols::status::Kind;
 use serde::Deserialize;
 
-use crate::error::{AgentError, ErrorKind, Step};
+use crate::error::{AgentError, Step};
 use crate::plan::{MountPlan, validate_digest};
 
 /// Root hashes a layer may have, optionally bound to layer digests. Loaded from TOML:
@@ -44,7 +45,7 @@ struct RefLayer {
 }
 
 fn config_err(message: String) -> AgentError {
-    AgentError::new(ErrorKind::InvalidArgument, Step::Config, message)
+    AgentError::new(Kind::InvalidArgument, Step::Config, message)
 }
 
 fn check_root_hash(origin: &str, hash: &str) -> Result<String, AgentError> {
@@ -65,7 +66,7 @@ impl ReferenceValues {
             AgentError::io(
                 Step::Config,
                 format!("reference values {}", path.display()),
-                &e,
+                e,
             )
         })?;
         Self::parse(&text).map_err(|e| {
@@ -160,7 +161,7 @@ impl Policy {
     pub fn check(&self, plan: &MountPlan) -> Result<(), AgentError> {
         for (i, layer) in plan.layers.iter().enumerate() {
             let deny = |m: String| {
-                AgentError::new(ErrorKind::PermissionDenied, Step::Policy, m)
+                AgentError::new(Kind::PermissionDenied, Step::Policy, m)
                     .layer(i, &layer.digest)
                     .container(&plan.container_id)
             };

@@ -9,9 +9,10 @@ use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use layerpass_protocols::status::Kind;
 use rustix::fs::{FlockOperation, flock};
 
-use crate::error::{AgentError, ErrorKind, Step};
+use crate::error::{AgentError, Step};
 
 /// File name of the lock in the run directory.
 pub const LOCK_FILE: &str = "agent.lock";
@@ -27,7 +28,7 @@ impl RunDirLock {
     /// Takes the lock on `run_dir`, retrying for up to `wait`.
     pub fn acquire(run_dir: &Path, wait: Duration) -> Result<Self, AgentError> {
         let path = run_dir.join(LOCK_FILE);
-        let err = |what: &str, e: &std::io::Error| {
+        let err = |what: &str, e: std::io::Error| {
             AgentError::io(Step::State, format!("{what} {}", path.display()), e)
         };
         let mut file = OpenOptions::new()
@@ -36,7 +37,7 @@ impl RunDirLock {
             .create(true)
             .truncate(false)
             .open(&path)
-            .map_err(|e| err("opening", &e))?;
+            .map_err(|e| err("opening", e))?;
         let deadline = Instant::now() + wait;
         loop {
             match flock(&file, FlockOperation::NonBlockingLockExclusive) {
@@ -48,7 +49,7 @@ impl RunDirLock {
                     let mut holder = String::new();
                     let _ = file.read_to_string(&mut holder);
                     return Err(AgentError::new(
-                        ErrorKind::Unavailable,
+                        Kind::Unavailable,
                         Step::State,
                         format!(
                             "run directory {} is in use by another agent (pid {})",
@@ -57,13 +58,13 @@ impl RunDirLock {
                         ),
                     ));
                 }
-                Err(e) => return Err(err("locking", &e.into())),
+                Err(e) => return Err(err("locking", e.into())),
             }
         }
         // Record who holds it, for the message above.
-        file.set_len(0).map_err(|e| err("truncating", &e))?;
-        file.rewind().map_err(|e| err("rewinding", &e))?;
-        writeln!(file, "{}", std::process::id()).map_err(|e| err("writing", &e))?;
+        file.set_len(0).map_err(|e| err("truncating", e))?;
+        file.rewind().map_err(|e| err("rewinding", e))?;
+        writeln!(file, "{}", std::process::id()).map_err(|e| err("writing", e))?;
         Ok(Self { _file: file, path })
     }
 
@@ -83,7 +84,7 @@ mod tests {
         let first = RunDirLock::acquire(dir.path(), Duration::ZERO).unwrap();
         // Contended: the wait runs out and the error names the holder (no timing asserted).
         let e = RunDirLock::acquire(dir.path(), Duration::from_millis(200)).unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::Unavailable);
+        assert_eq!(e.kind(), Kind::Unavailable);
         let message = e.to_string();
         assert!(message.contains("is in use by another agent"), "{e}");
         assert!(

@@ -68,7 +68,7 @@ impl ContainerRecord {
     }
 }
 
-fn err(what: &str, path: &Path, e: &std::io::Error) -> AgentError {
+fn err(what: &str, path: &Path, e: std::io::Error) -> AgentError {
     AgentError::io(Step::State, format!("{what} {}", path.display()), e)
 }
 
@@ -76,14 +76,14 @@ fn err(what: &str, path: &Path, e: &std::io::Error) -> AgentError {
 pub fn save(record: &ContainerRecord) -> Result<(), AgentError> {
     let path = record.dir.join(STATE_FILE);
     let tmp = record.dir.join(".state.json.tmp");
-    let json = serde_json::to_vec_pretty(record).map_err(|e| err("encoding", &path, &e.into()))?;
+    let json = serde_json::to_vec_pretty(record).map_err(|e| err("encoding", &path, e.into()))?;
     let written = fs::File::create(&tmp)
-        .map_err(|e| err("creating", &tmp, &e))
+        .map_err(|e| err("creating", &tmp, e))
         .and_then(|mut f| {
-            f.write_all(&json).map_err(|e| err("writing", &tmp, &e))?;
-            f.sync_all().map_err(|e| err("syncing", &tmp, &e))
+            f.write_all(&json).map_err(|e| err("writing", &tmp, e))?;
+            f.sync_all().map_err(|e| err("syncing", &tmp, e))
         })
-        .and_then(|()| fs::rename(&tmp, &path).map_err(|e| err("renaming to", &path, &e)));
+        .and_then(|()| fs::rename(&tmp, &path).map_err(|e| err("renaming to", &path, e)));
     if written.is_err() {
         let _ = fs::remove_file(&tmp);
     }
@@ -94,7 +94,7 @@ pub fn save(record: &ContainerRecord) -> Result<(), AgentError> {
 pub fn remove(dir: &Path) -> Result<(), AgentError> {
     let path = dir.join(STATE_FILE);
     match fs::remove_file(&path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(err("removing", &path, &e)),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(err("removing", &path, e)),
         _ => Ok(()),
     }
 }
@@ -104,19 +104,19 @@ pub fn load_all(containers_dir: &Path) -> Result<Vec<ContainerRecord>, AgentErro
     let entries = match fs::read_dir(containers_dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(err("reading", containers_dir, &e)),
+        Err(e) => return Err(err("reading", containers_dir, e)),
     };
     let mut records = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|e| err("reading", containers_dir, &e))?;
+        let entry = entry.map_err(|e| err("reading", containers_dir, e))?;
         let path = entry.path().join(STATE_FILE);
         let bytes = match fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(err("reading", &path, &e)),
+            Err(e) => return Err(err("reading", &path, e)),
         };
         let record: ContainerRecord =
-            serde_json::from_slice(&bytes).map_err(|e| err("decoding", &path, &e.into()))?;
+            serde_json::from_slice(&bytes).map_err(|e| err("decoding", &path, e.into()))?;
         records.push(record);
     }
     records.sort_by(|a, b| a.container_id.cmp(&b.container_id));

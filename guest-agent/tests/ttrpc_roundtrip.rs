@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use layerpass_guest::error::Chain;
 use layerpass_guest::kernel::fake::{Call, FakeKernel};
 use layerpass_guest::server::{self, RunningServer, Transport, convert};
 use layerpass_guest::{
@@ -229,6 +230,9 @@ fn each_error_kind_arrives_as_its_code() {
         other.layers[0].verity.as_mut().unwrap().root_hash = vec![0xcd; 32];
         let (code, message) = status(mount(&f, &other));
         assert_eq!(code, want, "errno {errno}: {message}");
+        // The OS error is in the message, once (the agent's error chain).
+        let os = std::io::Error::from_raw_os_error(errno).to_string();
+        assert_eq!(message.matches(&os).count(), 1, "{message}");
         assert!(message.contains("layer 0"), "{message}");
         assert!(message.contains(TOP), "{message}");
     }
@@ -334,15 +338,14 @@ fn vsock_listener_errors_name_the_port() {
     let transport = Transport::vsock(port).unwrap();
     match server::start(agent.clone(), &transport, dir.path()) {
         Ok(first) => {
-            let err = server::start(agent, &transport, dir.path())
-                .unwrap_err()
-                .to_string();
+            let err = server::start(agent, &transport, dir.path()).unwrap_err();
+            let err = Chain(&err).to_string();
             first.shutdown();
             assert!(err.contains(&format!("vsock port {port}")), "{err}");
             assert!(err.to_lowercase().contains("in use"), "{err}");
         }
         Err(e) => {
-            let err = e.to_string();
+            let err = Chain(&e).to_string();
             assert!(
                 err.contains(&format!("cannot listen on vsock port {port}")),
                 "{err}"

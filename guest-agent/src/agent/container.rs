@@ -6,13 +6,15 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use layerpass_protocols::status::Kind;
+
 use super::fsops::{
     NOT_MOUNTED, create_dir_new, done_if_gone, remove_dir_if_present, remove_file_if_present,
 };
 use super::layer::layer_key;
 use super::rootfs::{check_mount_point, link_lowers};
 use super::{Agent, state_err};
-use crate::error::{AgentError, ErrorKind, Step};
+use crate::error::{AgentError, Step, errno_kind};
 use crate::events::{LayerEvent, RecordError, now_rfc3339};
 use crate::plan::{MountPlan, MountResult};
 use crate::rollback::{Undo, UndoStack};
@@ -48,7 +50,7 @@ impl Agent {
             let _guard = lock(&container_lock);
             if lock(&self.records).contains_key(id) {
                 Err(AgentError::new(
-                    ErrorKind::AlreadyExists,
+                    Kind::AlreadyExists,
                     Step::Validate,
                     "the container is already mounted",
                 ))
@@ -75,7 +77,7 @@ impl Agent {
             }
             Err(e) => {
                 let e = e.container(id);
-                tracing::warn!(error = %e, "mount failed, undone");
+                tracing::warn!(error = %e.chain(), "mount failed, undone");
                 Err(e)
             }
         }
@@ -92,7 +94,7 @@ impl Agent {
             undo.run(self.kernel.as_ref());
             for key in acquired.iter().rev() {
                 if let Err(e) = self.release_layer(key, id) {
-                    tracing::warn!(error = %e, key, "cannot release layer while undoing");
+                    tracing::warn!(error = %e.chain(), key, "cannot release layer while undoing");
                 }
             }
         } else {
@@ -112,7 +114,7 @@ impl Agent {
             check_mount_point(mp)?;
         }
         let dir = self.containers_dir().join(id);
-        create_dir_new(&dir, undo).map_err(|e| state_err("creating", &dir, &e))?;
+        create_dir_new(&dir, undo).map_err(|e| state_err("creating", &dir, e))?;
 
         // Layers, top first; a layer repeated lower in the plan adds nothing to the merged
         // view, so each is mounted (and referenced) once.
@@ -155,7 +157,7 @@ impl Agent {
     /// Hands the events to every recorder in turn; the first failure stops.
     fn record(&self, events: &[LayerEvent]) -> Result<(), AgentError> {
         for recorder in &self.recorders {
-            recorder.record(events).map_err(|e| record_error(&e))?;
+            recorder.record(events).map_err(record_error)?;
         }
         Ok(())
     }
@@ -187,12 +189,12 @@ impl Agent {
     }
 
     fn do_unmount(&self, record: &ContainerRecord) -> Result<(), AgentError> {
-        let err = |what: String, e: &std::io::Error| AgentError::io(Step::Unmount, what, e);
+        let err = |what: String, e: std::io::Error| AgentError::io(Step::Unmount, what, e);
         let remove_dir = |dir: &Path| {
-            remove_dir_if_present(dir).map_err(|e| err(format!("removing {}", dir.display()), &e))
+            remove_dir_if_present(dir).map_err(|e| err(format!("removing {}", dir.display()), e))
         };
         done_if_gone(self.kernel.unmount(&record.rootfs), NOT_MOUNTED)
-            .map_err(|e| err(format!("unmounting rootfs {}", record.rootfs.display()), &e))?;
+            .map_err(|e| err(format!("unmounting rootfs {}", record.rootfs.display()), e))?;
         // From here on the container is gone for its users; go on through every step and
         // report the first failure.
         let mut first: Option<AgentError> = None;
@@ -205,7 +207,7 @@ impl Agent {
             keep_first(
                 &mut first,
                 remove_file_if_present(&link)
-                    .map_err(|e| err(format!("removing {}", link.display()), &e)),
+                    .map_err(|e| err(format!("removing {}", link.display()), e)),
             );
         }
         keep_first(&mut first, remove_dir(&links));
@@ -213,7 +215,7 @@ impl Agent {
         keep_first(
             &mut first,
             done_if_gone(self.kernel.unmount(upper), NOT_MOUNTED)
-                .map_err(|e| err(format!("unmounting upper {}", upper.display()), &e)),
+                .map_err(|e| err(format!("unmounting upper {}", upper.display()), e)),
         );
         keep_first(&mut first, remove_dir(upper));
         for layer in record.layers.iter().rev() {
@@ -254,25 +256,16 @@ fn layer_events(record: &ContainerRecord) -> Vec<LayerEvent> {
 }
 
 /// A recorder's failure as an agent error: the kind follows the errno of an I/O cause.
-fn record_error(err: &RecordError) -> AgentError {
-    match err.io_source() {
-        Some(io) => AgentError::io(Step::EventLog, err.what(), io),
-        None => {
-            let cause =
-                std::error::Error::source(err).map_or_else(String::new, ToString::to_string);
-            AgentError::new(
-                ErrorKind::Internal,
-                Step::EventLog,
-                format!("{}: {cause}", err.what()),
-            )
-        }
-    }
+fn record_error(err: RecordError) -> AgentError {
+    let kind = err.io_source().map_or(Kind::Internal, errno_kind);
+    let (what, source) = err.into_parts();
+    AgentError::new(kind, Step::EventLog, what).with_source(source)
 }
 
 /// Logs a failed unmount step and keeps the first failure.
 fn keep_first(first: &mut Option<AgentError>, result: Result<(), AgentError>) {
     if let Err(e) = result {
-        tracing::warn!(error = %e, "unmount step failed");
+        tracing::warn!(error = %e.chain(), "unmount step failed");
         first.get_or_insert(e);
     }
 }

@@ -5,13 +5,14 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use layerpass_protocols::status::Kind;
 use rustix::io::Errno;
 
 use super::Agent;
 use super::fsops::{
     NO_DEVICE, NO_FILE, NOT_MOUNTED, create_dir_new, done_if_gone, is_errno, remove_dir_if_present,
 };
-use crate::error::{AgentError, ErrorKind, Step};
+use crate::error::{AgentError, Step};
 use crate::kernel::{BlockDevice, MountSpec};
 use crate::layers::LayerRecord;
 use crate::plan::{DiskRef, LayerSpec, VerityParams};
@@ -47,11 +48,11 @@ impl Agent {
         match self.kernel.wait_disk(disk, timeout) {
             Ok(Some(dev)) => Ok(dev),
             Ok(None) => Err(AgentError::new(
-                ErrorKind::NotFound,
+                Kind::NotFound,
                 step,
                 format!("no {disk} appeared within {:.1} s", timeout.as_secs_f64()),
             )),
-            Err(e) => Err(AgentError::io(step, format!("looking for the {disk}"), &e)),
+            Err(e) => Err(AgentError::io(step, format!("looking for the {disk}"), e)),
         }
     }
 
@@ -122,7 +123,7 @@ impl Agent {
         let have = disk.sectors.saturating_mul(512);
         if have < need {
             return Err(AgentError::new(
-                ErrorKind::FailedPrecondition,
+                Kind::FailedPrecondition,
                 Step::DmVerity,
                 format!(
                     "{} ({}) has {have} bytes, the verity parameters need at least {need}",
@@ -133,13 +134,13 @@ impl Agent {
         }
         let name = verity::dm_name(params);
         let dm =
-            |what: &str, e: &io::Error| AgentError::io(Step::DmVerity, format!("{what} {name}"), e);
+            |what: &str, e: io::Error| AgentError::io(Step::DmVerity, format!("{what} {name}"), e);
         let dev = match self.kernel.dm_create(&name, &verity::dm_uuid(params)) {
             Ok(dev) => dev,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 let status = self.kernel.dm_status(&name).ok().flatten();
                 return Err(AgentError::new(
-                    ErrorKind::AlreadyExists,
+                    Kind::AlreadyExists,
                     Step::DmVerity,
                     format!(
                         "device-mapper device {name} exists (status {:?}) but this agent \
@@ -149,22 +150,22 @@ impl Agent {
                     ),
                 ));
             }
-            Err(e) => return Err(dm("creating device", &e)),
+            Err(e) => return Err(dm("creating device", e)),
         };
         undo.push(Undo::DmRemove(name.clone()));
         let table = verity::table(disk.dev, params);
         self.kernel
             .dm_load(&name, std::slice::from_ref(&table))
-            .map_err(|e| dm(&format!("loading table '{}' into", table.params), &e))?;
+            .map_err(|e| dm(&format!("loading table '{}' into", table.params), e))?;
         self.kernel
             .dm_resume(&name)
-            .map_err(|e| dm("resuming", &e))?;
+            .map_err(|e| dm("resuming", e))?;
         let node = self.kernel.dm_node_path(&name);
         let created = self.kernel.make_block_node(&node, dev).map_err(|e| {
             AgentError::io(
                 Step::DmVerity,
                 format!("creating node {} ({dev})", node.display()),
-                &e,
+                e,
             )
         })?;
         if created {
@@ -189,7 +190,7 @@ impl Agent {
             AgentError::io(
                 Step::MountErofs,
                 format!("creating {}", mount_dir.display()),
-                &e,
+                e,
             )
         })?;
         let spec = MountSpec::Erofs {
@@ -210,17 +211,15 @@ impl Agent {
                 }
                 _ => String::new(),
             };
-            let err = AgentError::io(
+            AgentError::io(
                 Step::MountErofs,
                 format!(
-                    "mounting {} read-only on {}",
+                    "mounting {} read-only on {}{verity_hint}",
                     device.path.display(),
                     mount_dir.display()
                 ),
-                &e,
-            );
-            let message = format!("{}{verity_hint}", err.message());
-            AgentError::new(err.kind(), Step::MountErofs, message)
+                e,
+            )
         })?;
         undo.push(Undo::Unmount(mount_dir.to_owned()));
         Ok(())
@@ -234,7 +233,7 @@ impl Agent {
 
     /// Unmounts a layer nobody uses any more and removes its dm device.
     fn teardown_layer(&self, rec: &LayerRecord) -> Result<(), AgentError> {
-        let unmount_err = |what: String, e: &io::Error| AgentError::io(Step::Unmount, what, e);
+        let unmount_err = |what: String, e: io::Error| AgentError::io(Step::Unmount, what, e);
         done_if_gone(self.kernel.unmount(&rec.mount_dir), NOT_MOUNTED).map_err(|e| {
             unmount_err(
                 format!(
@@ -242,19 +241,19 @@ impl Agent {
                     rec.digest,
                     rec.mount_dir.display()
                 ),
-                &e,
+                e,
             )
         })?;
         remove_dir_if_present(&rec.mount_dir)
-            .map_err(|e| unmount_err(format!("removing {}", rec.mount_dir.display()), &e))?;
+            .map_err(|e| unmount_err(format!("removing {}", rec.mount_dir.display()), e))?;
         if let Some(name) = &rec.dm_name {
             if rec.node_created {
                 done_if_gone(self.kernel.remove_node(&rec.device), NO_FILE).map_err(|e| {
-                    unmount_err(format!("removing node {}", rec.device.display()), &e)
+                    unmount_err(format!("removing node {}", rec.device.display()), e)
                 })?;
             }
             done_if_gone(self.kernel.dm_remove(name), NO_DEVICE)
-                .map_err(|e| unmount_err(format!("removing dm device {name}"), &e))?;
+                .map_err(|e| unmount_err(format!("removing dm device {name}"), e))?;
         }
         tracing::info!(digest = %rec.digest, "layer unmounted");
         Ok(())

@@ -5,9 +5,11 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use layerpass_protocols::status::Kind;
+
 use super::fsops::{create_dir_new, create_dirs};
 use super::{Agent, state_err};
-use crate::error::{AgentError, ErrorKind, Step};
+use crate::error::{AgentError, Step};
 use crate::kernel::{MountSpec, OverlaySpec};
 use crate::layers::LayerRecord;
 use crate::plan::{MountPlan, UpperSpec};
@@ -32,7 +34,7 @@ impl Agent {
         undo: &mut UndoStack,
     ) -> Result<UpperRecord, AgentError> {
         let upper_mount = dir.join("upper");
-        create_dir_new(&upper_mount, undo).map_err(|e| state_err("creating", &upper_mount, &e))?;
+        create_dir_new(&upper_mount, undo).map_err(|e| state_err("creating", &upper_mount, e))?;
         let (spec, device) = match upper {
             UpperSpec::Disk { disk, fs_type } => {
                 let dev = self.find_disk(disk, Step::Upper)?;
@@ -60,15 +62,14 @@ impl Agent {
                     upper_mount.display(),
                     spec_desc = describe(&spec)
                 ),
-                &e,
+                e,
             )
         })?;
         undo.push(Undo::Unmount(upper_mount.clone()));
         for sub in ["upper", "work"] {
             let p = upper_mount.join(sub);
-            fs::create_dir_all(&p).map_err(|e| {
-                AgentError::io(Step::Upper, format!("creating {}", p.display()), &e)
-            })?;
+            fs::create_dir_all(&p)
+                .map_err(|e| AgentError::io(Step::Upper, format!("creating {}", p.display()), e))?;
         }
         Ok(UpperRecord {
             mount_dir: upper_mount,
@@ -90,7 +91,7 @@ impl Agent {
             .clone()
             .unwrap_or_else(|| dir.join("rootfs"));
         let created_dirs = create_dirs(&rootfs, undo).map_err(|e| {
-            AgentError::io(Step::Overlay, format!("creating {}", rootfs.display()), &e)
+            AgentError::io(Step::Overlay, format!("creating {}", rootfs.display()), e)
         })?;
         let layers = lowers.len();
         let overlay = MountSpec::Overlay(OverlaySpec {
@@ -107,7 +108,7 @@ impl Agent {
                     "mounting overlay of {layers} layers on {}",
                     rootfs.display()
                 ),
-                &e,
+                e,
             )
         })?;
         undo.push(Undo::Unmount(rootfs.clone()));
@@ -126,13 +127,12 @@ pub(super) fn link_lowers(
     undo: &mut UndoStack,
 ) -> Result<Vec<PathBuf>, AgentError> {
     let links = dir.join("l");
-    create_dir_new(&links, undo).map_err(|e| state_err("creating", &links, &e))?;
+    create_dir_new(&links, undo).map_err(|e| state_err("creating", &links, e))?;
     let mut lowers = Vec::with_capacity(layers.len());
     for (i, layer) in layers.iter().enumerate() {
         let link = links.join(i.to_string());
-        std::os::unix::fs::symlink(&layer.mount_dir, &link).map_err(|e| {
-            AgentError::io(Step::Overlay, format!("linking {}", link.display()), &e)
-        })?;
+        std::os::unix::fs::symlink(&layer.mount_dir, &link)
+            .map_err(|e| AgentError::io(Step::Overlay, format!("linking {}", link.display()), e))?;
         undo.push(Undo::RemoveFile(link));
         lowers.push(PathBuf::from(format!("l/{i}")));
     }
@@ -144,7 +144,7 @@ pub(super) fn link_lowers(
 pub(super) fn check_mount_point(mp: &Path) -> Result<(), AgentError> {
     let refuse = |why: &str| {
         Err(AgentError::new(
-            ErrorKind::FailedPrecondition,
+            Kind::FailedPrecondition,
             Step::Overlay,
             format!("mount_point {} {why}", mp.display()),
         ))
@@ -154,7 +154,7 @@ pub(super) fn check_mount_point(mp: &Path) -> Result<(), AgentError> {
         Err(e) => Err(AgentError::io(
             Step::Overlay,
             format!("checking mount_point {}", mp.display()),
-            &e,
+            e,
         )),
         Ok(m) if m.file_type().is_symlink() => refuse("is a symlink"),
         Ok(m) if !m.is_dir() => refuse("exists and is not a directory"),
@@ -164,7 +164,7 @@ pub(super) fn check_mount_point(mp: &Path) -> Result<(), AgentError> {
             Err(e) => Err(AgentError::io(
                 Step::Overlay,
                 format!("reading mount_point {}", mp.display()),
-                &e,
+                e,
             )),
         },
     }

@@ -8,6 +8,7 @@ use layerpass_protocols::status::Kind;
 
 use super::Failure;
 use crate::agent::{AgentConfig, DEFAULT_RUN_DIR};
+use crate::error::Chain;
 use crate::policy::ReferenceValues;
 use crate::server::{DEFAULT_VSOCK_PORT, Transport};
 
@@ -188,6 +189,6 @@ impl ServeArgs {
                 Transport::unix(socket)
             }
         };
-        transport.map_err(|e| invalid(e.to_string()))
+        transport.map_err(|e| invalid(Chain(&e).to_string()))
     }
 }

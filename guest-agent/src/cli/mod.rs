@@ -17,7 +17,6 @@ use layerpass_protocols::status::Kind;
 
 pub use self::args::{Cli, Command, PolicyArgs, ServeArgs, TransportKind};
 use crate::error::AgentError;
-use crate::server::status;
 
 /// A failed command: the protocol's kind and the whole message.
 #[derive(Debug)]
@@ -40,7 +39,7 @@ impl Failure {
 
 impl From<AgentError> for Failure {
     fn from(err: AgentError) -> Self {
-        Self::new(status::kind(err.kind()), err.to_string())
+        Self::new(err.kind(), err.chain().to_string())
     }
 }
 

@@ -10,6 +10,7 @@ use tracing::info;
 use super::Failure;
 use super::args::ServeArgs;
 use crate::agent::Agent;
+use crate::error::Chain;
 use crate::server::{self, ServeError, Stop};
 
 fn failure(e: &ServeError) -> Failure {
@@ -21,7 +22,7 @@ fn failure(e: &ServeError) -> Failure {
         ServeError::Bridge(_) => Kind::Unavailable,
         _ => Kind::Internal,
     };
-    Failure::new(kind, e.to_string())
+    Failure::new(kind, Chain(e).to_string())
 }
 
 /// Serves until a termination signal (exit 0) or until the virtio-serial bridge fails.

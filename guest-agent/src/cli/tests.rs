@@ -229,3 +229,20 @@ fn the_documented_plan_is_valid() {
     assert_eq!((verity.data_blocks, verity.hash_start_block), (2560, 2561));
     assert!(plan.overlay.volatile);
 }
+
+/// What the one-shot commands print for an agent error: the message, then its cause once.
+#[test]
+fn an_agent_failure_names_its_cause_once() {
+    use rustix::io::Errno;
+
+    use crate::error::Step;
+
+    let busy = || std::io::Error::from(Errno::BUSY);
+    let err = AgentError::io(Step::Unmount, "unmounting rootfs /r", busy()).container("c1");
+    let failure = Failure::from(err);
+    assert_eq!(failure.kind, Kind::FailedPrecondition);
+    assert_eq!(
+        failure.message,
+        format!("container c1: unmount: unmounting rootfs /r: {}", busy())
+    );
+}

@@ -51,7 +51,7 @@ fn require_verity_refuses_a_layer_without_it_and_names_it() {
     };
     p.check(&plan(&[Some(1), Some(2)])).unwrap();
     let e = p.check(&plan(&[Some(1), None])).unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+    assert_eq!(e.kind(), Kind::PermissionDenied);
     assert!(
         e.to_string()
             .starts_with(&format!("container c1: layer 1 ({}): policy:", digest(101))),
@@ -69,7 +69,7 @@ fn reference_values_refuse_unlisted_root_hashes() {
     };
     p.check(&plan(&[Some(1), Some(1)])).unwrap();
     let e = p.check(&plan(&[Some(1), Some(2)])).unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+    assert_eq!(e.kind(), Kind::PermissionDenied);
     assert!(
         e.to_string().contains(&format!(
             "root hash {} is not in the reference values",
@@ -79,7 +79,7 @@ fn reference_values_refuse_unlisted_root_hashes() {
     );
     // Reference values imply verity.
     let e = p.check(&plan(&[None])).unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+    assert_eq!(e.kind(), Kind::PermissionDenied);
 }
 
 #[test]
@@ -116,9 +116,9 @@ fn bad_reference_files_are_refused() {
         "root_hashes = [",
     ] {
         let e = ReferenceValues::parse(bad).unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{bad:?}");
+        assert_eq!(e.kind(), Kind::InvalidArgument, "{bad:?}");
     }
     let e = ReferenceValues::load(Path::new("/nonexistent/refs.toml")).unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::NotFound);
+    assert_eq!(e.kind(), Kind::NotFound);
     assert!(e.to_string().contains("/nonexistent/refs.toml"));
 }

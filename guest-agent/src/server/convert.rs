@@ -7,9 +7,10 @@
 use std::path::PathBuf;
 
 use layerpass_protocols::protobuf::{EnumOrUnknown, MessageField};
+use layerpass_protocols::status::Kind;
 use layerpass_protocols::v1::guest as pb;
 
-use crate::error::{AgentError, ErrorKind, Step};
+use crate::error::{AgentError, Step};
 use crate::plan::{
     AgentStatus, ContainerStatus, CorruptionMode, DiskRef, FsType, HashAlgorithm, LayerSpec,
     MountPlan, MountResult, MountedLayer, OverlayOptions, UpperSpec, VerityParams,
@@ -17,7 +18,7 @@ use crate::plan::{
 
 fn invalid(field: &str, what: &str) -> AgentError {
     AgentError::new(
-        ErrorKind::InvalidArgument,
+        Kind::InvalidArgument,
         Step::Validate,
         format!("{field}: {what}"),
     )

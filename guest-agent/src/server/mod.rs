@@ -23,20 +23,22 @@ use self::serial::{BridgeError, SerialBridge};
 pub use self::service::GuestAgentService;
 pub use self::transport::{DEFAULT_VSOCK_PORT, Transport, TransportError};
 use crate::agent::Agent;
+use crate::error::Chain;
 
 /// Idle ttrpc worker threads kept per server (requests beyond these get new threads).
 const WORKERS_MIN: usize = 2;
 const WORKERS_DEFAULT: usize = 4;
 const WORKERS_MAX: usize = 32;
 
-/// Why the server could not start or stopped.
+/// Why the server could not start or stopped. The messages leave the cause out: report
+/// the error with [`Chain`], which adds it once.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// The transport's address is not usable.
     #[error(transparent)]
     Transport(#[from] TransportError),
     /// ttrpc could not listen on the address.
-    #[error("cannot listen on {transport}: {source}")]
+    #[error("cannot listen on {transport}")]
     Listen {
         /// The transport.
         transport: String,
@@ -45,7 +47,7 @@ pub enum ServeError {
         source: ttrpc::Error,
     },
     /// The virtio-serial port cannot be opened.
-    #[error("cannot open virtio-serial port {}: {source}", device.display())]
+    #[error("cannot open virtio-serial port {}", device.display())]
     OpenPort {
         /// The port's device.
         device: PathBuf,
@@ -54,7 +56,7 @@ pub enum ServeError {
         source: io::Error,
     },
     /// A socket's permissions cannot be set.
-    #[error("cannot restrict {} to its owner: {source}", path.display())]
+    #[error("cannot restrict {} to its owner", path.display())]
     Permissions {
         /// The socket.
         path: PathBuf,
@@ -63,7 +65,7 @@ pub enum ServeError {
         source: io::Error,
     },
     /// The server's threads could not start.
-    #[error("cannot start the ttrpc server on {transport}: {source}")]
+    #[error("cannot start the ttrpc server on {transport}")]
     Start {
         /// The transport.
         transport: String,
@@ -72,7 +74,7 @@ pub enum ServeError {
         source: ttrpc::Error,
     },
     /// A thread could not be spawned.
-    #[error("cannot spawn the {what} thread: {source}")]
+    #[error("cannot spawn the {what} thread")]
     Thread {
         /// Which thread.
         what: &'static str,
@@ -180,7 +182,7 @@ pub fn start(
                 .name("serial-bridge".into())
                 .spawn(move || {
                     if let Err(e) = bridge.run() {
-                        error!("{e}");
+                        error!("{}", Chain(&e));
                         let _ = tx.send(Stop::Bridge(e));
                     }
                 })

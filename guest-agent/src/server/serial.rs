@@ -70,7 +70,7 @@ pub struct SerialBridge<P> {
 #[derive(Debug, thiserror::Error)]
 pub enum BridgeError {
     /// Reading or writing the port failed (the port was unplugged, for instance).
-    #[error("virtio-serial port {}: {source}", device.display())]
+    #[error("virtio-serial port {}", device.display())]
     Port {
         /// The port's device.
         device: PathBuf,
@@ -79,7 +79,7 @@ pub enum BridgeError {
         source: io::Error,
     },
     /// The server's socket refused the bridge.
-    #[error("cannot connect to the server socket {}: {source}", socket.display())]
+    #[error("cannot connect to the server socket {}", socket.display())]
     Connect {
         /// The socket.
         socket: PathBuf,

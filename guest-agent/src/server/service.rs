@@ -42,7 +42,7 @@ impl GuestAgentService {
 }
 
 fn failed(rpc: &str, err: &AgentError) -> ttrpc::Error {
-    warn!(rpc, kind = %err.kind(), "{err}");
+    warn!(rpc, kind = %err.kind(), "{}", err.chain());
     rpc_error(err)
 }
 

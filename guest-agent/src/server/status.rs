@@ -1,59 +1,42 @@
-//! Agent errors → ttrpc status codes: the only place the server decides a code. The
-//! message is the error's `Display` (container, layer, step and cause), never `Debug`.
+//! Agent errors → ttrpc status: the code is the error's kind's (the table is in
+//! `layerpass_protocols::status`); the message is the error with its causes, each once
+//! (container, layer, step, what failed, then the OS error), never `Debug`.
 
-use layerpass_protocols::status::Kind;
-
-use crate::error::{AgentError, ErrorKind};
-
-/// The protocol's kind for an agent error kind (one to one).
-pub fn kind(kind: ErrorKind) -> Kind {
-    match kind {
-        ErrorKind::InvalidArgument => Kind::InvalidArgument,
-        ErrorKind::NotFound => Kind::NotFound,
-        ErrorKind::AlreadyExists => Kind::AlreadyExists,
-        ErrorKind::FailedPrecondition => Kind::FailedPrecondition,
-        ErrorKind::PermissionDenied => Kind::PermissionDenied,
-        ErrorKind::Unavailable => Kind::Unavailable,
-        ErrorKind::Internal => Kind::Internal,
-    }
-}
+use crate::error::AgentError;
 
 /// The ttrpc error a handler returns for `err`.
 pub fn rpc_error(err: &AgentError) -> layerpass_protocols::ttrpc::Error {
-    kind(err.kind()).to_ttrpc(err.to_string())
+    err.kind().to_ttrpc(err.chain().to_string())
 }
 
 #[cfg(test)]
 mod tests {
-    use layerpass_protocols::ttrpc::{Code, Error};
+    use layerpass_protocols::ttrpc::Error;
+    use rustix::io::Errno;
+
+    use layerpass_protocols::status::Kind;
 
     use super::*;
     use crate::error::Step;
 
     #[test]
-    fn every_kind_gets_its_own_code_and_the_display_message() {
-        let cases = [
-            (ErrorKind::InvalidArgument, Code::INVALID_ARGUMENT),
-            (ErrorKind::NotFound, Code::NOT_FOUND),
-            (ErrorKind::AlreadyExists, Code::ALREADY_EXISTS),
-            (ErrorKind::FailedPrecondition, Code::FAILED_PRECONDITION),
-            (ErrorKind::PermissionDenied, Code::PERMISSION_DENIED),
-            (ErrorKind::Unavailable, Code::UNAVAILABLE),
-            (ErrorKind::Internal, Code::INTERNAL),
-        ];
-        for (agent_kind, code) in cases {
-            let err = AgentError::new(agent_kind, Step::DmVerity, "table load failed")
+    fn every_kind_gets_its_code_and_the_message_names_the_cause_once() {
+        for kind in Kind::ALL {
+            let err = AgentError::new(kind, Step::DmVerity, "loading the table into lp-1")
+                .with_source(std::io::Error::from(Errno::BUSY))
                 .layer(2, "sha256:ab")
                 .container("c1");
             let Error::RpcStatus(status) = rpc_error(&err) else {
-                panic!("{agent_kind:?} did not become an RPC status");
+                panic!("{kind:?} did not become an RPC status");
             };
-            assert_eq!(status.code(), code, "{agent_kind:?}");
+            assert_eq!(status.code(), kind.code(), "{kind:?}");
+            let os = std::io::Error::from(Errno::BUSY).to_string();
             assert_eq!(
                 status.message(),
-                "container c1: layer 2 (sha256:ab): dm-verity: table load failed"
+                format!(
+                    "container c1: layer 2 (sha256:ab): dm-verity: loading the table into lp-1: {os}"
+                )
             );
-            assert_eq!(kind(agent_kind).code(), code);
         }
     }
 }

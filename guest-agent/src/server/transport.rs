@@ -64,6 +64,17 @@ pub enum TransportError {
         /// Why.
         reason: String,
     },
+    /// The socket path cannot be checked or cleared.
+    #[error("unix socket {}: cannot {what}", path.display())]
+    SocketIo {
+        /// The path.
+        path: PathBuf,
+        /// What could not be done (`stat it`, `remove the stale socket`).
+        what: &'static str,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
     /// The socket path exists and an agent answers on it.
     #[error("unix socket {} is in use by another server", path.display())]
     SocketInUse {
@@ -162,10 +173,11 @@ pub fn clear_stale_socket(path: &Path) -> Result<(), TransportError> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => {
-            return Err(TransportError::SocketPath {
+        Err(source) => {
+            return Err(TransportError::SocketIo {
                 path: path.to_owned(),
-                reason: format!("cannot stat it: {e}"),
+                what: "stat it",
+                source,
             });
         }
     };
@@ -180,9 +192,10 @@ pub fn clear_stale_socket(path: &Path) -> Result<(), TransportError> {
             path: path.to_owned(),
         });
     }
-    std::fs::remove_file(path).map_err(|e| TransportError::SocketPath {
+    std::fs::remove_file(path).map_err(|source| TransportError::SocketIo {
         path: path.to_owned(),
-        reason: format!("cannot remove the stale socket: {e}"),
+        what: "remove the stale socket",
+        source,
     })
 }
 

@@ -3,8 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use layerpass_protocols::status::Kind;
+
 use super::*;
-use crate::error::ErrorKind;
 use crate::events::LayerEvent;
 use crate::kernel::fake::Call;
 use crate::kernel::{Kernel, MountSpec};
@@ -152,7 +153,7 @@ fn policy_refuses_before_any_kernel_call() {
     });
     assert!(e.agent.status().confidential);
     let err = e.agent.mount(&plan("c1", &[1, 2])).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::PermissionDenied);
+    assert_eq!(err.kind(), Kind::PermissionDenied);
     assert!(err.to_string().contains("layer 1"), "{err}");
     assert!(e.kernel.calls().is_empty(), "{:?}", e.kernel.labels());
     e.assert_clean();
@@ -160,7 +161,7 @@ fn policy_refuses_before_any_kernel_call() {
     let mut p = plan("c1", &[1]);
     p.layers.push(layer(2, false));
     let err = e.agent.mount(&p).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::PermissionDenied);
+    assert_eq!(err.kind(), Kind::PermissionDenied);
     assert!(e.kernel.calls().is_empty());
     e.agent.mount(&plan("c1", &[1])).unwrap();
 }
@@ -188,7 +189,7 @@ fn mounting_twice_is_already_exists_and_changes_nothing() {
     e.agent.mount(&plan("c1", &[1])).unwrap();
     let n = e.kernel.calls().len();
     let err = e.agent.mount(&plan("c1", &[2])).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::AlreadyExists);
+    assert_eq!(err.kind(), Kind::AlreadyExists);
     assert_eq!(e.kernel.calls().len(), n);
     e.agent.unmount("c1").unwrap();
     e.assert_clean();
@@ -201,7 +202,7 @@ fn a_busy_rootfs_fails_unmount_and_can_be_retried() {
     e.kernel
         .fail_when(|c| matches!(c, Call::Unmount(p) if p.ends_with("rootfs")).then_some(EBUSY));
     let err = e.agent.unmount("c1").unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::FailedPrecondition);
+    assert_eq!(err.kind(), Kind::FailedPrecondition);
     assert_eq!(e.agent.list().len(), 1);
     e.kernel.clear_failures();
     e.agent.unmount("c1").unwrap();
@@ -282,7 +283,7 @@ fn a_mount_point_that_would_hide_something_is_refused_before_any_kernel_call() {
         let mut p = plan("c1", &[1]);
         p.mount_point = Some(mp.clone());
         let err = e.agent.mount(&p).unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::FailedPrecondition);
+        assert_eq!(err.kind(), Kind::FailedPrecondition);
         assert!(err.to_string().contains(why), "{err}");
     }
     assert!(e.kernel.calls().is_empty());

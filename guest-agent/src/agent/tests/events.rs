@@ -4,8 +4,10 @@
 use std::io;
 use std::sync::Mutex;
 
+use layerpass_protocols::status::Kind;
+
 use super::*;
-use crate::error::{ErrorKind, Step};
+use crate::error::Step;
 use crate::events::{LayerEvent, RecordError, Recorder};
 use crate::sync::lock;
 
@@ -72,8 +74,8 @@ fn a_second_recorder_gets_the_same_events_as_the_log_in_the_same_order() {
 #[test]
 fn a_failing_recorder_fails_the_mount_and_it_is_undone() {
     for (errno, kind) in [
-        (Some(Errno::ACCESS), ErrorKind::PermissionDenied),
-        (None, ErrorKind::Internal),
+        (Some(Errno::ACCESS), Kind::PermissionDenied),
+        (None, Kind::Internal),
     ] {
         let kept = Kept::default();
         let e = env_built(
@@ -90,6 +92,17 @@ fn a_failing_recorder_fails_the_mount_and_it_is_undone() {
         assert!(
             err.to_string()
                 .starts_with("container c1: event log: extending the test register"),
+            "{err}"
+        );
+        // The cause is the error's source, printed by the chain.
+        let cause = match errno {
+            Some(errno) => io::Error::from(errno).to_string(),
+            None => "the register is sealed".to_owned(),
+        };
+        assert!(
+            err.chain()
+                .to_string()
+                .ends_with(&format!("register: {cause}")),
             "{err}"
         );
         e.assert_clean();

@@ -65,7 +65,7 @@ fn plans_round_trip_through_the_request() {
 
 fn err_text(req: &pb::MountRequest) -> String {
     let err = mount_plan(req).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::InvalidArgument, "{err}");
+    assert_eq!(err.kind(), Kind::InvalidArgument, "{err}");
     err.to_string()
 }
 
