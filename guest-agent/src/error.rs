@@ -79,7 +79,11 @@ impl fmt::Display for Subject {
             write!(f, "container {c}: ")?;
         }
         if let Some(l) = &self.layer {
-            write!(f, "layer {} ({}): ", l.index, l.digest)?;
+            if l.digest.is_empty() {
+                write!(f, "layer {} (digest unknown): ", l.index)?;
+            } else {
+                write!(f, "layer {} ({}): ", l.index, l.digest)?;
+            }
         }
         Ok(())
     }

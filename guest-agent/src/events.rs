@@ -20,8 +20,9 @@ pub use self::jsonl::EventLog;
 pub struct LayerEvent {
     /// The container the layer was mounted for.
     pub container_id: String,
-    /// The layer's digest.
-    pub digest: String,
+    /// The layer's diff ID; `null` when the plan did not know it (the root hash identifies
+    /// the layer).
+    pub digest: Option<String>,
     /// The verified root hash (hex), empty without verity.
     pub root_hash: String,
     /// When, RFC 3339 UTC with milliseconds.

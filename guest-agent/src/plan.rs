@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::path::{Component, Path, PathBuf};
 
-use layerpass_protocols::status::Kind as ErrorKind;
+use layerpass_protocols::status::Kind;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{AgentError, Step};
@@ -155,7 +155,7 @@ pub struct AgentStatus {
 }
 
 fn invalid(message: impl Into<String>) -> AgentError {
-    AgentError::new(ErrorKind::InvalidArgument, Step::Validate, message)
+    AgentError::new(Kind::InvalidArgument, Step::Validate, message)
 }
 
 /// Checks a container id: `[A-Za-z0-9][A-Za-z0-9_.-]*`, at most 128 characters.

@@ -248,7 +248,7 @@ fn layer_events(record: &ContainerRecord) -> Vec<LayerEvent> {
         .iter()
         .map(|l| LayerEvent {
             container_id: record.container_id.clone(),
-            digest: l.digest.clone(),
+            digest: (!l.digest.is_empty()).then(|| l.digest.clone()),
             root_hash: l.root_hash.clone(),
             time: time.clone(),
         })

@@ -63,20 +63,28 @@ mod tests {
         let log = EventLog::new(dir.path().join("events.jsonl"));
         let ev = |d: &str| LayerEvent {
             container_id: "c1".into(),
-            digest: d.into(),
+            digest: (!d.is_empty()).then(|| d.into()),
             root_hash: "ab".into(),
             time: "t".into(),
         };
         log.record(&[ev("a"), ev("b")]).unwrap();
-        log.record(&[ev("c")]).unwrap();
+        log.record(&[ev("c"), ev("")]).unwrap();
         let text = std::fs::read_to_string(log.path()).unwrap();
         let lines: Vec<LayerEvent> = text
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
         assert_eq!(
-            lines.iter().map(|e| e.digest.as_str()).collect::<Vec<_>>(),
-            ["a", "b", "c"]
+            lines
+                .iter()
+                .map(|e| e.digest.as_deref())
+                .collect::<Vec<_>>(),
+            [Some("a"), Some("b"), Some("c"), None]
+        );
+        // an unknown digest is written as null, never guessed
+        assert!(
+            text.lines().nth(3).unwrap().contains("\"digest\":null"),
+            "{text}"
         );
     }
 
@@ -87,7 +95,7 @@ mod tests {
         let err = EventLog::new(path.clone())
             .record(&[LayerEvent {
                 container_id: "c1".into(),
-                digest: "d".into(),
+                digest: Some("d".into()),
                 root_hash: String::new(),
                 time: "t".into(),
             }])

@@ -39,7 +39,7 @@ fn plan() -> MountPlan {
 
 fn err_of(p: &MountPlan) -> String {
     let e = p.validate().unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+    assert_eq!(e.kind(), Kind::InvalidArgument, "{e}");
     e.to_string()
 }
 
