@@ -1,5 +1,5 @@
 //! One pass over a queue: every available chain is split, executed and returned to the used
-//! ring, in order. Shared by the backend's workers and the fuzz target.
+//! ring, in order. Shared by the backend's workers and the fuzz harness.
 
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
 

@@ -1,0 +1,171 @@
+//! The `virtio_blk_queue` fuzz target's corpus, replayed by `cargo test` through the same
+//! harness the fuzz target calls (`layerpass::vhost::fuzz_harness`): every committed input
+//! must pass the oracle (no panic, disk accesses inside the disk, sane queue indices), the
+//! seeds must be committed as the harness makes them and do what they were made for, and
+//! any crash file a local fuzz run left in `fuzz/artifacts/` is replayed too.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers of tests panic like the tests
+
+use std::fs;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use layerpass::vhost::fuzz_harness::{
+    BLOB_BYTE, MEM_START, Outcome, QueueHarness, SEED_DATA, SEED_STATUS, SERIAL, seeds,
+};
+use vm_memory::{Bytes, GuestAddress};
+
+/// Files committed in `fuzz/corpus/virtio_blk_queue/`: the replay must see at least as many
+/// (raise it when adding files; a lower count means the corpus went missing).
+const COMMITTED: usize = 6;
+
+/// Set to write the harness's seeds into the corpus instead of checking them.
+const WRITE_SEEDS: &str = "LAYERPASS_FUZZ_WRITE_SEEDS";
+
+fn fuzz_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
+}
+
+fn corpus_dir() -> PathBuf {
+    fuzz_dir().join("corpus/virtio_blk_queue")
+}
+
+/// The regular files of `dir`, sorted.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Runs every file through the harness; panics naming every file that failed.
+fn replay(files: &[PathBuf]) -> Outcome {
+    let harness = QueueHarness::new().expect("fuzz harness set-up");
+    let mut total = Outcome::default();
+    let mut failed = Vec::new();
+    for path in files {
+        let input = fs::read(path).unwrap();
+        match catch_unwind(AssertUnwindSafe(|| harness.run(&input))) {
+            Ok(Ok(o)) => {
+                total.passes += o.passes;
+                total.completed += o.completed;
+                total.queue_error |= o.queue_error;
+                total.disk_reads += o.disk_reads;
+                total.bytes_read += o.bytes_read;
+            }
+            Ok(Err(e)) => failed.push(format!("{}: {e}", path.display())),
+            Err(_) => failed.push(format!("{}: panicked (message above)", path.display())),
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of {} inputs failed the fuzz oracle:\n{}",
+        failed.len(),
+        files.len(),
+        failed.join("\n")
+    );
+    total
+}
+
+#[test]
+fn fuzz_corpus_virtio_blk_queue() {
+    let dir = corpus_dir();
+    assert!(
+        dir.is_dir(),
+        "the fuzz corpus {} is missing: the replay would test nothing",
+        dir.display()
+    );
+    let files = files(&dir);
+    assert!(
+        files.len() >= COMMITTED,
+        "{} holds {} files, {COMMITTED} are committed: the corpus went missing or moved",
+        dir.display(),
+        files.len()
+    );
+    let start = Instant::now();
+    let total = replay(&files);
+    eprintln!(
+        "{} corpus inputs replayed in {:.2?}: {total:?}",
+        files.len(),
+        start.elapsed()
+    );
+    // The corpus reaches the data path, not only the framing checks.
+    assert!(
+        total.completed >= files.len() / 2 && total.disk_reads > 0,
+        "the corpus completes too little: {total:?}"
+    );
+}
+
+#[test]
+fn fuzz_seeds_virtio_blk_queue() {
+    let dir = corpus_dir();
+    let write = std::env::var_os(WRITE_SEEDS).is_some();
+    for (name, bytes) in seeds() {
+        let path = dir.join(name);
+        if write {
+            fs::create_dir_all(&dir).unwrap();
+            fs::write(&path, &bytes).unwrap();
+            continue;
+        }
+        let committed = fs::read(&path).unwrap_or_default();
+        assert!(
+            committed == bytes,
+            "{} is missing or differs from the harness's seed; rerun with {WRITE_SEEDS}=1",
+            path.display()
+        );
+    }
+
+    // Each seed does what it was made for.
+    let harness = QueueHarness::new().unwrap();
+    let status = |name: &str| {
+        let (_, input) = seeds().into_iter().find(|(n, _)| *n == name).unwrap();
+        let (o, mem) = harness.run_in(&input).unwrap();
+        assert_eq!(
+            (o.passes, o.completed, o.queue_error),
+            (2, 1, false),
+            "{name}: {o:?}"
+        );
+        let status: u8 = mem.read_obj(GuestAddress(MEM_START + SEED_STATUS)).unwrap();
+        let mut data = [0u8; 512];
+        mem.read_slice(&mut data, GuestAddress(MEM_START + SEED_DATA))
+            .unwrap();
+        (o, status, data)
+    };
+    for name in ["seed-read", "seed-read-indirect"] {
+        let (o, s, data) = status(name);
+        assert_eq!(
+            (o.disk_reads, o.bytes_read, s),
+            (1, 512, 0),
+            "{name}: {o:?}"
+        );
+        assert!(data.iter().all(|&b| b == BLOB_BYTE), "{name}: data");
+    }
+    let (o, s, _) = status("seed-write");
+    assert_eq!(
+        (o.disk_reads, s),
+        (0, 1),
+        "write on a read-only disk: IOERR"
+    );
+    let (_, s, data) = status("seed-getid");
+    assert_eq!((s, &data[..SERIAL.len()]), (0, SERIAL.as_bytes()));
+    let (_, s, _) = status("seed-flush");
+    assert_eq!(s, 0);
+    let (_, s, _) = status("seed-discard");
+    assert_eq!(s, 2, "discard on a layer disk: UNSUPP");
+}
+
+/// Crash, leak, timeout and OOM files of a local `cargo fuzz run` (never committed): each
+/// must pass once the bug is fixed; then add it to the corpus as a regression file.
+#[test]
+fn fuzz_artifacts_virtio_blk_queue() {
+    let dir = fuzz_dir().join("artifacts/virtio_blk_queue");
+    if !dir.is_dir() {
+        return;
+    }
+    let files = files(&dir);
+    replay(&files);
+    eprintln!("{} fuzz artifacts replayed", files.len());
+}
