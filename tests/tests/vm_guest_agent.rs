@@ -13,12 +13,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use layerpass::erofs::{ConvertOptions, ConvertReport, convert_layer};
+use layerpass::plan::{LayerPlacement, PlannedLayer, Upper};
+use layerpass_tests::plans;
 use layerpass_tests::tools::{require_tool, run};
 use layerpass_tests::vm::{
     BOOT_TIMEOUT, ChildGuard, Initramfs, VhostUserBlk, VmBuilder, assets, require_vm_tools,
     serve_blk, static_binary,
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 fn vub(socket: &Path) -> VhostUserBlk {
@@ -83,80 +85,32 @@ fn write(root: &Path, rel: &str, data: &[u8]) {
     fs::write(p, data).unwrap();
 }
 
-fn base64(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
+/// The layer on the whole disk with `serial`, planned by the host's plan builder.
+fn on_disk(l: &Layer, serial: &str) -> PlannedLayer {
+    plans::on_disk(&l.blob, l.digest(), serial).unwrap()
+}
+
+/// The layer as its partition of the composite disk.
+fn on_part(l: &Layer) -> PlannedLayer {
+    plans::on_composite(&l.blob, l.digest()).unwrap()
+}
+
+/// The one-shot plan file for `id`.
+fn plan(id: &str, layers: &[PlannedLayer], upper: Upper) -> Vec<u8> {
+    plans::plan_json(id, layers, upper).unwrap()
+}
+
+fn scratch_upper(serial: &str) -> Upper {
+    Upper::Disk {
+        serial: serial.to_owned(),
+        fs_type: "ext4".into(),
     }
-    out
 }
 
-/// The plan's JSON for one layer (protobuf JSON mapping of `Layer`), on `disk`.
-fn layer_json(layer: &Layer, disk: &Value, root_hash: Option<&str>) -> Value {
-    let erofs = layer.report.erofs_size;
-    let hash_offset = layer.report.hash_offset.unwrap();
-    let root = hex::decode(root_hash.unwrap_or(layer.root_hash())).unwrap();
-    json!({
-        "digest": layer.digest(),
-        "disk": disk,
-        "fs_type": "FS_TYPE_EROFS",
-        "verity": {
-            "algorithm": "HASH_ALGORITHM_SHA256",
-            "format": 1,
-            "data_block_size": 4096,
-            "hash_block_size": 4096,
-            "data_blocks": erofs / 4096,
-            // containerd's layout: a veritysetup superblock at the hash offset, the tree after it.
-            "hash_start_block": hash_offset / 4096 + 1,
-            "salt": base64(&[0; 32]),
-            "root_hash": base64(&root),
-        }
-    })
-}
-
-/// The same layer without its verity parameters (the raw disk is mounted).
-fn without_verity(layer: &Value) -> Value {
-    let mut l = layer.clone();
-    l.as_object_mut().unwrap().remove("verity");
-    l
-}
-
-fn serial(s: &str) -> Value {
-    json!({ "serial": s })
-}
-
-fn part(l: &Layer) -> Value {
-    json!({ "partition": { "serial": "lp-composite", "name": l.partition() } })
-}
-
-fn plan(id: &str, layers: &[Value], upper: &Value) -> Vec<u8> {
-    serde_json::to_vec_pretty(&json!({
-        "container_id": id,
-        "layers": layers,
-        "upper": upper,
-    }))
-    .unwrap()
-}
-
-fn scratch_upper(s: &str) -> Value {
-    json!({ "disk": { "disk": { "serial": s }, "fs_type": "ext4" } })
-}
-
-fn tmpfs_upper() -> Value {
-    json!({ "tmpfs": { "size_bytes": 64 << 20 } })
+fn tmpfs_upper() -> Upper {
+    Upper::Tmpfs {
+        size_bytes: 64 << 20,
+    }
 }
 
 /// Shell helpers for the guest scripts.
@@ -449,62 +403,46 @@ fn guest_agent_mounts_verified_layers_shares_them_and_leaves_nothing_behind() {
         f.sync_all().unwrap();
     }
 
-    // Plans.
-    let on_disks: Vec<Value> = layers
+    // Plans, built by the host's plan builder from the layer files.
+    let on_disks: Vec<PlannedLayer> = layers
         .iter()
         .enumerate()
-        .map(|(i, l)| layer_json(l, &serial(&format!("lp-l{i}")), None))
+        .map(|(i, l)| on_disk(l, &format!("lp-l{i}")))
         .collect();
-    let on_parts: Vec<Value> = layers
-        .iter()
-        .map(|l| layer_json(l, &part(l), None))
-        .collect();
-    let mut wrong = l0.root_hash().to_owned();
-    let flipped = if wrong.starts_with('0') { "1" } else { "0" };
-    wrong.replace_range(0..1, flipped);
+    let on_parts: Vec<PlannedLayer> = layers.iter().map(on_part).collect();
+    for (p, l) in on_parts.iter().zip(&layers) {
+        // the builder names partitions as the composite disk does: by the diff ID
+        assert!(
+            matches!(&p.placement, LayerPlacement::Partition { name, .. } if *name == l.partition()),
+            "{:?}",
+            p.placement
+        );
+    }
+    // layer 0 with one hex digit of its root hash changed
+    let mut wrong = on_disk(l0, "lp-l0");
+    wrong.verity.as_mut().unwrap().root_hash[0] ^= 0x10;
+    // layer 2 planned without verity (the guest mounts the raw disk, or refuses it)
+    let mut unverified = on_disks[2].clone();
+    unverified.verity = None;
     let plans = [
-        ("c1", plan("c1", &on_disks, &scratch_upper("lp-scratch"))),
-        ("c2", plan("c2", &on_parts, &tmpfs_upper())),
+        ("c1", plan("c1", &on_disks, scratch_upper("lp-scratch"))),
+        ("c2", plan("c2", &on_parts, tmpfs_upper())),
         (
             "c3",
-            plan(
-                "c3",
-                &[layer_json(&lt, &serial("lp-tamper"), None)],
-                &tmpfs_upper(),
-            ),
+            plan("c3", &[on_disk(&lt, "lp-tamper")], tmpfs_upper()),
         ),
-        (
-            "c4",
-            plan(
-                "c4",
-                &[layer_json(l0, &serial("lp-l0"), Some(&wrong))],
-                &tmpfs_upper(),
-            ),
-        ),
-        ("c5", plan("c5", &on_parts, &tmpfs_upper())),
+        ("c4", plan("c4", &[wrong], tmpfs_upper())),
+        ("c5", plan("c5", &on_parts, tmpfs_upper())),
         (
             "c6",
             plan(
                 "c6",
-                &[
-                    on_disks[0].clone(),
-                    layer_json(l1, &serial("lp-never"), None),
-                ],
-                &tmpfs_upper(),
+                &[on_disks[0].clone(), on_disk(l1, "lp-never")],
+                tmpfs_upper(),
             ),
         ),
-        (
-            "c7",
-            plan(
-                "c7",
-                &[layer_json(l2, &serial("lp-hot"), None)],
-                &tmpfs_upper(),
-            ),
-        ),
-        (
-            "c8",
-            plan("c8", &[without_verity(&on_disks[2])], &tmpfs_upper()),
-        ),
+        ("c7", plan("c7", &[on_disk(l2, "lp-hot")], tmpfs_upper())),
+        ("c8", plan("c8", &[unverified], tmpfs_upper())),
     ];
     let refs_partial = format!(
         "root_hashes = [\"{}\", \"{}\"]\n",
@@ -719,11 +657,8 @@ fn mount_128_layers(kernel: &assets::Kernel, name: &str) -> String {
         .collect();
     let comp_refs: Vec<&str> = comp_args.iter().map(String::as_str).collect();
     let _comp = serve(&host_bin, &comp_sock, &comp_refs);
-    let big: Vec<Value> = layers
-        .iter()
-        .map(|l| layer_json(l, &part(l), None))
-        .collect();
-    let p = plan("big", &big, &tmpfs_upper());
+    let big: Vec<PlannedLayer> = layers.iter().map(on_part).collect();
+    let p = plan("big", &big, tmpfs_upper());
     let script = r#"
 r=$($G mount --require-verity --device-timeout 60 --plan /plans/big.json)
 echo "FILES $(ls "$r/layers" | wc -l)"

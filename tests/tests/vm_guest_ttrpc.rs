@@ -15,11 +15,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use layerpass::erofs::{ConvertOptions, ConvertReport, convert_layer};
-use layerpass_protocols::protobuf::{EnumOrUnknown, MessageField};
+use layerpass::erofs::{ConvertOptions, convert_layer};
+use layerpass::plan::{LayerPlacement, PlannedLayer, Upper};
 use layerpass_protocols::status::Kind;
 use layerpass_protocols::v1::guest as pb;
 use layerpass_tests::guest_client::GuestClient;
+use layerpass_tests::plans;
 use layerpass_tests::tools::run;
 use layerpass_tests::vm::{
     BOOT_TIMEOUT, Initramfs, VhostUserBlk, VmBuilder, assets, require_vm_tools, serve_blk,
@@ -80,40 +81,16 @@ fn layer_tar(dir: &Path, name: &str, files: &[(&str, &str)]) -> PathBuf {
     tar
 }
 
-/// A layer of the request: containerd's verity layout (superblock at `hash_offset`, the
-/// tree one block later), sha256, 4096-byte blocks, 32 zero bytes of salt.
-fn layer(report: &ConvertReport, serial: &str) -> pb::Layer {
-    let root_hash = hex::decode(report.root_hash.as_ref().unwrap()).unwrap();
-    let hash_offset = report.hash_offset.unwrap();
-    let mut verity = pb::VerityParams::new();
-    verity.algorithm = EnumOrUnknown::new(pb::HashAlgorithm::HASH_ALGORITHM_SHA256);
-    verity.format = 1;
-    verity.data_block_size = 4096;
-    verity.hash_block_size = 4096;
-    verity.data_blocks = report.erofs_size / 4096;
-    verity.hash_start_block = hash_offset / 4096 + 1;
-    verity.salt = vec![0; 32];
-    verity.root_hash = root_hash;
-    let mut disk = pb::DiskRef::new();
-    disk.set_serial(serial.to_owned());
-    let mut l = pb::Layer::new();
-    l.digest = report.diff_id.clone();
-    l.disk = MessageField::some(disk);
-    l.fs_type = EnumOrUnknown::new(pb::FsType::FS_TYPE_EROFS);
-    l.verity = MessageField::some(verity);
-    l
-}
-
-fn request(id: &str, layers: Vec<pb::Layer>) -> pb::MountRequest {
-    let mut tmpfs = pb::TmpfsUpper::new();
-    tmpfs.size_bytes = 16 << 20;
-    let mut upper = pb::Upper::new();
-    upper.set_tmpfs(tmpfs);
-    let mut req = pb::MountRequest::new();
-    req.container_id = id.to_owned();
-    req.layers = layers;
-    req.upper = MessageField::some(upper);
-    req
+/// The request for `id`: the host's plan builder over the layer files, tmpfs upper.
+fn request(id: &str, layers: &[PlannedLayer]) -> pb::MountRequest {
+    plans::request(
+        id,
+        layers,
+        Upper::Tmpfs {
+            size_bytes: 16 << 20,
+        },
+    )
+    .unwrap()
 }
 
 #[test]
@@ -145,6 +122,7 @@ fn host_mounts_lists_and_unmounts_a_three_layer_rootfs_over_virtio_serial() {
         ),
     ];
     let mut reports = Vec::new();
+    let mut layers = Vec::new();
     let mut servers = Vec::new();
     let mut devices = Vec::new();
     for (i, tar) in tars.iter().enumerate() {
@@ -170,13 +148,9 @@ fn host_mounts_lists_and_unmounts_a_three_layer_rootfs_over_virtio_serial() {
             num_queues: Some(1),
             reconnect_ms: None,
         });
+        layers.push(plans::on_disk(&blob, &report.diff_id, &serial).unwrap());
         reports.push(report);
     }
-    let layers: Vec<pb::Layer> = reports
-        .iter()
-        .enumerate()
-        .map(|(i, r)| layer(r, &format!("lp-layer{i}")))
-        .collect();
 
     let kernel = assets::cloud_kernel().unwrap();
     let initrd = d.join("initrd.gz");
@@ -201,17 +175,16 @@ fn host_mounts_lists_and_unmounts_a_three_layer_rootfs_over_virtio_serial() {
 
     // A disk that never appears: NotFound after the agent's 5 s device timeout.
     let mut absent = layers.clone();
-    absent[2]
-        .disk
-        .as_mut()
-        .unwrap()
-        .set_serial("lp-absent".into());
-    let (kind, message) = client.mount(&request("web", absent)).unwrap_err();
+    absent[2].placement = LayerPlacement::Disk {
+        serial: "lp-absent".into(),
+        logical_block_size: 4096,
+    };
+    let (kind, message) = client.mount(&request("web", &absent)).unwrap_err();
     assert_eq!(kind, Kind::NotFound, "{message}");
     assert!(message.contains("lp-absent"), "{message}");
     assert!(message.contains(&reports[2].diff_id), "{message}");
 
-    let resp = client.mount(&request("web", layers.clone())).unwrap();
+    let resp = client.mount(&request("web", &layers)).unwrap();
     assert_eq!(resp.container_id, "web");
     assert_eq!(resp.rootfs, ROOTFS);
     assert_eq!(resp.layers.len(), 3);
@@ -222,7 +195,7 @@ fn host_mounts_lists_and_unmounts_a_three_layer_rootfs_over_virtio_serial() {
         assert!(!got.shared);
     }
 
-    let (kind, message) = client.mount(&request("web", layers)).unwrap_err();
+    let (kind, message) = client.mount(&request("web", &layers)).unwrap_err();
     assert_eq!(kind, Kind::AlreadyExists, "{message}");
 
     let list = client.list().unwrap();
