@@ -10,7 +10,6 @@ use std::fmt;
 use std::io;
 
 use layerpass_protocols::status::Kind;
-use rustix::io::Errno;
 
 /// The step of a request an error happened in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -181,16 +180,13 @@ impl AgentError {
     }
 }
 
-/// The kind of an OS error: `ENOENT`/`ENXIO`/`ENODEV` → NotFound, `EEXIST` →
-/// AlreadyExists, `EBUSY` → FailedPrecondition, `EACCES`/`EPERM` → PermissionDenied,
-/// anything else (and errors without an errno) → Internal.
+/// The kind of an OS error, by the one table both agents share ([`Kind::of_io`]); an
+/// error without an errno is Internal here (the kernel interfaces always give one).
 pub fn errno_kind(err: &io::Error) -> Kind {
-    match Errno::from_io_error(err) {
-        Some(Errno::NOENT | Errno::NXIO | Errno::NODEV) => Kind::NotFound,
-        Some(Errno::EXIST) => Kind::AlreadyExists,
-        Some(Errno::BUSY) => Kind::FailedPrecondition,
-        Some(Errno::ACCESS | Errno::PERM) => Kind::PermissionDenied,
-        _ => Kind::Internal,
+    if err.raw_os_error().is_some() {
+        Kind::of_io(err)
+    } else {
+        Kind::Internal
     }
 }
 
@@ -227,6 +223,7 @@ impl fmt::Debug for Chain<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustix::io::Errno;
 
     #[test]
     fn display_names_container_layer_and_step() {
@@ -292,5 +289,11 @@ mod tests {
         let e = Inline(io::Error::from(Errno::ADDRINUSE));
         let os = io::Error::from(Errno::ADDRINUSE).to_string();
         assert_eq!(Chain(&e).to_string(), format!("listening: {os}"));
+    }
+}
+
+impl layerpass_protocols::status::HasKind for AgentError {
+    fn kind(&self) -> Kind {
+        self.kind
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! The guest agent maps its errors to a [`Kind`] and builds the ttrpc error with
 //! [`Kind::to_ttrpc`]; clients read the kind back with [`Kind::from_ttrpc`]. The one-shot
-//! command line uses [`Kind::name`] and [`Kind::exit_code`].
+//! command line uses [`Kind::name`] and [`Kind::exit_code`]. Every error type of both
+//! agents says its kind through [`HasKind`]; an I/O error's kind follows its errno
+//! ([`Kind::of_io`]).
 
 use std::fmt;
 
@@ -111,6 +113,37 @@ impl Kind {
     }
 }
 
+/// An error that knows its [`Kind`]: every error type of the host and guest agents.
+pub trait HasKind {
+    /// The kind: the ttrpc code and exit status it is reported with.
+    fn kind(&self) -> Kind;
+}
+
+impl Kind {
+    /// The kind of an I/O error, from its errno: a missing file, device or address is
+    /// [`Kind::NotFound`], an existing one [`Kind::AlreadyExists`], a busy one
+    /// [`Kind::FailedPrecondition`], a refused one [`Kind::PermissionDenied`]; the rest
+    /// [`Kind::Internal`].
+    pub fn of_io(err: &std::io::Error) -> Kind {
+        match err.raw_os_error() {
+            Some(libc::ENOENT | libc::ENXIO | libc::ENODEV) => Kind::NotFound,
+            Some(libc::EEXIST) => Kind::AlreadyExists,
+            Some(libc::EBUSY) => Kind::FailedPrecondition,
+            Some(libc::EACCES | libc::EPERM | libc::EROFS) => Kind::PermissionDenied,
+            Some(_) => Kind::Internal,
+            None => match err.kind() {
+                std::io::ErrorKind::NotFound => Kind::NotFound,
+                std::io::ErrorKind::AlreadyExists => Kind::AlreadyExists,
+                std::io::ErrorKind::PermissionDenied => Kind::PermissionDenied,
+                std::io::ErrorKind::InvalidInput | std::io::ErrorKind::InvalidData => {
+                    Kind::InvalidArgument
+                }
+                _ => Kind::Internal,
+            },
+        }
+    }
+}
+
 impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -137,6 +170,31 @@ mod tests {
         }
         assert_eq!(Kind::from_code(Code::UNKNOWN), Kind::Internal);
         assert_eq!(Kind::PermissionDenied.code(), Code::PERMISSION_DENIED);
+    }
+
+    #[test]
+    fn io_errors_by_errno() {
+        use std::io::Error;
+        let cases = [
+            (libc::ENOENT, Kind::NotFound),
+            (libc::ENODEV, Kind::NotFound),
+            (libc::ENXIO, Kind::NotFound),
+            (libc::EEXIST, Kind::AlreadyExists),
+            (libc::EBUSY, Kind::FailedPrecondition),
+            (libc::EACCES, Kind::PermissionDenied),
+            (libc::EPERM, Kind::PermissionDenied),
+            (libc::EIO, Kind::Internal),
+            (libc::ENOSPC, Kind::Internal),
+        ];
+        for (errno, kind) in cases {
+            assert_eq!(
+                Kind::of_io(&Error::from_raw_os_error(errno)),
+                kind,
+                "{errno}"
+            );
+        }
+        let data = Error::new(std::io::ErrorKind::InvalidData, "bad");
+        assert_eq!(Kind::of_io(&data), Kind::InvalidArgument);
     }
 
     #[test]

@@ -3,6 +3,8 @@ use std::path::PathBuf;
 
 use crate::verity::VerityError;
 
+use layerpass_protocols::status::{HasKind, Kind};
+
 /// Errors of the tar → EROFS writer. Messages are sentence-case, name the tar entry (as
 /// written in the tar, lossily decoded) and say what was wrong with it.
 #[derive(Debug, thiserror::Error)]
@@ -95,5 +97,39 @@ impl ErofsError {
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
         let path = path.into();
         move |source| Self::Io { op, path, source }
+    }
+}
+
+impl HasKind for ErofsError {
+    fn kind(&self) -> Kind {
+        match self {
+            Self::Read(e) | Self::Decompress { source: e, .. } | Self::Tar { source: e, .. } => {
+                // a tar or compressed stream that does not parse is the input's fault
+                match e.kind() {
+                    std::io::ErrorKind::InvalidData
+                    | std::io::ErrorKind::InvalidInput
+                    | std::io::ErrorKind::UnexpectedEof => Kind::InvalidArgument,
+                    _ => Kind::of_io(e),
+                }
+            }
+            Self::Io { source, .. } => Kind::of_io(source),
+            Self::Verity(e) => e.kind(),
+            Self::Truncated { .. }
+            | Self::PathEscape { .. }
+            | Self::Nul { .. }
+            | Self::NameTooLong { .. }
+            | Self::NotADirectory { .. }
+            | Self::RootNotDirectory { .. }
+            | Self::BadHardlink { .. }
+            | Self::UnsupportedType { .. }
+            | Self::OutOfRange { .. }
+            | Self::BadHeaderField { .. }
+            | Self::BadPax { .. }
+            | Self::BadXattr { .. }
+            | Self::BadSymlink { .. }
+            | Self::BadWhiteout { .. }
+            | Self::TooLarge { .. }
+            | Self::NotErofs { .. } => Kind::InvalidArgument,
+        }
     }
 }

@@ -1,6 +1,8 @@
 use std::io;
 use std::path::PathBuf;
 
+use layerpass_protocols::status::{HasKind, Kind};
+
 /// Errors of exported disks.
 #[derive(Debug, thiserror::Error)]
 pub enum DiskError {
@@ -41,5 +43,20 @@ impl DiskError {
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
         let path = path.into();
         move |source| Self::Io { op, path, source }
+    }
+}
+
+impl HasKind for DiskError {
+    fn kind(&self) -> Kind {
+        match self {
+            Self::Io { source, .. } => Kind::of_io(source),
+            Self::Verity { source, .. } => source.kind(),
+            Self::OutOfRange { .. } | Self::Empty { .. } | Self::Invalid { .. } => {
+                Kind::InvalidArgument
+            }
+            Self::ReadOnly => Kind::PermissionDenied,
+            Self::Unsupported(_) => Kind::FailedPrecondition,
+            Self::Shrunk { .. } => Kind::FailedPrecondition,
+        }
     }
 }

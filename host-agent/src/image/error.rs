@@ -3,6 +3,8 @@
 use std::io;
 use std::path::PathBuf;
 
+use layerpass_protocols::status::{HasKind, Kind};
+
 /// Errors reading an OCI image layout or a `docker save` archive.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
@@ -114,6 +116,34 @@ impl ImageError {
         Self::BadJson {
             what: what.into(),
             reason: err.to_string(),
+        }
+    }
+}
+
+impl HasKind for ImageError {
+    fn kind(&self) -> Kind {
+        match self {
+            Self::Io { source, .. } => Kind::of_io(source),
+            Self::MissingBlob { .. }
+            | Self::PlatformNotFound { .. }
+            | Self::MissingMember { .. } => Kind::NotFound,
+            Self::DigestMismatch { .. } | Self::SizeMismatch { .. } | Self::TooLong { .. } => {
+                Kind::FailedPrecondition
+            }
+            Self::UnknownInput { .. }
+            | Self::BadDigest { .. }
+            | Self::UnsupportedDigestAlgorithm { .. }
+            | Self::BadJson { .. }
+            | Self::Invalid { .. }
+            | Self::TooLarge { .. }
+            | Self::NotOciLayout { .. }
+            | Self::OutsideLayout { .. }
+            | Self::UnsupportedMediaType { .. }
+            | Self::BadPlatform { .. }
+            | Self::IndexTooDeep { .. }
+            | Self::LayerCountMismatch { .. }
+            | Self::BadArchive { .. }
+            | Self::CompressedArchive { .. } => Kind::InvalidArgument,
         }
     }
 }

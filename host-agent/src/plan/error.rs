@@ -7,6 +7,8 @@ use layerpass_types::TypeError;
 use crate::export::DiskError;
 use crate::verity::VerityError;
 
+use layerpass_protocols::status::{HasKind, Kind};
+
 /// A plan that cannot be built: each error names the layer (its file) or the field.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
@@ -80,4 +82,19 @@ pub enum PlanError {
         /// Why.
         reason: String,
     },
+}
+
+impl HasKind for PlanError {
+    fn kind(&self) -> Kind {
+        match self {
+            Self::Verity { source, .. } => source.kind(),
+            Self::Disk(e) => e.kind(),
+            Self::NoVerity { .. } | Self::NoIdentity { .. } => Kind::FailedPrecondition,
+            Self::Contract { .. }
+            | Self::SerialCollision { .. }
+            | Self::NoLayers
+            | Self::UpperIsLayer { .. }
+            | Self::Invalid { .. } => Kind::InvalidArgument,
+        }
+    }
 }

@@ -3,6 +3,8 @@ use std::path::PathBuf;
 
 use super::verify::BadBlock;
 
+use layerpass_protocols::status::{HasKind, Kind};
+
 /// Errors of the dm-verity module. Messages are sentence-case and name the bad value.
 #[derive(Debug, thiserror::Error)]
 pub enum VerityError {
@@ -81,5 +83,31 @@ impl VerityError {
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
         let path = path.into();
         move |source| Self::Io { op, path, source }
+    }
+}
+
+impl HasKind for VerityError {
+    fn kind(&self) -> Kind {
+        match self {
+            Self::Io { source, .. } => Kind::of_io(source),
+            // the data does not match its tree: the layer is corrupt
+            Self::Mismatch(_) => Kind::FailedPrecondition,
+            Self::Leaves(_) => Kind::Internal,
+            Self::Contract(_)
+            | Self::SaltTooLong { .. }
+            | Self::BadHex { .. }
+            | Self::UnknownFormat(_)
+            | Self::HashBlockTooSmall { .. }
+            | Self::EmptyData { .. }
+            | Self::PartialBlock { .. }
+            | Self::NotEnoughData { .. }
+            | Self::ZeroDataBlocks
+            | Self::HashOffsetInsideData { .. }
+            | Self::HashOffsetAlignment { .. }
+            | Self::TooManyLevels { .. }
+            | Self::BadSuperblock { .. }
+            | Self::BadSidecar { .. }
+            | Self::TruncatedHashArea { .. } => Kind::InvalidArgument,
+        }
     }
 }

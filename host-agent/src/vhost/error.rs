@@ -1,5 +1,7 @@
 use std::path::PathBuf;
 
+use layerpass_protocols::status::{HasKind, Kind};
+
 /// Errors setting up or running the vhost-user-blk server (never caused by guest requests:
 /// those become virtio status codes).
 #[derive(Debug, thiserror::Error)]
@@ -21,4 +23,18 @@ pub enum VhostError {
     Thread(#[source] std::io::Error),
     #[error("the server thread for {0} panicked")]
     Panicked(PathBuf),
+}
+
+impl HasKind for VhostError {
+    fn kind(&self) -> Kind {
+        match self {
+            Self::Listen { source, .. } => match source {
+                vhost::vhost_user::Error::SocketError(e) => Kind::of_io(e),
+                _ => Kind::Internal,
+            },
+            Self::Queues(_) => Kind::InvalidArgument,
+            Self::ExitEvent(e) | Self::Thread(e) => Kind::of_io(e),
+            Self::Daemon(_) | Self::Panicked(_) => Kind::Internal,
+        }
+    }
 }
