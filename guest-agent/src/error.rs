@@ -220,6 +220,12 @@ impl fmt::Debug for Chain<'_> {
     }
 }
 
+impl layerpass_protocols::status::HasKind for AgentError {
+    fn kind(&self) -> Kind {
+        self.kind
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,11 +295,5 @@ mod tests {
         let e = Inline(io::Error::from(Errno::ADDRINUSE));
         let os = io::Error::from(Errno::ADDRINUSE).to_string();
         assert_eq!(Chain(&e).to_string(), format!("listening: {os}"));
-    }
-}
-
-impl layerpass_protocols::status::HasKind for AgentError {
-    fn kind(&self) -> Kind {
-        self.kind
     }
 }
