@@ -19,6 +19,10 @@ use layerpass::vhost::VhostError;
 use layerpass_protocols::status::{HasKind, Kind};
 use layerpass_protocols::ttrpc::Code;
 
+/// A host error: it has a kind and is an `Error` with its causes as `source()`.
+trait HostError: HasKind + std::error::Error {}
+impl<T: HasKind + std::error::Error> HostError for T {}
+
 fn io_err(errno: i32) -> io::Error {
     io::Error::from_raw_os_error(errno)
 }
@@ -29,7 +33,7 @@ fn p() -> PathBuf {
 
 #[test]
 fn every_host_error_type_has_a_kind_and_so_a_code_and_an_exit_status() {
-    let cases: Vec<(Box<dyn HasKind>, Kind, &str)> = vec![
+    let cases: Vec<(Box<dyn HostError>, Kind, &str)> = vec![
         // verity
         (
             Box::new(VerityError::Io {
@@ -176,6 +180,14 @@ fn every_host_error_type_has_a_kind_and_so_a_code_and_an_exit_status() {
         assert!(kind.exit_code() >= 10, "{what}");
         if kind == Kind::NotFound {
             assert_eq!(kind.code(), Code::NOT_FOUND);
+        }
+        // the cause is a source, not repeated in the message (main prints the chain once)
+        if let Some(source) = err.source() {
+            let own = err.to_string();
+            assert!(
+                !own.contains(&source.to_string()),
+                "{what}: {own:?} repeats its source {source}"
+            );
         }
     }
     assert!(kinds.len() >= 5, "the table covers most kinds: {kinds:?}");

@@ -24,7 +24,7 @@ pub enum DiskError {
         expected: u64,
         found: u64,
     },
-    #[error("layer {path}: {source}")]
+    #[error("layer {path}")]
     Verity {
         path: PathBuf,
         #[source]

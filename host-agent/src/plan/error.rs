@@ -13,7 +13,7 @@ use layerpass_protocols::status::{HasKind, Kind};
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     /// A field breaks a rule the guest would refuse it for.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Contract {
         /// The field or layer.
         what: String,
@@ -22,7 +22,7 @@ pub enum PlanError {
         source: TypeError,
     },
     /// The layer's verity parameters cannot be read (sidecar, superblock, tree file).
-    #[error("layer {path}: {source}")]
+    #[error("layer {path}")]
     Verity {
         /// The layer blob.
         path: PathBuf,

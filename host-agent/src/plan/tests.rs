@@ -59,6 +59,18 @@ fn files(layers: Vec<LayerFileSpec>, composite: Option<&str>) -> FilesPlan {
     }
 }
 
+/// An error and its causes, `: `-separated, as the command line prints them.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
 /// The guest agent's own reading of the request: its conversion and `validate`.
 fn guest_accepts(req: &pb::MountRequest) -> layerpass_guest::MountPlan {
     let plan = layerpass_guest::server::convert::mount_plan(req).unwrap();
@@ -220,7 +232,7 @@ fn wrong_sidecars_are_errors_naming_the_layer() {
     ] {
         sidecar.write(&side).unwrap();
         let e = files(vec![spec(&p)], None).build().unwrap_err();
-        let m = e.to_string();
+        let m = chain(&e);
         assert!(m.contains(want) && m.contains("l.erofs"), "{want}: {m}");
     }
     std::fs::remove_file(&side).unwrap();
@@ -247,7 +259,7 @@ fn a_block_size_the_guest_refuses_is_refused_naming_it_and_the_limit() {
     format_file(&p, &opts, None).unwrap();
     let e = files(vec![spec(&p)], None).build().unwrap_err();
     assert_eq!(
-        e.to_string(),
+        chain(&e),
         format!(
             "layer {}: verity data_block_size 8192: a layer exported to a guest on a disk with \
              4096-byte logical blocks needs a power of two from 4096 to 4096",
