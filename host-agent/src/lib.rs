@@ -5,6 +5,7 @@
 //! nothing about vhost-user or ttrpc and works on plain files and buffers.
 
 pub mod cli;
+pub mod compression;
 pub mod erofs;
 pub mod export;
 pub mod fshint;

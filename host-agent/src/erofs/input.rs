@@ -8,26 +8,7 @@ use std::thread;
 
 use sha2::{Digest, Sha256};
 
-const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
-const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
-
-/// The compression found at the start of a layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    None,
-    Gzip,
-    Zstd,
-}
-
-impl Compression {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::None => "plain",
-            Self::Gzip => "gzip",
-            Self::Zstd => "zstd",
-        }
-    }
-}
+pub use crate::compression::Compression;
 
 /// Reads the first bytes of `input`, detects the compression and returns a reader of the
 /// uncompressed tar.
@@ -45,13 +26,7 @@ pub fn open<'a, R: Read + Send + 'a>(
         }
     }
     let head = head[..got].to_vec();
-    let compression = if head.starts_with(&GZIP_MAGIC) {
-        Compression::Gzip
-    } else if head.starts_with(&ZSTD_MAGIC) {
-        Compression::Zstd
-    } else {
-        Compression::None
-    };
+    let compression = Compression::sniff(&head);
     let whole = io::Cursor::new(head).chain(input);
     let reader: Box<dyn Read + Send + 'a> = match compression {
         Compression::None => Box::new(whole),

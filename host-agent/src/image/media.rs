@@ -15,14 +15,7 @@ pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 pub const DOCKER_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
 pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 
-/// How a layer's tar stream is compressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    None,
-    Gzip,
-    Zstd,
-}
+pub use crate::compression::Compression;
 
 impl Compression {
     /// The OCI layer media type for this compression.
@@ -31,18 +24,6 @@ impl Compression {
             Self::None => OCI_LAYER,
             Self::Gzip => OCI_LAYER_GZIP,
             Self::Zstd => OCI_LAYER_ZSTD,
-        }
-    }
-
-    /// Recognises gzip and zstd by their magic bytes; anything else is taken as a plain tar
-    /// (which the converter then checks).
-    pub fn sniff(head: &[u8]) -> Self {
-        if head.starts_with(&[0x1f, 0x8b]) {
-            Self::Gzip
-        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            Self::Zstd
-        } else {
-            Self::None
         }
     }
 }
