@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod json;
+pub mod mapping;
 pub mod status;
 
 /// Generated code for package `layerpass.v1`.

@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 
+use layerpass_protocols::mapping;
 use layerpass_protocols::protobuf::{EnumOrUnknown, MessageField};
 use layerpass_protocols::status::Kind;
 use layerpass_protocols::v1::guest as pb;
@@ -148,39 +149,14 @@ pub fn mount_plan(req: &pb::MountRequest) -> Result<MountPlan, AgentError> {
 }
 
 fn pb_disk(disk: &DiskRef) -> pb::DiskRef {
-    let mut out = pb::DiskRef::new();
     match disk {
-        DiskRef::Serial(s) => out.set_serial(s.clone()),
-        DiskRef::Partition { serial, name } => {
-            let mut p = pb::Partition::new();
-            p.serial = serial.clone();
-            p.name = name.clone();
-            out.set_partition(p);
-        }
+        DiskRef::Serial(s) => mapping::disk_serial(s),
+        DiskRef::Partition { serial, name } => mapping::disk_partition(serial, name),
     }
-    out
 }
 
 fn pb_verity(v: &VerityParams) -> pb::VerityParams {
-    let mut out = pb::VerityParams::new();
-    out.algorithm = EnumOrUnknown::new(match v.algorithm {
-        HashAlgorithm::Sha256 => pb::HashAlgorithm::HASH_ALGORITHM_SHA256,
-        HashAlgorithm::Sha512 => pb::HashAlgorithm::HASH_ALGORITHM_SHA512,
-        HashAlgorithm::Sha1 => pb::HashAlgorithm::HASH_ALGORITHM_SHA1,
-    });
-    out.format = v.format;
-    out.data_block_size = v.data_block_size;
-    out.hash_block_size = v.hash_block_size;
-    out.data_blocks = v.data_blocks;
-    out.hash_start_block = v.hash_start_block;
-    out.salt = v.salt.clone();
-    out.root_hash = v.root_hash.clone();
-    out.on_corruption = EnumOrUnknown::new(match v.on_corruption {
-        CorruptionMode::Eio => pb::CorruptionMode::CORRUPTION_MODE_EIO,
-        CorruptionMode::Restart => pb::CorruptionMode::CORRUPTION_MODE_RESTART,
-        CorruptionMode::Panic => pb::CorruptionMode::CORRUPTION_MODE_PANIC,
-    });
-    out
+    mapping::verity_params(v)
 }
 
 /// The `MountRequest` for a plan (the inverse of [`mount_plan`]), for clients and tests.

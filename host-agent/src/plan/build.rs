@@ -3,10 +3,11 @@
 
 use std::path::PathBuf;
 
+use layerpass_protocols::mapping;
 use layerpass_protocols::protobuf::{EnumOrUnknown, MessageField};
 use layerpass_protocols::v1::guest as pb;
 use layerpass_types::naming::{validate_container_id, validate_partition_name, validate_serial};
-use layerpass_types::{CorruptionMode, Digest, HashAlgorithm, TypeError, VerityMapping, envelope};
+use layerpass_types::{Digest, TypeError, VerityMapping, envelope};
 
 use super::PlanError;
 
@@ -210,19 +211,13 @@ impl PlanBuilder {
                     });
                 }
                 let mut d = pb::UpperDisk::new();
-                d.disk = MessageField::some(disk_serial(serial));
+                d.disk = MessageField::some(mapping::disk_serial(serial));
                 d.fs_type.clone_from(fs_type);
                 upper.kind = Some(pb::upper::Kind::Disk(d));
             }
         }
         Ok(upper)
     }
-}
-
-fn disk_serial(serial: &str) -> pb::DiskRef {
-    let mut d = pb::DiskRef::new();
-    d.kind = Some(pb::disk_ref::Kind::Serial(serial.to_owned()));
-    d
 }
 
 fn layer(l: &PlannedLayer) -> pb::Layer {
@@ -233,41 +228,12 @@ fn layer(l: &PlannedLayer) -> pb::Layer {
         .map(ToString::to_string)
         .unwrap_or_default();
     out.disk = MessageField::some(match &l.placement {
-        LayerPlacement::Disk { serial, .. } => disk_serial(serial),
-        LayerPlacement::Partition { serial, name, .. } => {
-            let mut p = pb::Partition::new();
-            p.serial.clone_from(serial);
-            p.name.clone_from(name);
-            let mut d = pb::DiskRef::new();
-            d.kind = Some(pb::disk_ref::Kind::Partition(p));
-            d
-        }
+        LayerPlacement::Disk { serial, .. } => mapping::disk_serial(serial),
+        LayerPlacement::Partition { serial, name, .. } => mapping::disk_partition(serial, name),
     });
     out.fs_type = EnumOrUnknown::new(pb::FsType::FS_TYPE_EROFS);
     if let Some(v) = &l.verity {
-        out.verity = MessageField::some(verity(v));
+        out.verity = MessageField::some(mapping::verity_params(v));
     }
-    out
-}
-
-fn verity(v: &VerityMapping) -> pb::VerityParams {
-    let mut out = pb::VerityParams::new();
-    out.algorithm = EnumOrUnknown::new(match v.algorithm {
-        HashAlgorithm::Sha256 => pb::HashAlgorithm::HASH_ALGORITHM_SHA256,
-        HashAlgorithm::Sha512 => pb::HashAlgorithm::HASH_ALGORITHM_SHA512,
-        HashAlgorithm::Sha1 => pb::HashAlgorithm::HASH_ALGORITHM_SHA1,
-    });
-    out.format = v.format;
-    out.data_block_size = v.data_block_size;
-    out.hash_block_size = v.hash_block_size;
-    out.data_blocks = v.data_blocks;
-    out.hash_start_block = v.hash_start_block;
-    out.salt.clone_from(&v.salt);
-    out.root_hash.clone_from(&v.root_hash);
-    out.on_corruption = EnumOrUnknown::new(match v.on_corruption {
-        CorruptionMode::Eio => pb::CorruptionMode::CORRUPTION_MODE_EIO,
-        CorruptionMode::Restart => pb::CorruptionMode::CORRUPTION_MODE_RESTART,
-        CorruptionMode::Panic => pb::CorruptionMode::CORRUPTION_MODE_PANIC,
-    });
     out
 }
