@@ -36,8 +36,6 @@ pub trait BlockHash: Copy {
 }
 
 impl BlockHash for HashAlgorithm {
-    /// Writes the digest of `block` with `salt` (placed as `kind` requires) into `out`,
-    /// which must be exactly `digest_size()` bytes.
     fn hash_block(self, kind: HashType, salt: &[u8], block: &[u8], out: &mut [u8]) {
         match self {
             Self::Sha1 => salted::<sha1::Sha1>(kind, salt, block, out),
@@ -46,13 +44,9 @@ impl BlockHash for HashAlgorithm {
         }
     }
 
-    /// Writes the digests of the consecutive `block_size`-byte blocks of `data` into `out`
-    /// (back to back, `digest_size()` bytes each). Salted-first sha256 (format 1, the
-    /// one everybody uses) hashes many blocks at once in SIMD lanes, about 2.5 times the
-    /// rate of one block after another with SHA-NI; the rest goes block by block.
-    ///
-    /// # Panics
-    /// `data` is not whole blocks, or `out` does not have one digest per block.
+    /// Salted-first sha256 (format 1, the one everybody uses) hashes many blocks at once
+    /// in SIMD lanes, about 2.5 times the rate of one block after another with SHA-NI; the
+    /// rest goes block by block.
     fn hash_blocks(
         self,
         kind: HashType,
