@@ -3,7 +3,6 @@
 //! which layers are shared.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -72,22 +71,12 @@ fn err(what: &str, path: &Path, e: std::io::Error) -> AgentError {
     AgentError::io(Step::State, format!("{what} {}", path.display()), e)
 }
 
-/// Writes `record` to `<dir>/state.json` atomically (temp file, fsync, rename).
+/// Writes `record` to `<dir>/state.json` atomically (temp file, fsync, rename, fsync of the
+/// directory); on error no temporary file is left.
 pub fn save(record: &ContainerRecord) -> Result<(), AgentError> {
     let path = record.dir.join(STATE_FILE);
-    let tmp = record.dir.join(".state.json.tmp");
     let json = serde_json::to_vec_pretty(record).map_err(|e| err("encoding", &path, e.into()))?;
-    let written = fs::File::create(&tmp)
-        .map_err(|e| err("creating", &tmp, e))
-        .and_then(|mut f| {
-            f.write_all(&json).map_err(|e| err("writing", &tmp, e))?;
-            f.sync_all().map_err(|e| err("syncing", &tmp, e))
-        })
-        .and_then(|()| fs::rename(&tmp, &path).map_err(|e| err("renaming to", &path, e)));
-    if written.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    written
+    layerpass_fsutil::write_atomic(&path, &json).map_err(|e| err(e.op, &e.path, e.source))
 }
 
 /// Removes the state file of the container in `dir` (missing is fine).

@@ -92,6 +92,17 @@ pub enum ErofsError {
     Verity(#[from] VerityError),
 }
 
+/// A failed atomic replacement, worded as every other I/O error of the module.
+impl From<layerpass_fsutil::FsError> for ErofsError {
+    fn from(e: layerpass_fsutil::FsError) -> Self {
+        Self::Io {
+            op: e.op,
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 impl ErofsError {
     /// Maps an I/O error on `path` during `op`, for `map_err`.
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {

@@ -96,10 +96,7 @@ fn convert_in<'scope, R: Read + Send + 'scope>(
     out: &Path,
     opts: &ConvertOptions,
 ) -> Result<ConvertReport, ErofsError> {
-    let dir = match out.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
-        _ => PathBuf::from("."),
-    };
+    let dir = layerpass_fsutil::dir_of(out).to_owned();
     let span = tracing::info_span!("convert_layer", out = %out.display());
     let _enter = span.enter();
 
@@ -158,12 +155,6 @@ fn convert_in<'scope, R: Read + Send + 'scope>(
         Some(f) => Some(leaves_of(f, &image, &tmp_path, &rest)?),
         None => None,
     };
-    if opts.no_verity {
-        // (with verity, format_file syncs the whole file once the tree is written)
-        image
-            .sync_all()
-            .map_err(ErofsError::io("sync", &tmp_path))?;
-    }
     drop(image);
     tracing::debug!(
         entries = stats.entries,
@@ -185,20 +176,15 @@ fn convert_in<'scope, R: Read + Send + 'scope>(
         (Some(report.root_hash), Some(report.hash_offset), size)
     };
 
-    if let Err(e) = tmp.persist(out) {
+    // The file is synced here (with verity, `format_file` synced it already and this
+    // finds nothing to write).
+    if let Err(e) = layerpass_fsutil::rename_synced(tmp, out) {
         if !opts.no_verity {
             let _ = fs::remove_file(sidecar_path(out));
         }
-        return Err(ErofsError::Io {
-            op: "rename into",
-            path: out.to_owned(),
-            source: e.error,
-        });
+        return Err(e.into());
     }
-    if let Ok(d) = fs::File::open(&dir) {
-        d.sync_all()
-            .map_err(ErofsError::io("sync directory", &dir))?;
-    }
+    layerpass_fsutil::sync_dir(&dir)?;
     tracing::info!(%diff_id, erofs_size, blob_size, root_hash = root_hash.as_deref().unwrap_or("-"), "layer converted");
     Ok(ConvertReport {
         diff_id,

@@ -145,12 +145,12 @@ fn create_ext4(path: &Path, size: u64) -> Result<(), DiskError> {
             reason: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
         });
     }
-    tmp.persist_noclobber(path).map_err(|e| DiskError::Io {
-        op: "create",
-        path: path.to_owned(),
-        source: e.error,
-    })?;
-    Ok(())
+    // Synced, renamed (never over an existing disk), directory synced.
+    layerpass_fsutil::persist_noclobber(tmp, path).map_err(|e| DiskError::Io {
+        op: e.op,
+        path: e.path,
+        source: e.source,
+    })
 }
 
 impl Disk for ScratchDisk {

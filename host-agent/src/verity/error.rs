@@ -79,6 +79,17 @@ pub enum VerityError {
     },
 }
 
+/// A failed atomic replacement, worded as every other I/O error of the module.
+impl From<layerpass_fsutil::FsError> for VerityError {
+    fn from(e: layerpass_fsutil::FsError) -> Self {
+        Self::Io {
+            op: e.op,
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
 impl VerityError {
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Self {
         let path = path.into();

@@ -9,11 +9,11 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use layerpass_fsutil::{persist, temp_beside};
 use serde::Serialize;
 use uuid::Uuid;
 
 use super::Progress;
-use super::atomic::{persist, temp_beside};
 use super::build::{Blocks, Leaves, build_from};
 use super::error::VerityError;
 use super::geometry::Geometry;

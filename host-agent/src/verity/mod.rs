@@ -12,7 +12,6 @@
 //! cores, [`verify`] names the first bad block, [`format`] places the tree (appended in
 //! containerd's layout, or in a separate hash file) without ever leaving a half-written file.
 
-mod atomic;
 mod build;
 mod check;
 mod error;

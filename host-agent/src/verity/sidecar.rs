@@ -2,12 +2,10 @@
 
 use std::ffi::OsString;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::atomic::{persist, temp_beside};
 use super::error::VerityError;
 
 /// The sidecar containerd's EROFS differ writes next to a layer blob.
@@ -52,16 +50,8 @@ impl Sidecar {
             path: path.to_owned(),
             reason: e.to_string(),
         })?;
-        write_atomic(path, &json)
+        Ok(layerpass_fsutil::write_atomic(path, &json)?)
     }
-}
-
-/// Replaces `path` with `bytes` so that readers see the old or the new content, never a mix.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), VerityError> {
-    let mut tmp = temp_beside(path)?;
-    tmp.write_all(bytes)
-        .map_err(VerityError::io("write", tmp.path().to_owned()))?;
-    persist(tmp, path)
 }
 
 #[cfg(test)]
