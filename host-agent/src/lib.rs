@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod compression;
+pub mod convert;
 pub mod erofs;
 pub mod export;
 pub mod fshint;

@@ -1,28 +1,21 @@
-//! `layerpass convert image`: every layer of an image to an EROFS blob with dm-verity, in
-//! containerd's `layer_content_caches` layout (`sha256/<xx>/<hex>.erofs` + `.dmverity`) or
-//! flat (`<hex>.erofs`), keyed by the layer's diff id.
-//!
-//! Each layer is converted to a temporary name next to its final path; the blob is read
-//! through a verifying reader (checked to the last byte even when the converter stops at
-//! the tar's end marker) and the converter's diff id is compared with the config's. Only then
-//! are the sidecar and the blob renamed into place, sidecar first, so that a reader never
-//! sees a blob without its sidecar and an interrupted run leaves no half-made blob. A layer
-//! whose blob and sidecar already exist, with the size the sidecar implies, is skipped.
+//! `layerpass convert image`: arguments, the progress bar and the printed report of
+//! [`crate::convert::convert_image`], which does the work (layouts, skipping layers
+//! already converted, the diff ID check, publishing sidecar first).
 
-use std::fs;
-use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
-use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use indicatif::ProgressBar;
 use serde::Serialize;
 
 use super::super::{Outcome, emit};
-use crate::erofs::{ConvertOptions, convert_layer};
-use crate::image::{Image, Layer, Platform, open_image};
+use crate::convert::{
+    ConvertEvent, ImageConvertOptions, ImageConvertReport, LayerConvertReport, OutputLayout,
+    convert_image,
+};
+use crate::image::{Platform, SourceFormat};
 use crate::progress::bytes_bar;
-use crate::verity::{Geometry, Sidecar, VerityParams, sidecar_path};
 
 /// Where layer blobs go in OUT_DIR.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -34,15 +27,11 @@ pub enum LayoutKind {
     Flat,
 }
 
-impl LayoutKind {
-    /// The blob path for diff id hex `hex`.
-    pub fn blob_path(self, out_dir: &Path, hex: &str) -> PathBuf {
-        match self {
-            Self::ContainerdCache => out_dir
-                .join("sha256")
-                .join(&hex[..2])
-                .join(format!("{hex}.erofs")),
-            Self::Flat => out_dir.join(format!("{hex}.erofs")),
+impl From<LayoutKind> for OutputLayout {
+    fn from(k: LayoutKind) -> Self {
+        match k {
+            LayoutKind::ContainerdCache => Self::ContainerdCache,
+            LayoutKind::Flat => Self::Flat,
         }
     }
 }
@@ -68,31 +57,31 @@ pub struct ImageArgs {
 }
 
 /// One converted (or already present) layer, as printed.
-#[derive(Debug, Clone, Serialize)]
-pub struct LayerReport {
-    pub index: usize,
-    pub diff_id: String,
+#[derive(Debug, Serialize)]
+struct LayerJson<'a> {
+    index: usize,
+    diff_id: String,
     /// Digest of the layer blob in the image (compressed).
-    pub digest: String,
-    pub media_type: String,
-    pub path: PathBuf,
+    digest: String,
+    media_type: &'a str,
+    path: &'a Path,
     /// Bytes of the written blob (EROFS image + verity superblock area + tree).
-    pub size: u64,
-    pub root_hash: String,
-    pub hash_offset: u64,
+    size: u64,
+    root_hash: String,
+    hash_offset: u64,
     /// True when the blob was already there and was not rewritten.
-    pub skipped: bool,
+    skipped: bool,
 }
 
 #[derive(Debug, Serialize)]
-struct ImageReport<'a> {
+struct ImageJson<'a> {
     image: &'a Path,
-    format: crate::image::SourceFormat,
+    format: SourceFormat,
     manifest: Option<String>,
     config: String,
     platform: Option<String>,
     layout: &'static str,
-    layers: Vec<LayerReport>,
+    layers: Vec<LayerJson<'a>>,
 }
 
 impl ImageArgs {
@@ -101,53 +90,55 @@ impl ImageArgs {
             Some(t) => Some(t),
             None => super::source_date_epoch()?,
         };
-        let opts = ConvertOptions {
-            no_verity: false,
+        let opts = ImageConvertOptions {
+            platform: self.platform.clone(),
             mkfs_time,
+            ..ImageConvertOptions::new(self.layout.into(), &self.out_dir)
         };
-        let image = open_image(&self.image, self.platform.as_ref())
-            .with_context(|| format!("cannot read the image {}", self.image.display()))?;
-        fs::create_dir_all(&self.out_dir)
-            .with_context(|| format!("cannot create {}", self.out_dir.display()))?;
-        let total: u64 = image.layers.iter().map(|l| l.size).sum();
-        let bar = bytes_bar(total, "converting");
-        let mut reports = Vec::with_capacity(image.layers.len());
-        for layer in &image.layers {
-            bar.set_message(format!("layer {}/{}", layer.index + 1, image.layers.len()));
-            let report =
-                convert_one(layer, self.layout, &self.out_dir, &opts, &bar).with_context(|| {
-                    format!("cannot convert layer {} ({})", layer.index, layer.digest)
-                })?;
-            reports.push(report);
+        let bar = OnceLock::<ProgressBar>::new();
+        let progress = |event: ConvertEvent| match event {
+            ConvertEvent::Started { total_bytes, .. } => {
+                bar.get_or_init(|| bytes_bar(total_bytes, "converting"));
+            }
+            ConvertEvent::Layer { index, layers } => {
+                if let Some(b) = bar.get() {
+                    b.set_message(format!("layer {}/{layers}", index + 1));
+                }
+            }
+            ConvertEvent::Read { bytes } => {
+                if let Some(b) = bar.get() {
+                    b.inc(bytes);
+                }
+            }
+        };
+        let report = convert_image(&self.image, &opts, &progress);
+        if let Some(b) = bar.get() {
+            b.finish_and_clear();
         }
-        bar.finish_and_clear();
-        self.print(&image, reports)?;
+        self.print(&report?)?;
         Ok(Outcome::Success)
     }
 
-    fn print(&self, image: &Image, layers: Vec<LayerReport>) -> anyhow::Result<()> {
+    fn print(&self, report: &ImageConvertReport) -> anyhow::Result<()> {
         if self.json {
-            let report = ImageReport {
+            let json = ImageJson {
                 image: &self.image,
-                format: image.format,
-                manifest: image.manifest_digest.as_ref().map(ToString::to_string),
-                config: image.config_digest.to_string(),
-                platform: image.platform.as_ref().map(ToString::to_string),
-                layout: match self.layout {
-                    LayoutKind::ContainerdCache => "containerd-cache",
-                    LayoutKind::Flat => "flat",
-                },
-                layers,
+                format: report.format,
+                manifest: report.manifest.as_ref().map(ToString::to_string),
+                config: report.config.to_string(),
+                platform: report.platform.as_ref().map(ToString::to_string),
+                layout: report.layout.name(),
+                layers: report.layers.iter().map(layer_json).collect(),
             };
-            return emit(&serde_json::to_string(&report)?);
+            return emit(&serde_json::to_string(&json)?);
         }
         let mut text = format!(
             "{} ({} layers, config {})",
             self.image.display(),
-            layers.len(),
-            image.config_digest
+            report.layers.len(),
+            report.config
         );
-        for l in &layers {
+        for l in &report.layers {
             text.push_str(&format!(
                 "\n  {} {}\n    {} bytes, root hash {}, hash offset {}{}",
                 l.diff_id,
@@ -155,7 +146,7 @@ impl ImageArgs {
                 l.size,
                 l.root_hash,
                 l.hash_offset,
-                if l.skipped {
+                if l.skipped() {
                     " (already converted)"
                 } else {
                     ""
@@ -166,158 +157,16 @@ impl ImageArgs {
     }
 }
 
-/// Converts one layer, or reports the blob already in place.
-fn convert_one(
-    layer: &Layer,
-    layout: LayoutKind,
-    out_dir: &Path,
-    opts: &ConvertOptions,
-    bar: &ProgressBar,
-) -> anyhow::Result<LayerReport> {
-    let span = tracing::info_span!("layer", index = layer.index, diff_id = %layer.diff_id);
-    let _enter = span.enter();
-    let path = layout.blob_path(out_dir, layer.diff_id.hex());
-    let report = |size: u64, root_hash: String, hash_offset: u64, skipped: bool| LayerReport {
-        index: layer.index,
-        diff_id: layer.diff_id.to_string(),
-        digest: layer.digest.to_string(),
-        media_type: layer.media_type.clone(),
-        path: path.clone(),
-        size,
-        root_hash,
-        hash_offset,
-        skipped,
-    };
-    if let Some((sidecar, size)) = already_converted(&path) {
-        tracing::info!(path = %path.display(), "already converted; skipped");
-        bar.inc(layer.size);
-        return Ok(report(size, sidecar.roothash, sidecar.hashoffset, true));
-    }
-    let dir = path.parent().unwrap_or(out_dir);
-    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let tmp = dir.join(format!(".{}.erofs.partial", layer.diff_id.hex()));
-    let tmp_sidecar = sidecar_path(&tmp);
-    let result = convert_to(layer, &tmp, opts, bar);
-    let (root_hash, hash_offset, size) = match result {
-        Ok(r) => r,
-        Err(e) => {
-            remove_if_present(&tmp);
-            remove_if_present(&tmp_sidecar);
-            return Err(e);
-        }
-    };
-    let side = sidecar_path(&path);
-    fs::rename(&tmp_sidecar, &side).with_context(|| {
-        format!(
-            "cannot rename {} to {}",
-            tmp_sidecar.display(),
-            side.display()
-        )
-    })?;
-    fs::rename(&tmp, &path)
-        .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
-    if let Ok(d) = fs::File::open(dir) {
-        d.sync_all()
-            .with_context(|| format!("cannot sync {}", dir.display()))?;
-    }
-    Ok(report(size, root_hash, hash_offset, false))
-}
-
-/// Converts `layer` into `tmp` (and its sidecar), checking the blob and the diff id.
-fn convert_to(
-    layer: &Layer,
-    tmp: &Path,
-    opts: &ConvertOptions,
-    bar: &ProgressBar,
-) -> anyhow::Result<(String, u64, u64)> {
-    let mut reader = layer.open()?;
-    let converted = {
-        let counting = Counting {
-            inner: &mut reader,
-            bar,
-        };
-        convert_layer(counting, tmp, opts)
-    };
-    let report = match converted {
-        Ok(r) => r,
-        Err(e) => {
-            // A corrupted blob often shows up first as a decompression or tar error; name the
-            // blob when that is the cause.
-            reader.finish()?;
-            return Err(e.into());
-        }
-    };
-    reader.finish()?;
-    if report.diff_id != layer.diff_id.as_str() {
-        bail!(
-            "the layer's tar has diff id {}, but the image config says {}",
-            report.diff_id,
-            layer.diff_id
-        );
-    }
-    match (report.root_hash, report.hash_offset) {
-        (Some(root), Some(offset)) => Ok((root, offset, report.blob_size)),
-        _ => bail!(
-            "the converter wrote no dm-verity tree for {}",
-            tmp.display()
-        ),
-    }
-}
-
-/// The sidecar and blob size of a layer already in place: the sidecar parses and the blob
-/// has exactly the size its hash offset implies (image, 4096-byte superblock area, tree).
-fn already_converted(path: &Path) -> Option<(Sidecar, u64)> {
-    let side = sidecar_path(path);
-    if !side.is_file() {
-        return None;
-    }
-    let sidecar = match Sidecar::read(&side) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::warn!(error = %e, "unreadable sidecar; converting again");
-            return None;
-        }
-    };
-    let size = fs::metadata(path).ok().filter(fs::Metadata::is_file)?.len();
-    let expected = expected_blob_size(sidecar.hashoffset)?;
-    if size != expected {
-        tracing::warn!(path = %path.display(), size, expected, "blob has the wrong size; converting again");
-        return None;
-    }
-    Some((sidecar, size))
-}
-
-/// Size of a containerd-layout blob whose verity superblock is at `hash_offset`.
-fn expected_blob_size(hash_offset: u64) -> Option<u64> {
-    let params = VerityParams::containerd();
-    let block = u64::from(params.hash_block_size);
-    if hash_offset == 0 || !hash_offset.is_multiple_of(block) {
-        return None;
-    }
-    let geometry = Geometry::new(&params, hash_offset / block).ok()?;
-    hash_offset
-        .checked_add(block)?
-        .checked_add(geometry.tree_bytes())
-}
-
-fn remove_if_present(path: &Path) {
-    if let Err(e) = fs::remove_file(path)
-        && e.kind() != io::ErrorKind::NotFound
-    {
-        tracing::warn!(path = %path.display(), error = %e, "cannot remove a partial output");
-    }
-}
-
-/// Counts compressed bytes read, for the progress bar.
-struct Counting<'a, R> {
-    inner: R,
-    bar: &'a ProgressBar,
-}
-
-impl<R: Read> Read for Counting<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.bar.inc(n as u64);
-        Ok(n)
+fn layer_json(l: &LayerConvertReport) -> LayerJson<'_> {
+    LayerJson {
+        index: l.index,
+        diff_id: l.diff_id.to_string(),
+        digest: l.digest.to_string(),
+        media_type: &l.media_type,
+        path: &l.path,
+        size: l.size,
+        root_hash: l.root_hash.to_hex(),
+        hash_offset: l.hash_offset,
+        skipped: l.skipped(),
     }
 }
