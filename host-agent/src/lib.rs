@@ -4,7 +4,6 @@
 //! Modules follow `DESIGN.md`: [`verity`] builds and checks hash trees. The core knows
 //! nothing about vhost-user or ttrpc and works on plain files and buffers.
 
-pub mod cli;
 pub mod compression;
 pub mod convert;
 pub mod erofs;
@@ -12,7 +11,6 @@ pub mod export;
 pub mod fshint;
 pub mod image;
 pub mod plan;
-pub mod progress;
 pub mod ratelog;
 pub mod verity;
 pub mod vhost;

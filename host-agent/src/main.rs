@@ -1,4 +1,5 @@
-//! `layerpass` binary: parse, run, print the error chain once, exit with a status.
+//! `layerpass` binary: parse, run, print the error chain once, exit with a status. The
+//! command line (`cli/`: clap, anyhow, indicatif) lives here, not in the library.
 //!
 //! Exit status: 0 success, 1 error, 2 usage error, 3 a check ran and failed (e.g. a
 //! corrupted block).
@@ -7,8 +8,11 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use layerpass::cli::{Cli, Outcome};
 use tracing_subscriber::EnvFilter;
+
+mod cli;
+
+use cli::{Cli, Outcome};
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()

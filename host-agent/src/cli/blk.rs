@@ -6,15 +6,15 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{ArgGroup, Args, Subcommand};
+use layerpass::export::Disk;
+use layerpass::export::composite::CompositeDisk;
+use layerpass::export::layer::LayerDisk;
+use layerpass::export::scratch::ScratchDisk;
+use layerpass::export::spec::{LayerFileSpec, split_tree};
+use layerpass::vhost::config::MAX_QUEUES;
+use layerpass::vhost::server::{DEFAULT_POLL, Server};
 
 use super::Outcome;
-use crate::export::Disk;
-use crate::export::composite::CompositeDisk;
-use crate::export::layer::LayerDisk;
-use crate::export::scratch::ScratchDisk;
-use crate::export::spec::{LayerFileSpec, split_tree};
-use crate::vhost::config::MAX_QUEUES;
-use crate::vhost::server::{DEFAULT_POLL, Server};
 
 #[derive(Debug, Subcommand)]
 pub enum BlkCommand {

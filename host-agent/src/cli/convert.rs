@@ -6,12 +6,12 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use layerpass::erofs::{ConvertOptions, ConvertReport, convert_layer};
 
 mod image;
 
+use super::progress::bytes_bar;
 use super::{Outcome, emit};
-use crate::erofs::{ConvertOptions, ConvertReport, convert_layer};
-use crate::progress::bytes_bar;
 
 #[derive(Debug, Subcommand)]
 pub enum ConvertCommand {

@@ -3,6 +3,7 @@
 mod blk;
 mod convert;
 mod plan;
+mod progress;
 mod verity;
 
 use std::io::Write;

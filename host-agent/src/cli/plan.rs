@@ -5,10 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
+use layerpass::export::spec::LayerFileSpec;
+use layerpass::plan::{FilesPlan, Upper};
 
 use super::{Outcome, emit};
-use crate::export::spec::LayerFileSpec;
-use crate::plan::{FilesPlan, Upper};
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {

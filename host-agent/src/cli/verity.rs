@@ -4,14 +4,14 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use uuid::Uuid;
-
-use super::{Outcome, emit};
-use crate::progress::bytes_bar;
-use crate::verity::{
+use layerpass::verity::{
     FormatOptions, FormatReport, HashAlgorithm, HashTarget, HashType, Salt, VerifyOptions,
     VerityError, VerityParams, format_file, verify_file,
 };
+use uuid::Uuid;
+
+use super::progress::bytes_bar;
+use super::{Outcome, emit};
 
 #[derive(Debug, Subcommand)]
 pub enum VerityCommand {

@@ -1,5 +1,5 @@
 //! `layerpass convert image`: arguments, the progress bar and the printed report of
-//! [`crate::convert::convert_image`], which does the work (layouts, skipping layers
+//! [`layerpass::convert::convert_image`], which does the work (layouts, skipping layers
 //! already converted, the diff ID check, publishing sidecar first).
 
 use std::path::{Path, PathBuf};
@@ -7,15 +7,15 @@ use std::sync::OnceLock;
 
 use clap::{Args, ValueEnum};
 use indicatif::ProgressBar;
-use serde::Serialize;
-
-use super::super::{Outcome, emit};
-use crate::convert::{
+use layerpass::convert::{
     ConvertEvent, ImageConvertOptions, ImageConvertReport, LayerConvertReport, OutputLayout,
     convert_image,
 };
-use crate::image::{Platform, SourceFormat};
-use crate::progress::bytes_bar;
+use layerpass::image::{Platform, SourceFormat};
+use serde::Serialize;
+
+use super::super::progress::bytes_bar;
+use super::super::{Outcome, emit};
 
 /// Where layer blobs go in OUT_DIR.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -110,6 +110,7 @@ impl ImageArgs {
                     b.inc(bytes);
                 }
             }
+            _ => {}
         };
         let report = convert_image(&self.image, &opts, &progress);
         if let Some(b) = bar.get() {

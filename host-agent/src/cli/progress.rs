@@ -1,4 +1,5 @@
-//! Progress bars (indicatif), shown only on a terminal and only for large inputs.
+//! Progress bars of the commands (indicatif), shown only on a terminal and only for large
+//! inputs.
 
 use std::io::IsTerminal;
 
