@@ -10,6 +10,7 @@
 use std::io;
 use std::path::PathBuf;
 
+use layerpass::convert::{ImageConvertError, LayerConvertError};
 use layerpass::erofs::ErofsError;
 use layerpass::export::DiskError;
 use layerpass::image::ImageError;
@@ -148,6 +149,49 @@ fn every_host_error_type_has_a_kind_and_so_a_code_and_an_exit_status() {
             Box::new(VhostError::Daemon("x".into())),
             Kind::Internal,
             "vhost: daemon",
+        ),
+        // convert
+        (
+            Box::new(ImageConvertError::Layer {
+                index: 1,
+                digest: layerpass_types::Digest::sha256(&[0; 32]),
+                source: Box::new(LayerConvertError::Blob(ImageError::DigestMismatch {
+                    digest: "sha256:x".into(),
+                    location: "l".into(),
+                    actual: "sha256:y".into(),
+                })),
+            }),
+            Kind::FailedPrecondition,
+            "convert: a tampered layer blob",
+        ),
+        (
+            Box::new(LayerConvertError::DiffIdMismatch {
+                actual: "sha256:x".into(),
+                expected: layerpass_types::Digest::sha256(&[0; 32]),
+            }),
+            Kind::FailedPrecondition,
+            "convert: the config's diff ID is not the tar's",
+        ),
+        (
+            Box::new(ImageConvertError::Image {
+                path: p(),
+                source: ImageError::Io {
+                    op: "open",
+                    path: p(),
+                    source: io_err(libc::ENOENT),
+                },
+            }),
+            Kind::NotFound,
+            "convert: a missing image",
+        ),
+        (
+            Box::new(LayerConvertError::Publish {
+                from: p(),
+                to: p(),
+                source: io_err(libc::ENOSPC),
+            }),
+            Kind::Internal,
+            "convert: cannot publish",
         ),
         // plan
         (

@@ -3,6 +3,7 @@
 use std::io;
 use std::path::PathBuf;
 
+use layerpass_protocols::status::{HasKind, Kind};
 use layerpass_types::Digest;
 
 use crate::erofs::ErofsError;
@@ -65,4 +66,29 @@ pub enum LayerConvertError {
     /// The blob is in place but its directory could not be synced.
     #[error(transparent)]
     Sync(#[from] layerpass_fsutil::FsError),
+}
+
+impl HasKind for ImageConvertError {
+    fn kind(&self) -> Kind {
+        match self {
+            Self::Image { source, .. } => source.kind(),
+            Self::CreateDir { source, .. } => Kind::of_io(source),
+            Self::Layer { source, .. } => source.kind(),
+        }
+    }
+}
+
+impl HasKind for LayerConvertError {
+    fn kind(&self) -> Kind {
+        match self {
+            Self::CreateDir { source, .. } | Self::Publish { source, .. } => Kind::of_io(source),
+            Self::Sync(e) => Kind::of_io(&e.source),
+            Self::Blob(e) => e.kind(),
+            Self::Convert(e) => e.kind(),
+            // the image's config and its layer disagree: the image is corrupt
+            Self::DiffIdMismatch { .. } => Kind::FailedPrecondition,
+            // the converter did not do what it must
+            Self::NoVerityTree { .. } | Self::BadRootHash(_) => Kind::Internal,
+        }
+    }
 }
