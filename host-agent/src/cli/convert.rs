@@ -1,11 +1,12 @@
 //! `layerpass convert layer` (and, later, `convert image`).
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use layerpass::convert::CountingReader;
 use layerpass::erofs::{ConvertOptions, ConvertReport, convert_layer};
 
 mod image;
@@ -68,10 +69,7 @@ impl LayerArgs {
                 .with_context(|| format!("cannot open {}", self.tar.display()))?;
             let total = file.metadata().map_or(0, |m| m.len());
             let bar = bytes_bar(total, "converting");
-            let reader = Counting {
-                inner: file,
-                tick: |n: u64| bar.inc(n),
-            };
+            let reader = CountingReader::new(file, |n| bar.inc(n));
             let r = convert_layer(reader, &self.out, &opts);
             bar.finish_and_clear();
             r
@@ -115,18 +113,4 @@ fn text(r: &ConvertReport) -> String {
         s.push_str(&format!("\n  root hash:  {root}\n  hash offset: {off}"));
     }
     s
-}
-
-/// Counts bytes read, for the progress bar.
-struct Counting<R, F> {
-    inner: R,
-    tick: F,
-}
-
-impl<R: Read, F: Fn(u64)> Read for Counting<R, F> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        (self.tick)(n as u64);
-        Ok(n)
-    }
 }

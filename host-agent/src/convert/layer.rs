@@ -3,11 +3,11 @@
 //! image config's, then published.
 
 use std::fs;
-use std::io::{self, Read};
 use std::path::Path;
 
 use layerpass_types::{HashAlgorithm, RootHash};
 
+use super::counting::CountingReader;
 use super::error::LayerConvertError;
 use super::existing::{BlobInfo, already_converted};
 use super::options::{ConvertEvent, ImageConvertOptions, Progress};
@@ -70,10 +70,7 @@ fn convert_to(
 ) -> Result<BlobInfo, LayerConvertError> {
     let mut reader = layer.open()?;
     let converted = convert_layer(
-        Counting {
-            inner: &mut reader,
-            progress,
-        },
+        CountingReader::new(&mut reader, |bytes| progress(ConvertEvent::Read { bytes })),
         tmp,
         opts,
     );
@@ -100,18 +97,4 @@ fn convert_to(
         hash_offset,
         size: report.blob_size,
     })
-}
-
-/// Reports the compressed bytes read.
-struct Counting<'a, R> {
-    inner: R,
-    progress: Progress<'a>,
-}
-
-impl<R: Read> Read for Counting<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        (self.progress)(ConvertEvent::Read { bytes: n as u64 });
-        Ok(n)
-    }
 }

@@ -12,6 +12,7 @@
 //!   so that a reader never sees a blob without its sidecar and an interrupted run leaves
 //!   no half-made blob.
 
+mod counting;
 mod error;
 mod existing;
 mod layer;
@@ -23,6 +24,7 @@ mod report;
 use std::fs;
 use std::path::Path;
 
+pub use counting::CountingReader;
 pub use error::{ImageConvertError, LayerConvertError};
 pub use layout::OutputLayout;
 pub use options::{ConvertEvent, ImageConvertOptions, Progress};
