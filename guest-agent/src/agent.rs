@@ -9,16 +9,19 @@
 //! - [`container`]: mount / unmount of one container, its lock, rollback;
 //! - [`layer`]: one layer's setup and teardown (find disk → dm-verity → EROFS);
 //! - [`rootfs`]: the upper, the links to the layers and the overlay;
+//! - [`mountpoint`]: the rootfs mount point, resolved beneath the rootfs root;
 //! - [`fsops`]: directory helpers and the errnos that mean "already gone".
 
 mod container;
 mod fsops;
 mod layer;
+mod mountpoint;
 mod rootfs;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -39,6 +42,8 @@ use crate::sync::lock;
 
 /// Default run directory.
 pub const DEFAULT_RUN_DIR: &str = "/run/layerpass";
+/// Default rootfs root: every rootfs is mounted beneath it.
+pub const DEFAULT_ROOTFS_ROOT: &str = "/run/layerpass/rootfs";
 /// Default time to wait for a disk to appear.
 pub const DEFAULT_DEVICE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -47,6 +52,10 @@ pub const DEFAULT_DEVICE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct AgentConfig {
     /// Where containers, layer mounts, state and the event log live.
     pub run_dir: PathBuf,
+    /// Every rootfs is mounted beneath this directory (a plan's `mount_point` is relative
+    /// to it). Never inside `<run_dir>/containers` or `<run_dir>/layers`, never holding
+    /// the run directory.
+    pub rootfs_root: PathBuf,
     /// Refuse layers without dm-verity.
     pub require_verity: bool,
     /// Refuse root hashes not listed (and layers without verity).
@@ -64,10 +73,12 @@ impl Default for AgentConfig {
 }
 
 impl AgentConfig {
-    /// Defaults under `run_dir` (event log `<run_dir>/events.jsonl`).
+    /// Defaults under `run_dir` (event log `<run_dir>/events.jsonl`, rootfs root
+    /// `<run_dir>/rootfs`).
     pub fn with_run_dir(run_dir: PathBuf) -> Self {
         Self {
             event_log: run_dir.join("events.jsonl"),
+            rootfs_root: run_dir.join("rootfs"),
             run_dir,
             require_verity: false,
             reference_values: None,
@@ -89,6 +100,8 @@ pub struct Agent {
     container_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     /// Mounted containers.
     records: Mutex<BTreeMap<String, ContainerRecord>>,
+    /// Rootfs mount points in use or being mounted (relative to the rootfs root).
+    mount_points: Mutex<mountpoint::MountPoints>,
     layers: LayerTable,
     /// Held for the agent's lifetime: one agent per run directory.
     _lock: RunDirLock,
@@ -114,6 +127,30 @@ fn check_path_chars(what: &str, path: &Path) -> Result<(), AgentError> {
     Ok(())
 }
 
+/// The rootfs root must not overlap the agent's own directories: a rootfs mounted
+/// beneath it can then never cover the state, the layer mounts or the run directory.
+fn check_rootfs_root(config: &AgentConfig) -> Result<(), AgentError> {
+    let canon = |p: &Path| fs::canonicalize(p).map_err(|e| state_err("resolving", p, e));
+    let root = canon(&config.rootfs_root)?;
+    let run = canon(&config.run_dir)?;
+    let bad = |why: &str| {
+        Err(AgentError::new(
+            Kind::InvalidArgument,
+            Step::Config,
+            format!("rootfs_root {} {why}", config.rootfs_root.display()),
+        ))
+    };
+    if run.starts_with(&root) {
+        return bad("holds the run directory");
+    }
+    for dir in ["containers", "layers"] {
+        if root.starts_with(run.join(dir)) {
+            return bad(&format!("lies inside the run directory's {dir}/"));
+        }
+    }
+    Ok(())
+}
+
 impl Agent {
     /// An agent on the real kernel.
     pub fn new(config: AgentConfig) -> Result<Self, AgentError> {
@@ -132,12 +169,33 @@ impl Agent {
             ));
         }
         check_path_chars("run_dir", &config.run_dir)?;
+        if !config.rootfs_root.is_absolute() {
+            return Err(AgentError::new(
+                Kind::InvalidArgument,
+                Step::Config,
+                format!(
+                    "rootfs_root {} is not absolute",
+                    config.rootfs_root.display()
+                ),
+            ));
+        }
+        check_path_chars("rootfs_root", &config.rootfs_root)?;
+        // The run directory holds the state the next agent trusts: only root reads it.
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&config.run_dir)
+            .map_err(|e| state_err("creating", &config.run_dir, e))?;
+        fs::set_permissions(&config.run_dir, fs::Permissions::from_mode(0o700))
+            .map_err(|e| state_err("restricting", &config.run_dir, e))?;
         for dir in [
             config.run_dir.join("containers"),
             config.run_dir.join("layers"),
+            config.rootfs_root.clone(),
         ] {
             fs::create_dir_all(&dir).map_err(|e| state_err("creating", &dir, e))?;
         }
+        check_rootfs_root(&config)?;
         if let Some(parent) = config.event_log.parent() {
             fs::create_dir_all(parent).map_err(|e| state_err("creating", parent, e))?;
         }
@@ -153,9 +211,21 @@ impl Agent {
             kernel,
             container_locks: Mutex::default(),
             records: Mutex::default(),
+            mount_points: Mutex::default(),
             layers: LayerTable::default(),
         };
-        for record in state::load_all(&agent.containers_dir())? {
+        let trusted = state::Expected {
+            run_dir: &agent.config.run_dir,
+            rootfs_root: &agent.config.rootfs_root,
+            dm_dir: agent.kernel.dm_node_path(""),
+        };
+        for record in state::load_all(&trusted)? {
+            if let Err(e) =
+                lock(&agent.mount_points).reserve(&record.mount_point, &record.container_id)
+            {
+                tracing::warn!(container = %record.container_id, error = %e.chain(), "skipping a state record");
+                continue;
+            }
             for layer in &record.layers {
                 agent.layers.restore(layer, &record.container_id);
             }
@@ -194,7 +264,7 @@ impl Agent {
         AgentStatus {
             containers: lock(&self.records).len(),
             layers: self.layers.mounted(),
-            confidential: self.policy.require_verity && self.policy.reference_values.is_some(),
+            confidential: self.policy.confidential(),
             require_verity: self.policy.require_verity || self.policy.reference_values.is_some(),
         }
     }

@@ -29,6 +29,9 @@ pub struct LayerRecord {
     pub device: PathBuf,
     /// Where the EROFS filesystem is mounted.
     pub mount_dir: PathBuf,
+    /// The dm-verity mapping of the device (as the first container set it up), `None`
+    /// without verity.
+    pub verity: Option<crate::plan::VerityParams>,
 }
 
 #[derive(Debug, Default)]

@@ -3,7 +3,7 @@
 //! touches the kernel.
 
 use std::collections::HashSet;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use layerpass_protocols::status::Kind;
 use serde::{Deserialize, Serialize};
@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{AgentError, Step};
 
 pub use layerpass_types::envelope::{MAX_LAYERS, MAX_SALT_LEN};
-pub use layerpass_types::naming::{MAX_CONTAINER_ID_LEN, MAX_PARTITION_NAME_LEN, MAX_SERIAL_LEN};
+pub use layerpass_types::naming::{
+    MAX_CONTAINER_ID_LEN, MAX_MOUNT_POINT_LEN, MAX_PARTITION_NAME_LEN, MAX_SERIAL_LEN,
+};
 /// The dm-verity mapping of a layer: the one definition and validation both agents share.
 pub use layerpass_types::{CorruptionMode, HashAlgorithm, VerityMapping as VerityParams};
 
@@ -24,7 +26,8 @@ pub struct MountPlan {
     pub layers: Vec<LayerSpec>,
     /// The writable upper layer.
     pub upper: UpperSpec,
-    /// Where the rootfs goes; default `<run_dir>/containers/<id>/rootfs`.
+    /// Where the rootfs goes: a relative path beneath the agent's rootfs root
+    /// (`--rootfs-root`); `None` = the container id. Never absolute, never `..`.
     pub mount_point: Option<PathBuf>,
     /// overlayfs flags.
     pub overlay: OverlayOptions,
@@ -182,23 +185,12 @@ fn validate_disk(disk: &DiskRef) -> Result<(), String> {
     .map_err(|e| e.to_string())
 }
 
-fn validate_mount_point(path: &Path) -> Result<(), String> {
-    if !path.is_absolute() {
-        return Err(format!("mount_point {} is not absolute", path.display()));
-    }
-    if path
-        .components()
-        .any(|c| matches!(c, Component::ParentDir | Component::CurDir))
-    {
-        return Err(format!(
-            "mount_point {} has '.' or '..' components",
-            path.display()
-        ));
-    }
-    if path.parent().is_none() {
-        return Err("mount_point is /".into());
-    }
-    Ok(())
+/// Checks a mount point: a relative path of plain names beneath the rootfs root (no
+/// `/` at the start, no `.`, `..` or empty components, no control characters), at most
+/// [`MAX_MOUNT_POINT_LEN`] bytes. The same rule as the host's plan builder.
+pub fn validate_mount_point(path: &Path) -> Result<(), String> {
+    layerpass_types::naming::validate_mount_point(&path.to_string_lossy())
+        .map_err(|e| e.to_string())
 }
 
 impl MountPlan {
@@ -248,6 +240,11 @@ impl MountPlan {
             }
         }
         if let Some(mp) = &self.mount_point {
+            // Not UTF-8 is refused too (the rule is checked on the lossy form, where the
+            // replacement character is no control character: check the bytes as well).
+            if mp.to_str().is_none() {
+                return Err(err(format!("mount_point {} is not UTF-8", mp.display())));
+            }
             validate_mount_point(mp).map_err(err)?;
         }
         Ok(())

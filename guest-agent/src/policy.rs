@@ -9,7 +9,7 @@ use layerpass_protocols::status::Kind;
 use serde::Deserialize;
 
 use crate::error::{AgentError, Step};
-use crate::plan::{MountPlan, validate_digest};
+use crate::plan::{MountPlan, UpperSpec, validate_digest};
 
 /// Root hashes a layer may have, optionally bound to layer digests. Loaded from TOML:
 ///
@@ -156,9 +156,23 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// Confidential mode: verity required and reference values loaded.
+    pub fn confidential(&self) -> bool {
+        self.require_verity && self.reference_values.is_some()
+    }
+
     /// Checks every layer of the plan; the first refusal is a `PermissionDenied` naming
     /// the layer.
     pub fn check(&self, plan: &MountPlan) -> Result<(), AgentError> {
+        if self.confidential() && matches!(plan.upper, UpperSpec::Disk { .. }) {
+            return Err(AgentError::new(
+                Kind::PermissionDenied,
+                Step::Policy,
+                "upper: a scratch-disk upper is written by the host and verified by nothing; \
+                 confidential mode allows only a tmpfs upper",
+            )
+            .container(&plan.container_id));
+        }
         for (i, layer) in plan.layers.iter().enumerate() {
             let deny = |m: String| {
                 AgentError::new(Kind::PermissionDenied, Step::Policy, m)

@@ -1,15 +1,30 @@
 //! Persisted container state under `<run_dir>/containers/<id>/state.json`, so a later
 //! agent process (the one-shot `unmount`, or a restarted server) knows what to undo and
 //! which layers are shared.
+//!
+//! The next agent trusts what it loads (a layer's root hash, what `unmount` removes), so
+//! [`load_all`] takes only what this agent could have written: a directory named after
+//! the container, on the run directory's own filesystem, opened without following
+//! symlinks, holding a regular `state.json` whose every path, key, device name and root
+//! hash is the one the agent derives from the record's own fields. Anything else is
+//! skipped and logged, never fatal.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::io::Read;
+use std::path::{Component, Path, PathBuf};
 
+use rustix::fd::OwnedFd;
+use rustix::fs::{CWD, Dir, FileType, Mode, OFlags, ResolveFlags, fstat, openat, openat2};
+use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{AgentError, Step};
 use crate::layers::LayerRecord;
-use crate::plan::{ContainerStatus, MountedLayer};
+use crate::plan::{ContainerStatus, MAX_LAYERS, MountedLayer, validate_container_id};
+use crate::verity;
+
+/// The largest state file loaded (a 500-layer record is far below).
+const MAX_STATE_BYTES: u64 = 4 << 20;
 
 /// File name of a container's state in its directory.
 pub const STATE_FILE: &str = "state.json";
@@ -30,7 +45,9 @@ pub struct ContainerRecord {
     pub container_id: String,
     /// The container's directory, `<run_dir>/containers/<id>`.
     pub dir: PathBuf,
-    /// Where the overlay is mounted.
+    /// The plan's mount point, relative to the rootfs root.
+    pub mount_point: PathBuf,
+    /// Where the overlay is mounted: `<rootfs root>/<mount_point>`.
     pub rootfs: PathBuf,
     /// Directories created for the rootfs mount point (deepest last), removed on unmount.
     pub created_dirs: Vec<PathBuf>,
@@ -88,26 +105,261 @@ pub fn remove(dir: &Path) -> Result<(), AgentError> {
     }
 }
 
-/// Loads every container state under `containers_dir`.
-pub fn load_all(containers_dir: &Path) -> Result<Vec<ContainerRecord>, AgentError> {
-    let entries = match fs::read_dir(containers_dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(err("reading", containers_dir, e)),
+/// What a record must agree with: the agent's own directories.
+#[derive(Debug)]
+pub struct Expected<'a> {
+    /// The run directory.
+    pub run_dir: &'a Path,
+    /// The rootfs root.
+    pub rootfs_root: &'a Path,
+    /// Where dm device nodes are (`/dev/mapper`).
+    pub dm_dir: PathBuf,
+}
+
+const RESOLVE: ResolveFlags = ResolveFlags::BENEATH
+    .union(ResolveFlags::NO_SYMLINKS)
+    .union(ResolveFlags::NO_MAGICLINKS)
+    .union(ResolveFlags::NO_XDEV);
+
+fn open_beneath(dir: &OwnedFd, name: &str, flags: OFlags) -> rustix::io::Result<OwnedFd> {
+    openat2(
+        dir,
+        name,
+        flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+        RESOLVE,
+    )
+}
+
+fn why_not_opened(e: Errno) -> String {
+    match e {
+        Errno::XDEV => "is on another filesystem than the run directory (a mount)".into(),
+        Errno::LOOP => "is a symlink".into(),
+        Errno::NOTDIR => "is not a directory".into(),
+        e => format!("cannot be opened: {e}"),
+    }
+}
+
+/// Loads every container state under `<run_dir>/containers`; records that are not
+/// exactly what this agent writes are skipped (and logged).
+pub fn load_all(expected: &Expected<'_>) -> Result<Vec<ContainerRecord>, AgentError> {
+    let run_dir = expected.run_dir;
+    let containers_dir = run_dir.join("containers");
+    let run = openat(
+        CWD,
+        run_dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| err("opening", run_dir, e.into()))?;
+    let run_dev = fstat(&run)
+        .map_err(|e| err("checking", run_dir, e.into()))?
+        .st_dev;
+    let containers = match open_beneath(&run, "containers", OFlags::RDONLY | OFlags::DIRECTORY) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(AgentError::new(
+                layerpass_protocols::status::Kind::FailedPrecondition,
+                Step::State,
+                format!("{} {}", containers_dir.display(), why_not_opened(e)),
+            ));
+        }
     };
+    let entries =
+        Dir::read_from(&containers).map_err(|e| err("reading", &containers_dir, e.into()))?;
     let mut records = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|e| err("reading", containers_dir, e))?;
-        let path = entry.path().join(STATE_FILE);
-        let bytes = match fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(err("reading", &path, e)),
-        };
-        let record: ContainerRecord =
-            serde_json::from_slice(&bytes).map_err(|e| err("decoding", &path, e.into()))?;
-        records.push(record);
+        let entry = entry.map_err(|e| err("reading", &containers_dir, e.into()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == "." || name == ".." {
+            continue;
+        }
+        let path = containers_dir.join(&name);
+        match load_one(&containers, &name, run_dev, expected) {
+            Ok(Some(record)) => records.push(record),
+            Ok(None) => {}
+            Err(why) => {
+                tracing::warn!(path = %path.display(), "skipping a state record: {why}");
+            }
+        }
     }
     records.sort_by(|a, b| a.container_id.cmp(&b.container_id));
     Ok(records)
+}
+
+/// One container's record, `Ok(None)` when its directory has no state file.
+fn load_one(
+    containers: &OwnedFd,
+    name: &str,
+    run_dev: u64,
+    expected: &Expected<'_>,
+) -> Result<Option<ContainerRecord>, String> {
+    validate_container_id(name).map_err(|e| format!("the directory name: {e}"))?;
+    let dir = open_beneath(containers, name, OFlags::RDONLY | OFlags::DIRECTORY)
+        .map_err(|e| format!("the directory {}", why_not_opened(e)))?;
+    let st = fstat(&dir).map_err(|e| format!("the directory cannot be checked: {e}"))?;
+    if st.st_dev != run_dev {
+        return Err("the directory is on another filesystem than the run directory".into());
+    }
+    let file = match open_beneath(&dir, STATE_FILE, OFlags::RDONLY) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(format!("{STATE_FILE} {}", why_not_opened(e))),
+    };
+    let st = fstat(&file).map_err(|e| format!("{STATE_FILE} cannot be checked: {e}"))?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile {
+        return Err(format!("{STATE_FILE} is not a regular file"));
+    }
+    if st.st_dev != run_dev {
+        return Err(format!(
+            "{STATE_FILE} is on another filesystem than the run directory"
+        ));
+    }
+    let mut bytes = Vec::new();
+    fs::File::from(file)
+        .take(MAX_STATE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{STATE_FILE} cannot be read: {e}"))?;
+    if bytes.len() as u64 > MAX_STATE_BYTES {
+        return Err(format!("{STATE_FILE} is over {MAX_STATE_BYTES} bytes"));
+    }
+    let record: ContainerRecord =
+        serde_json::from_slice(&bytes).map_err(|e| format!("{STATE_FILE}: {e}"))?;
+    check_record(&record, name, expected)?;
+    Ok(Some(record))
+}
+
+/// Whether `path` is `/dev/…` with plain names only.
+fn is_dev_path(path: &Path) -> bool {
+    path.starts_with("/dev")
+        && path
+            .components()
+            .skip(2)
+            .all(|c| matches!(c, Component::Normal(_)))
+        && path.components().count() > 2
+}
+
+/// Every field of a loaded record against what the agent derives from the record's own
+/// key fields (container id, mount point, root hash or digest).
+pub fn check_record(
+    record: &ContainerRecord,
+    name: &str,
+    expected: &Expected<'_>,
+) -> Result<(), String> {
+    if record.container_id != name {
+        return Err(format!(
+            "container_id {:?} is not the directory's name",
+            record.container_id
+        ));
+    }
+    let dir = expected.run_dir.join("containers").join(name);
+    if record.dir != dir {
+        return Err(format!(
+            "dir {} is not {}",
+            record.dir.display(),
+            dir.display()
+        ));
+    }
+    let mp = &record.mount_point;
+    crate::plan::validate_mount_point(mp)?;
+    if record.rootfs != expected.rootfs_root.join(mp) {
+        return Err(format!(
+            "rootfs {} is not beneath the rootfs root at {}",
+            record.rootfs.display(),
+            mp.display()
+        ));
+    }
+    let mut prefixes = Vec::new();
+    let mut prefix = expected.rootfs_root.to_owned();
+    for c in mp.components() {
+        prefix.push(c);
+        prefixes.push(prefix.clone());
+    }
+    let start = prefixes.len().saturating_sub(record.created_dirs.len());
+    if record.created_dirs.len() > prefixes.len() || record.created_dirs[..] != prefixes[start..] {
+        return Err("created_dirs are not the mount point's own directories".into());
+    }
+    if record.upper.mount_dir != dir.join("upper") {
+        return Err(format!(
+            "upper.mount_dir {} is not {}/upper",
+            record.upper.mount_dir.display(),
+            dir.display()
+        ));
+    }
+    if record
+        .upper
+        .device
+        .as_deref()
+        .is_some_and(|d| !is_dev_path(d))
+    {
+        return Err("upper.device is not a /dev path".into());
+    }
+    if record.layers.is_empty() || record.layers.len() > MAX_LAYERS {
+        return Err(format!("{} layers", record.layers.len()));
+    }
+    if record.shared.len() != record.layers.len() {
+        return Err("shared does not match layers".into());
+    }
+    let mut keys = std::collections::HashSet::new();
+    for (i, layer) in record.layers.iter().enumerate() {
+        check_layer(layer, expected).map_err(|why| format!("layers[{i}]: {why}"))?;
+        if !keys.insert(&layer.key) {
+            return Err(format!("layers[{i}]: key {} is listed twice", layer.key));
+        }
+    }
+    Ok(())
+}
+
+fn check_layer(layer: &LayerRecord, expected: &Expected<'_>) -> Result<(), String> {
+    if !layer.digest.is_empty() {
+        crate::plan::validate_digest(&layer.digest)?;
+    }
+    match &layer.verity {
+        Some(v) => {
+            v.validate().map_err(|e| e.to_string())?;
+            let root = v.root_hash_hex();
+            if layer.root_hash != root {
+                return Err(format!(
+                    "root_hash {} is not the mapping's {root}",
+                    layer.root_hash
+                ));
+            }
+            if layer.key != format!("{}-{root}", v.algorithm.name()) {
+                return Err(format!("key {} does not name the root hash", layer.key));
+            }
+            let name = verity::dm_name(v);
+            if layer.dm_name.as_deref() != Some(name.as_str()) {
+                return Err(format!("dm_name {:?} is not {name}", layer.dm_name));
+            }
+            if layer.device != expected.dm_dir.join(&name) {
+                return Err(format!(
+                    "device {} is not the dm device's node",
+                    layer.device.display()
+                ));
+            }
+        }
+        None => {
+            if !layer.root_hash.is_empty() || layer.dm_name.is_some() || layer.node_created {
+                return Err("a layer without verity has a root hash or a dm device".into());
+            }
+            if layer.digest.is_empty()
+                || layer.key != format!("raw-{}", layer.digest.replace(':', "-"))
+            {
+                return Err(format!("key {} does not name the digest", layer.key));
+            }
+            if !is_dev_path(&layer.device) {
+                return Err("device is not a /dev path".into());
+            }
+        }
+    }
+    let mount_dir = expected.run_dir.join("layers").join(&layer.key);
+    if layer.mount_dir != mount_dir {
+        return Err(format!(
+            "mount_dir {} is not {}",
+            layer.mount_dir.display(),
+            mount_dir.display()
+        ));
+    }
+    Ok(())
 }

@@ -130,7 +130,7 @@ fn mount_list_status_unmount() {
     let f = fixture(false);
     let resp = mount(&f, &plan("c1")).unwrap();
     assert_eq!(resp.container_id, "c1");
-    let rootfs = f.run_dir.join("containers/c1/rootfs");
+    let rootfs = f.run_dir.join("rootfs/c1");
     assert_eq!(Path::new(&resp.rootfs), rootfs);
     assert_eq!(resp.layers.len(), 2);
     assert_eq!(resp.layers[0].digest, TOP);

@@ -48,7 +48,7 @@ fn the_plan_is_what_the_guest_agent_reads() {
             "--upper",
             "disk:scratch",
             "--mount-point",
-            "/run/web/rootfs",
+            "web/rootfs",
             "top.erofs",
             &format!("base.erofs@{digest}=base"),
         ],

@@ -189,9 +189,12 @@ expect_fail WRONG-ROOT $G mount --plan /plans/c4.json
 leftovers AFTER-WRONG-ROOT
 
 # 5. Reference values that do not list layer 1: refused before anything is created.
-expect_fail REFUSED $G mount --confidential --reference-values /refs-partial.toml --plan /plans/c1.json
+expect_fail REFUSED $G mount --confidential --reference-values /refs-partial.toml --plan /plans/c5.json
 echo "MAPPER $(ls /dev/mapper | tr '\n' ' ')"
 leftovers AFTER-REFUSED
+# ... and so is a scratch-disk upper, even over listed layers.
+expect_fail DISK-UPPER $G mount --confidential --reference-values /refs-all.toml --plan /plans/c1.json
+leftovers AFTER-DISK-UPPER
 r=$($G mount --confidential --reference-values /refs-all.toml --plan /plans/c5.json)
 echo "CONFIDENTIAL-OK $(cat "$r/top.txt")"
 $G unmount c5
@@ -216,7 +219,7 @@ $G unmount c7
 expect_fail NO-VERITY-REFUSED $G mount --require-verity --plan /plans/c8.json
 leftovers AFTER-NO-VERITY-REFUSED
 echo "NO-VERITY $($G mount --json --plan /plans/c8.json | tr -d '\n ')"
-echo "NO-VERITY-FILE $(cat /run/layerpass/containers/c8/rootfs/data/b.txt)"
+echo "NO-VERITY-FILE $(cat /run/layerpass/rootfs/c8/data/b.txt)"
 $G unmount c8
 
 leftovers FINAL
@@ -577,6 +580,14 @@ fn guest_agent_mounts_verified_layers_shares_them_and_leaves_nothing_behind() {
     );
     assert_eq!(vm.lines_with("MAPPER ")[0].trim(), "control");
     assert_clean(&vm, "AFTER-REFUSED");
+    let disk_upper = &vm.lines_with("DISK-UPPER ")[0];
+    assert!(
+        disk_upper.starts_with(
+            "rc=14 PermissionDenied: container c1: policy: upper: a scratch-disk upper"
+        ),
+        "{disk_upper}"
+    );
+    assert_clean(&vm, "AFTER-DISK-UPPER");
     assert_eq!(vm.lines_with("CONFIDENTIAL-OK "), ["top"]);
 
     // 6. A disk that never appears.

@@ -30,7 +30,7 @@ use layerpass_tests::vm::{
 const PORT: &str = "layerpass.0";
 /// Bounds each call (the longest, Mount with a missing disk, waits 5 s in the guest).
 const CALL_TIMEOUT: Duration = Duration::from_secs(120);
-const ROOTFS: &str = "/run/layerpass/containers/web/rootfs";
+const ROOTFS: &str = "/run/layerpass/rootfs/web";
 
 const SCRIPT: &str = r#"
 dump() { sed 's/^/AGENT: /' /tmp/agent.log; }
@@ -39,7 +39,7 @@ layerpass-guest -v serve --transport virtio-serial --device layerpass.0 --device
   >/tmp/agent.log 2>&1 &
 agent=$!
 echo GUEST-AGENT-UP
-r=/run/layerpass/containers/web/rootfs
+r=/run/layerpass/rootfs/web
 if ! lp_wait 300 grep -q " $r overlay " /proc/mounts; then dump; exit 1; fi
 echo "GUEST-FILE hello $(cat $r/app/hello)"
 echo "GUEST-FILE mid $(cat $r/app/mid)"

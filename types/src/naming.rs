@@ -116,6 +116,50 @@ pub fn validate_partition_name(name: &str) -> Result<(), TypeError> {
     Ok(())
 }
 
+/// Longest rootfs mount point a plan may name (bytes).
+pub const MAX_MOUNT_POINT_LEN: usize = 1024;
+
+/// Checks a plan's rootfs mount point: a path **relative** to the guest agent's rootfs
+/// root, made of plain names (no leading `/`, no `.`, `..` or empty components, no NUL,
+/// no control characters), at most [`MAX_MOUNT_POINT_LEN`] bytes. The guest resolves it
+/// beneath its root without following symlinks or crossing mounts; this is the shape
+/// check both agents share.
+///
+/// # Errors
+/// [`TypeError::BadName`] naming the rule.
+pub fn validate_mount_point(path: &str) -> Result<(), TypeError> {
+    let bad = |reason: String| TypeError::BadName {
+        what: "mount_point",
+        value: path.to_owned(),
+        reason,
+    };
+    if path.is_empty() {
+        return Err(bad("is empty".into()));
+    }
+    if path.len() > MAX_MOUNT_POINT_LEN {
+        return Err(bad(format!(
+            "is {} bytes, at most {MAX_MOUNT_POINT_LEN} allowed",
+            path.len()
+        )));
+    }
+    if path.starts_with('/') {
+        return Err(bad(
+            "is absolute: it must be relative to the guest agent's rootfs root".into(),
+        ));
+    }
+    if path.chars().any(char::is_control) {
+        return Err(bad("has control characters".into()));
+    }
+    for component in path.split('/') {
+        match component {
+            "" => return Err(bad("has an empty component ('//' or a trailing '/')".into())),
+            "." | ".." => return Err(bad("has '.' or '..' components".into())),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,6 +199,24 @@ mod tests {
         }
         for bad in ["", "a=b", "a\nb", &"n".repeat(37)] {
             assert!(validate_partition_name(bad).is_err(), "{bad:?}");
+        }
+        for good in ["c1", "web/rootfs", "a.b/c..d"] {
+            validate_mount_point(good).unwrap();
+        }
+        for bad in [
+            "",
+            "/etc",
+            "/run/layerpass/containers/x",
+            "..",
+            "a/../b",
+            "./a",
+            "a//b",
+            "a/",
+            "a\nb",
+            &"m".repeat(1025),
+        ] {
+            let err = validate_mount_point(bad).unwrap_err().to_string();
+            assert!(err.starts_with("mount_point "), "{bad:?}: {err}");
         }
     }
 }

@@ -3,7 +3,7 @@
 //! took, bottom first) and an unmount that goes on past failures and can be retried.
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use layerpass_protocols::status::Kind;
@@ -12,7 +12,8 @@ use super::fsops::{
     NOT_MOUNTED, create_dir_new, done_if_gone, remove_dir_if_present, remove_file_if_present,
 };
 use super::layer::layer_key;
-use super::rootfs::{check_mount_point, link_lowers};
+use super::mountpoint;
+use super::rootfs::link_lowers;
 use super::{Agent, state_err};
 use crate::error::{AgentError, Step, errno_kind};
 use crate::events::{LayerEvent, RecordError, now_rfc3339};
@@ -89,6 +90,7 @@ impl Agent {
         let mut acquired: Vec<String> = Vec::new();
         let result = self.mount_steps(plan, &mut undo, &mut acquired);
         if result.is_err() {
+            lock(&self.mount_points).release(&mount_point_of(plan), id);
             // Container-level steps first (overlay, upper, directories), then the layers,
             // bottom first: the reverse of the order they were created in.
             undo.run(self.kernel.as_ref());
@@ -110,9 +112,11 @@ impl Agent {
         acquired: &mut Vec<String>,
     ) -> Result<ContainerRecord, AgentError> {
         let id = plan.container_id.as_str();
-        if let Some(mp) = &plan.mount_point {
-            check_mount_point(mp)?;
-        }
+        // The mount point first: a plan naming another container's rootfs (or a symlink,
+        // a mount, a non-empty directory) is refused before any kernel call.
+        let rel = mount_point_of(plan);
+        lock(&self.mount_points).reserve(&rel, id)?;
+        let target = mountpoint::resolve(&self.config.rootfs_root, &rel, undo)?;
         let dir = self.containers_dir().join(id);
         create_dir_new(&dir, undo).map_err(|e| state_err("creating", &dir, e))?;
 
@@ -137,13 +141,14 @@ impl Agent {
 
         let upper = self.mount_upper(&plan.upper, &dir, undo)?;
         let lowers = link_lowers(&dir, &layers, undo)?;
-        let rootfs = self.mount_overlay(plan, &dir, lowers, undo)?;
+        self.mount_overlay(plan, &dir, lowers, &target, undo)?;
 
         let record = ContainerRecord {
             container_id: id.to_owned(),
             dir: dir.clone(),
-            rootfs: rootfs.path,
-            created_dirs: rootfs.created_dirs,
+            mount_point: rel,
+            rootfs: target.path,
+            created_dirs: target.created_dirs,
             upper,
             layers,
             shared,
@@ -178,6 +183,7 @@ impl Agent {
                     let r = self.do_unmount(&record);
                     if r.is_ok() {
                         lock(&self.records).remove(container_id);
+                        lock(&self.mount_points).release(&record.mount_point, container_id);
                     }
                     r
                 }
@@ -238,6 +244,14 @@ impl Agent {
             Some(e) => Err(e),
         }
     }
+}
+
+/// The plan's mount point relative to the rootfs root: the container id when it names
+/// none.
+fn mount_point_of(plan: &MountPlan) -> PathBuf {
+    plan.mount_point
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(&plan.container_id))
 }
 
 /// One event per layer of a mounted container, top first, all with the same time.

@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use rustix::io::Errno;
 
@@ -52,27 +52,6 @@ pub(super) fn create_dir_new(dir: &Path, undo: &mut UndoStack) -> io::Result<()>
     }
     undo.push(Undo::RemoveDir(dir.to_owned()));
     Ok(())
-}
-
-/// Creates `path` and its missing parents; returns the directories created (outermost
-/// first) and records their removal.
-pub(super) fn create_dirs(path: &Path, undo: &mut UndoStack) -> io::Result<Vec<PathBuf>> {
-    let mut missing = Vec::new();
-    let mut p = path;
-    while !p.exists() {
-        missing.push(p.to_owned());
-        match p.parent() {
-            Some(parent) => p = parent,
-            None => break,
-        }
-    }
-    let mut created = Vec::new();
-    for dir in missing.into_iter().rev() {
-        fs::create_dir(&dir)?;
-        undo.push(Undo::RemoveDir(dir.clone()));
-        created.push(dir);
-    }
-    Ok(created)
 }
 
 /// Removes an (empty) directory; a missing one is fine.

@@ -107,6 +107,7 @@ impl Agent {
             node_created: device.node_created,
             device: device.path,
             mount_dir,
+            verity: spec.verity.clone(),
         })
     }
 

@@ -1,13 +1,16 @@
 //! A container's rootfs over its mounted layers: the writable upper (scratch disk or
 //! tmpfs), short links to the layers' mounts, and the overlay on the mount point.
 
-use std::fs;
 use std::io;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use layerpass_protocols::status::Kind;
+use rustix::fs::{CWD, FileType, Mode, OFlags, ResolveFlags, fstat, mkdirat, openat, openat2};
+use rustix::io::Errno;
 
-use super::fsops::{create_dir_new, create_dirs};
+use super::fsops::create_dir_new;
+use super::mountpoint::ResolvedMountPoint;
 use super::{Agent, state_err};
 use crate::error::{AgentError, Step};
 use crate::kernel::{MountSpec, OverlaySpec};
@@ -15,14 +18,6 @@ use crate::layers::LayerRecord;
 use crate::plan::{MountPlan, UpperSpec};
 use crate::rollback::{Undo, UndoStack};
 use crate::state::UpperRecord;
-
-/// Where the rootfs went: the overlay's mount point and the directories created for it.
-pub(super) struct Rootfs {
-    /// The overlay's mount point.
-    pub(super) path: PathBuf,
-    /// Directories created for the mount point, outermost first.
-    pub(super) created_dirs: Vec<PathBuf>,
-}
 
 impl Agent {
     /// Mounts the upper under `<dir>/upper` (the scratch filesystem or a tmpfs) with
@@ -66,11 +61,7 @@ impl Agent {
             )
         })?;
         undo.push(Undo::Unmount(upper_mount.clone()));
-        for sub in ["upper", "work"] {
-            let p = upper_mount.join(sub);
-            fs::create_dir_all(&p)
-                .map_err(|e| AgentError::io(Step::Upper, format!("creating {}", p.display()), e))?;
-        }
+        make_upper_dirs(&upper_mount)?;
         Ok(UpperRecord {
             mount_dir: upper_mount,
             device,
@@ -78,45 +69,92 @@ impl Agent {
     }
 
     /// Mounts the overlay of `lowers` (relative to `dir`, top first) and `dir`'s upper on
-    /// the plan's mount point, or `<dir>/rootfs`.
+    /// the resolved mount point, through its fd.
     pub(super) fn mount_overlay(
         &self,
         plan: &MountPlan,
         dir: &Path,
         lowers: Vec<PathBuf>,
+        target: &ResolvedMountPoint,
         undo: &mut UndoStack,
-    ) -> Result<Rootfs, AgentError> {
-        let rootfs = plan
-            .mount_point
-            .clone()
-            .unwrap_or_else(|| dir.join("rootfs"));
-        let created_dirs = create_dirs(&rootfs, undo).map_err(|e| {
-            AgentError::io(Step::Overlay, format!("creating {}", rootfs.display()), e)
-        })?;
+    ) -> Result<(), AgentError> {
         let layers = lowers.len();
-        let overlay = MountSpec::Overlay(OverlaySpec {
+        let overlay = OverlaySpec {
             base: dir.to_owned(),
             lowers,
             upper: PathBuf::from("upper/upper"),
             work: PathBuf::from("upper/work"),
             options: plan.overlay,
-        });
-        self.kernel.mount(&overlay, &rootfs).map_err(|e| {
-            AgentError::io(
-                Step::Overlay,
-                format!(
-                    "mounting overlay of {layers} layers on {}",
-                    rootfs.display()
-                ),
-                e,
-            )
-        })?;
-        undo.push(Undo::Unmount(rootfs.clone()));
-        Ok(Rootfs {
-            path: rootfs,
-            created_dirs,
-        })
+        };
+        self.kernel
+            .mount_overlay_at(&overlay, target.fd.as_fd(), &target.path)
+            .map_err(|e| {
+                AgentError::io(
+                    Step::Overlay,
+                    format!(
+                        "mounting overlay of {layers} layers on {}",
+                        target.path.display()
+                    ),
+                    e,
+                )
+            })?;
+        undo.push(Undo::Unmount(target.path.clone()));
+        Ok(())
     }
+}
+
+/// Creates `upper/` and `work/` on the freshly mounted upper without following symlinks,
+/// and checks that both are directories on that filesystem: on a scratch disk the host
+/// wrote, an `upper` symlink (to `/etc`, say) must not become the overlay's upper.
+fn make_upper_dirs(upper_mount: &Path) -> Result<(), AgentError> {
+    let upper_err = |what: String, e: Errno| AgentError::io(Step::Upper, what, io::Error::from(e));
+    let root = openat(
+        CWD,
+        upper_mount,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| upper_err(format!("opening {}", upper_mount.display()), e))?;
+    let dev = fstat(&root)
+        .map_err(|e| upper_err(format!("checking {}", upper_mount.display()), e))?
+        .st_dev;
+    for sub in ["upper", "work"] {
+        let p = upper_mount.join(sub);
+        match mkdirat(&root, sub, Mode::from_raw_mode(0o755)) {
+            Ok(()) | Err(Errno::EXIST) => {}
+            Err(e) => return Err(upper_err(format!("creating {}", p.display()), e)),
+        }
+        let refuse = |why: &str| {
+            Err(AgentError::new(
+                Kind::PermissionDenied,
+                Step::Upper,
+                format!("upper: {sub}/ on the upper filesystem {why}"),
+            ))
+        };
+        let fd = match openat2(
+            &root,
+            sub,
+            OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_XDEV,
+        ) {
+            Ok(fd) => fd,
+            Err(Errno::LOOP) => return refuse("is a symlink"),
+            Err(Errno::NOTDIR) => return refuse("is not a directory"),
+            Err(Errno::XDEV) => return refuse("is a mount point"),
+            Err(e) => return Err(upper_err(format!("opening {}", p.display()), e)),
+        };
+        let st = fstat(&fd).map_err(|e| upper_err(format!("checking {}", p.display()), e))?;
+        match FileType::from_raw_mode(st.st_mode) {
+            FileType::Directory => {}
+            FileType::Symlink => return refuse("is a symlink"),
+            _ => return refuse("is not a directory"),
+        }
+        if st.st_dev != dev {
+            return refuse("is on another filesystem");
+        }
+    }
+    Ok(())
 }
 
 /// Short names for the lowers: `<dir>/l/0`, `l/1`, ... → the layers' mount directories.
@@ -137,37 +175,6 @@ pub(super) fn link_lowers(
         lowers.push(PathBuf::from(format!("l/{i}")));
     }
     Ok(lowers)
-}
-
-/// A rootfs mount point the plan names must not hide anything: if it exists it is an
-/// empty directory, not a symlink (so a plan cannot shadow `/etc` or redirect the mount).
-pub(super) fn check_mount_point(mp: &Path) -> Result<(), AgentError> {
-    let refuse = |why: &str| {
-        Err(AgentError::new(
-            Kind::FailedPrecondition,
-            Step::Overlay,
-            format!("mount_point {} {why}", mp.display()),
-        ))
-    };
-    match fs::symlink_metadata(mp) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(AgentError::io(
-            Step::Overlay,
-            format!("checking mount_point {}", mp.display()),
-            e,
-        )),
-        Ok(m) if m.file_type().is_symlink() => refuse("is a symlink"),
-        Ok(m) if !m.is_dir() => refuse("exists and is not a directory"),
-        Ok(_) => match fs::read_dir(mp).map(|mut d| d.next().is_some()) {
-            Ok(false) => Ok(()),
-            Ok(true) => refuse("is not empty: mounting there would hide its contents"),
-            Err(e) => Err(AgentError::io(
-                Step::Overlay,
-                format!("reading mount_point {}", mp.display()),
-                e,
-            )),
-        },
-    }
 }
 
 fn describe(spec: &MountSpec) -> String {

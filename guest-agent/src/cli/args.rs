@@ -53,6 +53,10 @@ pub struct PolicyArgs {
     /// Where containers, layer mounts, state and the event log live.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_RUN_DIR)]
     pub run_dir: PathBuf,
+    /// Every rootfs is mounted beneath this directory; a plan's mount_point is relative to
+    /// it [default: <run dir>/rootfs, i.e. /run/layerpass/rootfs].
+    #[arg(long, value_name = "DIR")]
+    pub rootfs_root: Option<PathBuf>,
     /// How long to wait for a layer or scratch disk to appear, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub device_timeout: f64,
@@ -147,6 +151,9 @@ impl PolicyArgs {
         config.require_verity = self.require_verity || self.confidential;
         config.reference_values = reference_values;
         config.device_timeout = device_timeout;
+        if let Some(root) = &self.rootfs_root {
+            config.rootfs_root.clone_from(root);
+        }
         Ok(config)
     }
 }

@@ -110,6 +110,12 @@ fn policy_flags_make_the_config() {
     let defaults = serve_args(&[]).policy.config().unwrap();
     assert!(!defaults.require_verity);
     assert_eq!(defaults.run_dir, Path::new("/run/layerpass"));
+    assert_eq!(defaults.rootfs_root, Path::new("/run/layerpass/rootfs"));
+    let moved = serve_args(&["--rootfs-root", "/containers"])
+        .policy
+        .config()
+        .unwrap();
+    assert_eq!(moved.rootfs_root, Path::new("/containers"));
 
     let failure = serve_args(&["--confidential"]).policy.config().unwrap_err();
     assert_eq!(failure.kind, Kind::InvalidArgument);

@@ -3,13 +3,15 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
+use std::os::fd::BorrowedFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use rustix::io::Errno;
 
-use super::{BlockDevice, DevNum, DmTarget, Kernel, MountSpec};
+use super::{BlockDevice, DevNum, DmTarget, Kernel, MountSpec, OverlaySpec};
 use crate::plan::DiskRef;
 use crate::sync::lock;
 
@@ -54,6 +56,7 @@ impl Call {
 }
 
 type FailRule = Box<dyn Fn(&Call) -> Option<i32> + Send + Sync>;
+type MountHook = Box<dyn Fn(&MountSpec, &Path) + Send + Sync>;
 
 #[derive(Default)]
 struct State {
@@ -64,6 +67,7 @@ struct State {
     nodes: BTreeSet<PathBuf>,
     mounts: BTreeMap<PathBuf, MountSpec>,
     fail: Vec<FailRule>,
+    on_mount: Vec<MountHook>,
 }
 
 /// The recording fake.
@@ -109,6 +113,12 @@ impl FakeKernel {
     /// Makes every call for which `rule` returns `Some(errno)` fail with that errno.
     pub fn fail_when(&self, rule: impl Fn(&Call) -> Option<i32> + Send + Sync + 'static) {
         lock(&self.state).fail.push(Box::new(rule));
+    }
+
+    /// Runs `hook` after every successful mount (with the lock released): it writes what
+    /// the mounted filesystem already holds, e.g. the files a host put on a scratch disk.
+    pub fn when_mounted(&self, hook: impl Fn(&MountSpec, &Path) + Send + Sync + 'static) {
+        lock(&self.state).on_mount.push(Box::new(hook));
     }
 
     /// Removes all failure rules.
@@ -266,7 +276,32 @@ impl Kernel for FakeKernel {
             }
         }
         s.mounts.insert(target.to_owned(), spec.clone());
+        let hooks = std::mem::take(&mut s.on_mount);
+        drop(s);
+        for hook in &hooks {
+            hook(spec, target);
+        }
+        lock(&self.state).on_mount.extend(hooks);
         Ok(())
+    }
+
+    fn mount_overlay_at(
+        &self,
+        spec: &OverlaySpec,
+        dir: BorrowedFd<'_>,
+        shown: &Path,
+    ) -> io::Result<()> {
+        // Like the kernel, the fake mounts on what the fd is: it must be the directory
+        // `shown` names (the agent resolved it), else the agent passed the wrong fd.
+        let st = rustix::fs::fstat(dir)?;
+        let at = std::fs::symlink_metadata(shown)?;
+        if (st.st_dev, st.st_ino) != (at.dev(), at.ino()) {
+            return Err(io::Error::other(format!(
+                "fake: the fd is not the directory {}",
+                shown.display()
+            )));
+        }
+        self.mount(&MountSpec::Overlay(spec.clone()), shown)
     }
 
     fn unmount(&self, target: &Path) -> io::Result<()> {

@@ -4,6 +4,7 @@
 
 use std::fmt;
 use std::io;
+use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -116,8 +117,17 @@ pub trait Kernel: Send + Sync + fmt::Debug {
     /// Removes a node made by `make_block_node`.
     fn remove_node(&self, path: &Path) -> io::Result<()>;
 
-    /// Mounts `spec` on `target` (an existing directory).
+    /// Mounts `spec` (not an overlay) on `target`, an existing directory the agent made.
     fn mount(&self, spec: &MountSpec, target: &Path) -> io::Result<()>;
+    /// Mounts the overlay `spec` on the directory open as `dir` (resolved by the agent
+    /// beneath its rootfs root), so nothing can swap the path between the agent's checks
+    /// and the mount; `shown` is that directory's path, for messages and records.
+    fn mount_overlay_at(
+        &self,
+        spec: &OverlaySpec,
+        dir: BorrowedFd<'_>,
+        shown: &Path,
+    ) -> io::Result<()>;
     /// Unmounts `target`.
     fn unmount(&self, target: &Path) -> io::Result<()>;
 }

@@ -155,11 +155,25 @@ fn layers_count_upper_and_mount_point_are_checked() {
     };
     assert!(err_of(&p).contains("also a layer disk"));
 
-    for bad in ["rel/path", "/a/../b", "/"] {
+    // Relative to the agent's rootfs root, plain names only: an absolute path (another
+    // container's directory, /etc, the run directory) is refused before anything else.
+    for bad in [
+        "/etc",
+        "/run/layerpass/containers/evil",
+        "/a/../b",
+        "/",
+        "../etc",
+        "a/../../etc",
+        "a//b",
+        "./a",
+    ] {
         let mut p = plan();
         p.mount_point = Some(PathBuf::from(bad));
         assert!(err_of(&p).contains("mount_point"), "{bad}");
     }
+    let mut p = plan();
+    p.mount_point = Some(PathBuf::from("web/rootfs"));
+    p.validate().unwrap();
 }
 
 #[test]

@@ -122,3 +122,39 @@ fn bad_reference_files_are_refused() {
     assert_eq!(e.kind(), Kind::NotFound);
     assert!(e.to_string().contains("/nonexistent/refs.toml"));
 }
+
+#[test]
+fn confidential_mode_refuses_a_scratch_disk_upper_and_keeps_tmpfs() {
+    let refs = ReferenceValues::parse(&format!("root_hashes = [\"{}\"]", hash(1))).unwrap();
+    let confidential = Policy {
+        require_verity: true,
+        reference_values: Some(refs.clone()),
+    };
+    let mut p = plan(&[Some(1)]);
+    confidential.check(&p).unwrap();
+    p.upper = UpperSpec::Disk {
+        disk: DiskRef::Serial("scratch".into()),
+        fs_type: "ext4".into(),
+    };
+    let e = confidential.check(&p).unwrap_err();
+    assert_eq!(e.kind(), Kind::PermissionDenied);
+    assert!(
+        e.to_string()
+            .starts_with("container c1: policy: upper: a scratch-disk upper"),
+        "{e}"
+    );
+    // Outside confidential mode the scratch disk stays allowed.
+    for policy in [
+        Policy::default(),
+        Policy {
+            require_verity: true,
+            reference_values: None,
+        },
+        Policy {
+            require_verity: false,
+            reference_values: Some(refs),
+        },
+    ] {
+        policy.check(&p).unwrap();
+    }
+}

@@ -23,7 +23,8 @@ pub struct PlanArgs {
     /// `disk:SERIAL[:FSTYPE]` (FSTYPE ext4 by default, or xfs).
     #[arg(long, value_name = "tmpfs:SIZE|disk:SERIAL[:FSTYPE]", default_value = "tmpfs:64M", value_parser = parse_upper)]
     upper: Upper,
-    /// Where the guest mounts the rootfs (default: the guest agent's choice).
+    /// Where the guest mounts the rootfs, relative to the guest agent's rootfs root
+    /// (default: the container id).
     #[arg(long, value_name = "PATH")]
     mount_point: Option<PathBuf>,
     /// Plan a layer without a .dmverity sidecar without dm-verity instead of failing (a

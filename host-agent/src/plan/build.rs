@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use layerpass_protocols::mapping;
 use layerpass_protocols::protobuf::{EnumOrUnknown, MessageField};
 use layerpass_protocols::v1::guest as pb;
-use layerpass_types::naming::{validate_container_id, validate_partition_name, validate_serial};
+use layerpass_types::naming::{
+    validate_container_id, validate_mount_point, validate_partition_name, validate_serial,
+};
 use layerpass_types::{Digest, TypeError, VerityMapping, envelope};
 
 use super::PlanError;
@@ -125,7 +127,8 @@ impl PlanBuilder {
         self
     }
 
-    /// Sets where the guest mounts the rootfs (default: the guest agent's choice).
+    /// Sets where the guest mounts the rootfs: a path relative to the guest agent's rootfs
+    /// root (`--rootfs-root`), plain names only (default: the container id).
     #[must_use]
     pub fn mount_point(mut self, path: Option<String>) -> Self {
         self.mount_point = path;
@@ -172,6 +175,9 @@ impl PlanBuilder {
             req.layers.push(layer(l));
         }
         req.upper = MessageField::some(self.upper_message()?);
+        if let Some(mp) = &self.mount_point {
+            validate_mount_point(mp).map_err(contract("mount point".into()))?;
+        }
         req.mount_point = self.mount_point.clone().unwrap_or_default();
         let mut overlay = pb::OverlayOptions::new();
         overlay.volatile = self.volatile;

@@ -303,12 +303,22 @@ fn upper_and_mount_point() {
         serial: "scratch".into(),
         fs_type: "ext4".into(),
     };
-    f.mount_point = Some("/run/c1/rootfs".into());
+    // Relative to the guest's rootfs root, as the guest requires.
+    for bad in ["/run/c1/rootfs", "../containers/c1", "a//b"] {
+        f.mount_point = Some(bad.into());
+        let err = f.build().unwrap_err();
+        let cause = std::error::Error::source(&err).map(ToString::to_string);
+        assert!(err.to_string().contains("mount point"), "{bad}: {err}");
+        assert!(
+            cause
+                .as_deref()
+                .is_some_and(|c| c.starts_with("mount_point ")),
+            "{bad}: {cause:?}"
+        );
+    }
+    f.mount_point = Some("c1/rootfs".into());
     let plan = guest_accepts(&f.build().unwrap());
-    assert_eq!(
-        plan.mount_point.as_deref(),
-        Some(Path::new("/run/c1/rootfs"))
-    );
+    assert_eq!(plan.mount_point.as_deref(), Some(Path::new("c1/rootfs")));
     f.upper = Upper::Disk {
         serial: "l.erofs".into(),
         fs_type: "ext4".into(),

@@ -16,7 +16,7 @@ fn mount_runs_the_steps_in_order_and_unmount_reverses_them() {
     let e = env();
     let run = e.run();
     let r = e.agent.mount(&plan("c1", &[1, 2])).unwrap();
-    assert_eq!(r.rootfs, run.join("containers/c1/rootfs"));
+    assert_eq!(r.rootfs, run.join("rootfs/c1"));
     assert_eq!(r.layers.len(), 2);
     assert_eq!(r.layers[0].device, Path::new("/dev/mapper").join(dm(1)));
     assert_eq!(r.layers[0].root_hash, hex::encode(root(1)));
@@ -38,7 +38,7 @@ fn mount_runs_the_steps_in_order_and_unmount_reverses_them() {
         format!("mount {}", l2.display()),
         "wait_disk disk with serial \"scratch-c1\"".to_owned(),
         format!("mount {}", run.join("containers/c1/upper").display()),
-        format!("mount {}", run.join("containers/c1/rootfs").display()),
+        format!("mount {}", run.join("rootfs/c1").display()),
     ];
     assert_eq!(e.kernel.labels(), expect);
 
@@ -84,7 +84,7 @@ fn mount_runs_the_steps_in_order_and_unmount_reverses_them() {
     e.kernel.clear_calls();
     e.agent.unmount("c1").unwrap();
     let expect = vec![
-        format!("unmount {}", run.join("containers/c1/rootfs").display()),
+        format!("unmount {}", run.join("rootfs/c1").display()),
         format!("unmount {}", run.join("containers/c1/upper").display()),
         format!("unmount {}", l2.display()),
         format!("remove_node /dev/mapper/{}", dm(2)),
@@ -152,18 +152,32 @@ fn policy_refuses_before_any_kernel_call() {
         c.require_verity = true;
     });
     assert!(e.agent.status().confidential);
-    let err = e.agent.mount(&plan("c1", &[1, 2])).unwrap_err();
+    let tmpfs = |mut p: MountPlan| {
+        p.upper = UpperSpec::Tmpfs {
+            size_bytes: 1 << 20,
+        };
+        p
+    };
+    // Confidential mode: the host's scratch disk is no upper.
+    let err = e.agent.mount(&plan("c1", &[1])).unwrap_err();
+    assert_eq!(err.kind(), Kind::PermissionDenied);
+    assert!(
+        err.to_string().contains("upper: a scratch-disk upper"),
+        "{err}"
+    );
+    assert!(e.kernel.calls().is_empty(), "{:?}", e.kernel.labels());
+    let err = e.agent.mount(&tmpfs(plan("c1", &[1, 2]))).unwrap_err();
     assert_eq!(err.kind(), Kind::PermissionDenied);
     assert!(err.to_string().contains("layer 1"), "{err}");
     assert!(e.kernel.calls().is_empty(), "{:?}", e.kernel.labels());
     e.assert_clean();
 
-    let mut p = plan("c1", &[1]);
+    let mut p = tmpfs(plan("c1", &[1]));
     p.layers.push(layer(2, false));
     let err = e.agent.mount(&p).unwrap_err();
     assert_eq!(err.kind(), Kind::PermissionDenied);
     assert!(e.kernel.calls().is_empty());
-    e.agent.mount(&plan("c1", &[1])).unwrap();
+    e.agent.mount(&tmpfs(plan("c1", &[1]))).unwrap();
 }
 
 #[test]
@@ -200,7 +214,7 @@ fn a_busy_rootfs_fails_unmount_and_can_be_retried() {
     let e = env();
     e.agent.mount(&plan("c1", &[1])).unwrap();
     e.kernel
-        .fail_when(|c| matches!(c, Call::Unmount(p) if p.ends_with("rootfs")).then_some(EBUSY));
+        .fail_when(|c| matches!(c, Call::Unmount(p) if p.ends_with("rootfs/c1")).then_some(EBUSY));
     let err = e.agent.unmount("c1").unwrap_err();
     assert_eq!(err.kind(), Kind::FailedPrecondition);
     assert_eq!(e.agent.list().len(), 1);
@@ -272,28 +286,77 @@ fn unmount_finishes_what_someone_else_started() {
 }
 
 #[test]
-fn a_mount_point_that_would_hide_something_is_refused_before_any_kernel_call() {
+fn hostile_mount_points_are_refused_before_any_kernel_call() {
     let e = env();
-    let full = e.dir.path().join("full");
-    std::fs::create_dir(&full).unwrap();
-    std::fs::write(full.join("passwd"), "root").unwrap();
-    let link = e.dir.path().join("link");
-    std::os::unix::fs::symlink(&full, &link).unwrap();
-    for (mp, why) in [(&full, "is not empty"), (&link, "is a symlink")] {
+    let root = e.run().join("rootfs");
+    // Things a plan could aim at: a non-empty directory, a symlink out of the root, a
+    // file, and another container's rootfs.
+    std::fs::create_dir(root.join("full")).unwrap();
+    std::fs::write(root.join("full/passwd"), "root").unwrap();
+    std::os::unix::fs::symlink("/etc", root.join("etc-link")).unwrap();
+    std::os::unix::fs::symlink(e.run(), root.join("run-link")).unwrap();
+    std::fs::write(root.join("file"), "x").unwrap();
+    e.agent.mount(&plan("c2", &[2])).unwrap();
+    e.kernel.clear_calls();
+    for (mp, kind, why) in [
+        ("/etc", Kind::InvalidArgument, "is absolute"),
+        (
+            "/run/layerpass/containers/evil",
+            Kind::InvalidArgument,
+            "is absolute",
+        ),
+        ("../containers/evil", Kind::InvalidArgument, "'..'"),
+        ("full", Kind::PermissionDenied, "is not empty"),
+        ("etc-link", Kind::PermissionDenied, "etc-link is a symlink"),
+        (
+            "etc-link/x",
+            Kind::PermissionDenied,
+            "etc-link is a symlink",
+        ),
+        (
+            "run-link/containers/evil",
+            Kind::PermissionDenied,
+            "run-link is a symlink",
+        ),
+        ("file", Kind::PermissionDenied, "file is not a directory"),
+        (
+            "c2",
+            Kind::PermissionDenied,
+            "overlaps container c2's rootfs c2",
+        ),
+        (
+            "c2/etc",
+            Kind::PermissionDenied,
+            "overlaps container c2's rootfs c2",
+        ),
+    ] {
         let mut p = plan("c1", &[1]);
-        p.mount_point = Some(mp.clone());
+        p.mount_point = Some(PathBuf::from(mp));
         let err = e.agent.mount(&p).unwrap_err();
-        assert_eq!(err.kind(), Kind::FailedPrecondition);
-        assert!(err.to_string().contains(why), "{err}");
+        assert_eq!(err.kind(), kind, "{mp}: {err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("mount_point") && text.contains(why),
+            "{mp}: {text}"
+        );
+        assert!(e.kernel.calls().is_empty(), "{mp}: {:?}", e.kernel.labels());
     }
-    assert!(e.kernel.calls().is_empty());
-    // An empty (or missing) directory is fine, and a missing one is removed again.
+    assert!(!root.join("full/passwd").metadata().unwrap().is_dir());
+    assert!(!e.run().join("containers/evil").exists());
+    // A nested mount point is created (and removed on unmount) beneath the root.
     let mut p = plan("c1", &[1]);
-    let fresh = e.dir.path().join("a/b/rootfs");
-    p.mount_point = Some(fresh.clone());
-    assert_eq!(e.agent.mount(&p).unwrap().rootfs, fresh);
+    p.mount_point = Some(PathBuf::from("a/b/rootfs"));
+    assert_eq!(e.agent.mount(&p).unwrap().rootfs, root.join("a/b/rootfs"));
+    // Its parents are no one else's mount point either.
+    let mut q = plan("c3", &[3]);
+    q.mount_point = Some(PathBuf::from("a"));
+    assert_eq!(
+        e.agent.mount(&q).unwrap_err().kind(),
+        Kind::PermissionDenied
+    );
     e.agent.unmount("c1").unwrap();
-    assert!(!e.dir.path().join("a").exists());
+    e.agent.unmount("c2").unwrap();
+    assert!(!root.join("a").exists());
     e.assert_clean();
 }
 
@@ -302,4 +365,144 @@ fn the_agent_is_send_and_sync() {
     fn shared<T: Send + Sync>() {}
     shared::<Agent>();
     shared::<FakeKernel>();
+}
+
+/// A record for container `name` claiming layer 3 (root hash 3) is mounted, consistent in
+/// every field: what a forged `state.json` must look like to be trusted.
+fn forged_record(e: &Env, name: &str) -> serde_json::Value {
+    let run = e.run();
+    let key = format!("sha256-{}", hex::encode(root(3)));
+    let mut verity = serde_json::to_value(layer(3, true).verity.unwrap()).unwrap();
+    verity["root_hash"] = serde_json::to_value(root(3)).unwrap();
+    serde_json::json!({
+        "container_id": name,
+        "dir": run.join("containers").join(name),
+        "mount_point": name,
+        "rootfs": run.join("rootfs").join(name),
+        "created_dirs": [run.join("rootfs").join(name)],
+        "upper": {"mount_dir": run.join("containers").join(name).join("upper"), "device": null},
+        "layers": [{
+            "key": key,
+            "digest": format!("sha256:{}", hex::encode([3u8; 32])),
+            "root_hash": hex::encode(root(3)),
+            "dm_name": dm(3),
+            "node_created": true,
+            "device": format!("/dev/mapper/{}", dm(3)),
+            "mount_dir": run.join("layers").join(&key),
+            "verity": verity,
+        }],
+        "shared": [false],
+    })
+}
+
+#[test]
+fn forged_state_records_are_skipped_and_never_trusted() {
+    let e = env();
+    e.agent.mount(&plan("c1", &[1])).unwrap();
+    let config = e.agent.config().clone();
+    let run = e.run();
+    let expected = crate::state::Expected {
+        run_dir: &config.run_dir,
+        rootfs_root: &config.rootfs_root,
+        dm_dir: PathBuf::from("/dev/mapper"),
+    };
+    // The baseline is what the agent itself would write: accepted.
+    let good: crate::state::ContainerRecord =
+        serde_json::from_value(forged_record(&e, "good")).unwrap();
+    crate::state::check_record(&good, "good", &expected).unwrap();
+
+    type Forge = fn(&mut serde_json::Value);
+    let forgeries: &[(&str, Forge)] = &[
+        ("other-id", |r| r["container_id"] = "c1".into()),
+        ("host-files", |r| {
+            r["layers"][0]["mount_dir"] = "/forged".into();
+        }),
+        ("dm-name", |r| r["layers"][0]["dm_name"] = "control".into()),
+        ("device", |r| r["layers"][0]["device"] = "/dev/vda".into()),
+        ("root-hash", |r| {
+            r["layers"][0]["root_hash"] = hex::encode([4u8; 32]).into();
+        }),
+        ("key", |r| r["layers"][0]["key"] = "../../etc".into()),
+        ("rootfs", |r| r["rootfs"] = "/etc".into()),
+        ("created", |r| {
+            r["created_dirs"] = serde_json::json!(["/etc"]);
+        }),
+        ("upper", |r| r["upper"]["mount_dir"] = "/etc".into()),
+        ("mount-point", |r| r["mount_point"] = "../containers".into()),
+        ("shared", |r| r["shared"] = serde_json::json!([])),
+    ];
+    for (name, forge) in forgeries {
+        let mut r = forged_record(&e, name);
+        forge(&mut r);
+        let dir = run.join("containers").join(name);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("state.json"), serde_json::to_vec(&r).unwrap()).unwrap();
+    }
+    // Not JSON; a symlinked state file; a symlinked container directory; a directory
+    // name that is no container id.
+    std::fs::create_dir(run.join("containers/garbage")).unwrap();
+    std::fs::write(run.join("containers/garbage/state.json"), "{").unwrap();
+    std::fs::create_dir(run.join("containers/linked")).unwrap();
+    let outside = e.dir.path().join("outside.json");
+    std::fs::write(
+        &outside,
+        serde_json::to_vec(&forged_record(&e, "linked")).unwrap(),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&outside, run.join("containers/linked/state.json")).unwrap();
+    let elsewhere = e.dir.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::fs::write(
+        elsewhere.join("state.json"),
+        serde_json::to_vec(&forged_record(&e, "dirlink")).unwrap(),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&elsewhere, run.join("containers/dirlink")).unwrap();
+    std::fs::create_dir(run.join("containers/-bad")).unwrap();
+    std::fs::write(
+        run.join("containers/-bad/state.json"),
+        serde_json::to_vec(&forged_record(&e, "-bad")).unwrap(),
+    )
+    .unwrap();
+
+    let Env {
+        dir: _dir,
+        kernel,
+        agent,
+    } = e;
+    drop(agent);
+    let again = Agent::with_kernel(config, kernel.clone()).unwrap();
+    let ids: Vec<_> = again.list().into_iter().map(|c| c.container_id).collect();
+    assert_eq!(ids, ["c1"]);
+    assert_eq!(again.status().layers, 1);
+    // A later plan naming root hash 3 gets its own verified device.
+    kernel.clear_calls();
+    let r = again.mount(&plan("c2", &[3])).unwrap();
+    assert!(!r.layers[0].shared);
+    assert_eq!(kernel.count(&format!("dm_create {}", dm(3))), 1);
+    again.unmount("c2").unwrap();
+    again.unmount("c1").unwrap();
+}
+
+#[test]
+fn a_symlinked_upper_or_work_on_the_upper_filesystem_is_refused() {
+    for sub in ["upper", "work"] {
+        let e = env();
+        let sub = sub.to_owned();
+        // The host wrote the scratch disk: `upper` (or `work`) is a symlink to /etc.
+        e.kernel.when_mounted(move |spec, target| {
+            if matches!(spec, MountSpec::Disk { .. }) {
+                std::os::unix::fs::symlink("/etc", target.join(&sub)).unwrap();
+            }
+        });
+        let err = e.agent.mount(&plan("c1", &[1])).unwrap_err();
+        assert_eq!(err.kind(), Kind::PermissionDenied, "{err}");
+        assert!(err.to_string().contains("is a symlink"), "{err}");
+        assert!(
+            !e.kernel.labels().iter().any(|l| l.contains("rootfs/c1")),
+            "{:?}",
+            e.kernel.labels()
+        );
+        e.assert_clean();
+    }
 }

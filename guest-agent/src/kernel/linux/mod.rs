@@ -2,12 +2,13 @@
 //! dm-verity, mount syscalls.
 
 use std::io;
+use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rustix::fs::{CWD, FileType, Mode, makedev, mknodat};
 
-use super::{BlockDevice, DevNum, DmTarget, Kernel, MountSpec};
+use super::{BlockDevice, DevNum, DmTarget, Kernel, MountSpec, OverlaySpec};
 use crate::plan::DiskRef;
 
 pub mod disk;
@@ -111,7 +112,16 @@ impl Kernel for LinuxKernel {
     }
 
     fn mount(&self, spec: &MountSpec, target: &Path) -> io::Result<()> {
-        mount::mount_spec(spec, target, self.lowerdir_plus, self.page_size)
+        mount::mount_spec(spec, target)
+    }
+
+    fn mount_overlay_at(
+        &self,
+        spec: &OverlaySpec,
+        dir: BorrowedFd<'_>,
+        _shown: &Path,
+    ) -> io::Result<()> {
+        mount::mount_overlay_at(spec, dir, self.lowerdir_plus, self.page_size)
     }
 
     fn unmount(&self, target: &Path) -> io::Result<()> {
