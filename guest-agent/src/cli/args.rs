@@ -82,6 +82,10 @@ pub struct ServeArgs {
     /// vsock port [default: 1027].
     #[arg(long, value_name = "N")]
     pub port: Option<u32>,
+    /// Accept vsock connections from this peer CID (repeat for several) instead of only
+    /// the host's (CID 2).
+    #[arg(long, value_name = "CID")]
+    pub vsock_allow_cid: Vec<u32>,
     /// virtio-serial port: a name under /dev/virtio-ports or an absolute path.
     #[arg(long, value_name = "NAME")]
     pub device: Option<String>,
@@ -169,7 +173,12 @@ impl ServeArgs {
                         "--transport vsock takes --port, not --device or --socket".into(),
                     ));
                 }
-                Transport::vsock(self.port.unwrap_or(DEFAULT_VSOCK_PORT))
+                let port = self.port.unwrap_or(DEFAULT_VSOCK_PORT);
+                if self.vsock_allow_cid.is_empty() {
+                    Transport::vsock(port)
+                } else {
+                    Transport::vsock_allowing(port, self.vsock_allow_cid.clone())
+                }
             }
             TransportKind::VirtioSerial => {
                 let Some(device) = &self.device else {
@@ -177,7 +186,7 @@ impl ServeArgs {
                         "--transport virtio-serial needs --device NAME".into(),
                     ));
                 };
-                if port_given || self.socket.is_some() {
+                if port_given || self.socket.is_some() || !self.vsock_allow_cid.is_empty() {
                     return Err(invalid(
                         "--transport virtio-serial takes --device, not --port or --socket".into(),
                     ));
@@ -188,7 +197,7 @@ impl ServeArgs {
                 let Some(socket) = &self.socket else {
                     return Err(invalid("--transport unix needs --socket PATH".into()));
                 };
-                if port_given || self.device.is_some() {
+                if port_given || self.device.is_some() || !self.vsock_allow_cid.is_empty() {
                     return Err(invalid(
                         "--transport unix takes --socket, not --port or --device".into(),
                     ));

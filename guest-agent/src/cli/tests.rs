@@ -22,13 +22,28 @@ fn serve_args(args: &[&str]) -> ServeArgs {
 fn transports_from_flags() {
     assert_eq!(
         serve_args(&[]).transport().unwrap(),
-        Transport::Vsock { port: 1027 }
+        Transport::Vsock {
+            port: 1027,
+            allowed_cids: vec![2]
+        }
+    );
+    assert_eq!(
+        serve_args(&["--vsock-allow-cid", "2", "--vsock-allow-cid", "7"])
+            .transport()
+            .unwrap(),
+        Transport::Vsock {
+            port: 1027,
+            allowed_cids: vec![2, 7]
+        }
     );
     assert_eq!(
         serve_args(&["--transport", "vsock", "--port", "2000"])
             .transport()
             .unwrap(),
-        Transport::Vsock { port: 2000 }
+        Transport::Vsock {
+            port: 2000,
+            allowed_cids: vec![2]
+        }
     );
     assert_eq!(
         serve_args(&["--transport", "virtio-serial", "--device", "layerpass.0"])

@@ -3,6 +3,7 @@
 //! [`serial`]). The only module of the agent that knows ttrpc.
 
 pub mod convert;
+pub mod peer;
 pub mod serial;
 pub mod service;
 pub mod status;
@@ -128,14 +129,23 @@ fn restrict(path: &Path) -> Result<(), ServeError> {
 fn bind_unix(socket: &Path, transport: &Transport) -> Result<ttrpc::Server, ServeError> {
     transport::check_socket_path(socket)?;
     transport::clear_stale_socket(socket)?;
-    let server = ttrpc::Server::new()
-        .bind(&format!("unix://{}", socket.display()))
-        .map_err(|source| ServeError::Listen {
-            transport: transport.to_string(),
-            source,
-        })?;
+    let server = listen_private(socket).map_err(|source| ServeError::Listen {
+        transport: transport.to_string(),
+        source,
+    })?;
     restrict(socket)?;
     Ok(server)
+}
+
+/// Binds a ttrpc server to the unix socket `socket` under umask 0177, so the socket is
+/// created 0600 and never world-accessible, not even between `bind` and a `chmod`. The
+/// umask is the process's (the server starts before any request thread; the overlay
+/// mount threads unshare theirs) and is restored after.
+pub fn listen_private(socket: &Path) -> Result<ttrpc::Server, ttrpc::Error> {
+    let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o177));
+    let server = ttrpc::Server::new().bind(&format!("unix://{}", socket.display()));
+    rustix::process::umask(old);
+    server
 }
 
 /// The private socket the virtio-serial bridge connects to.
@@ -155,13 +165,14 @@ pub fn start(
 ) -> Result<RunningServer, ServeError> {
     let (stop_tx, stops) = mpsc::channel();
     let (server, socket) = match transport {
-        Transport::Vsock { port } => {
+        Transport::Vsock { port, allowed_cids } => {
             let server = ttrpc::Server::new()
                 .bind(&Transport::vsock_address(*port))
                 .map_err(|source| ServeError::Listen {
                     transport: transport.to_string(),
                     source,
-                })?;
+                })?
+                .set_accept_hook(peer::VsockPeers::new(allowed_cids.clone()));
             (server, None)
         }
         Transport::Unix { socket } => (bind_unix(socket, transport)?, Some(socket.clone())),
@@ -231,5 +242,26 @@ impl RunningServer {
             let _ = std::fs::remove_file(socket);
         }
         info!(transport = %self.transport, "stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn a_private_socket_is_created_owner_only_before_any_chmod() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("agent.sock");
+        let before = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+        let server = listen_private(&socket).unwrap();
+        // The process umask is back as it was.
+        let after = rustix::process::umask(before);
+        assert_eq!(after.bits(), 0o022);
+        let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{mode:o}");
+        drop(server);
     }
 }

@@ -16,14 +16,18 @@ pub const VIRTIO_PORTS_DIR: &str = "/dev/virtio-ports";
 const MAX_UNIX_PATH: usize = 107;
 /// `VMADDR_PORT_ANY`: not a port one can listen on by number.
 const VSOCK_PORT_ANY: u32 = u32::MAX;
+/// `VMADDR_CID_HOST`: the host, the only peer a vsock server accepts by default.
+pub const VSOCK_CID_HOST: u32 = 2;
 
 /// A transport the server can listen on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Transport {
-    /// AF_VSOCK, any CID, this port.
+    /// AF_VSOCK, any local CID, this port; connections only from these peer CIDs.
     Vsock {
         /// The port.
         port: u32,
+        /// Peer CIDs accepted (default: the host, CID 2); any other is closed at accept.
+        allowed_cids: Vec<u32>,
     },
     /// A virtio-serial port's character device (one host connection at a time).
     VirtioSerial {
@@ -84,15 +88,26 @@ pub enum TransportError {
 }
 
 impl Transport {
-    /// A vsock transport on `port`.
+    /// A vsock transport on `port` accepting only the host (CID 2).
     pub fn vsock(port: u32) -> Result<Self, TransportError> {
+        Self::vsock_allowing(port, vec![VSOCK_CID_HOST])
+    }
+
+    /// A vsock transport on `port` accepting connections from `allowed_cids` only.
+    pub fn vsock_allowing(port: u32, allowed_cids: Vec<u32>) -> Result<Self, TransportError> {
+        if allowed_cids.is_empty() {
+            return Err(TransportError::VsockPort {
+                port,
+                reason: "no peer CID is allowed",
+            });
+        }
         if port == VSOCK_PORT_ANY {
             return Err(TransportError::VsockPort {
                 port,
                 reason: "it is VMADDR_PORT_ANY",
             });
         }
-        Ok(Self::Vsock { port })
+        Ok(Self::Vsock { port, allowed_cids })
     }
 
     /// A virtio-serial transport: `name` is a port name (`layerpass.0`, found under
@@ -137,7 +152,9 @@ impl Transport {
 impl fmt::Display for Transport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Vsock { port } => write!(f, "vsock port {port}"),
+            Self::Vsock { port, allowed_cids } => {
+                write!(f, "vsock port {port} (peer CIDs {allowed_cids:?})")
+            }
             Self::VirtioSerial { device } => write!(f, "virtio-serial port {}", device.display()),
             Self::Unix { socket } => write!(f, "unix socket {}", socket.display()),
         }
@@ -209,8 +226,15 @@ mod tests {
     fn vsock_ports() {
         assert_eq!(
             Transport::vsock(DEFAULT_VSOCK_PORT).unwrap(),
-            Transport::Vsock { port: 1027 }
+            Transport::Vsock {
+                port: 1027,
+                allowed_cids: vec![VSOCK_CID_HOST]
+            }
         );
+        let err = Transport::vsock_allowing(1027, vec![])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(err, "vsock port 1027 is not usable: no peer CID is allowed");
         assert_eq!(Transport::vsock_address(1027), "vsock://-1:1027");
         let err = Transport::vsock(u32::MAX).unwrap_err().to_string();
         assert_eq!(

@@ -506,3 +506,19 @@ fn a_symlinked_upper_or_work_on_the_upper_filesystem_is_refused() {
         e.assert_clean();
     }
 }
+
+#[test]
+fn the_run_directory_is_private_even_if_it_existed() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let _agent = Agent::with_kernel(
+        AgentConfig::with_run_dir(run.clone()),
+        Arc::new(FakeKernel::new()),
+    )
+    .unwrap();
+    let mode = std::fs::metadata(&run).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "{mode:o}");
+}
