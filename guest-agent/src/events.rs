@@ -15,25 +15,112 @@ use serde::{Deserialize, Serialize};
 
 pub use self::jsonl::EventLog;
 
-/// One recorded layer (and one event-log line).
+/// Whether a container's layer was mounted or unmounted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// The container's rootfs was mounted on this layer.
+    Mount,
+    /// The container's rootfs is gone (the layer may stay for other containers).
+    Unmount,
+}
+
+/// The container's upper, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum UpperEvent {
+    /// Guest memory.
+    Tmpfs {
+        /// Size limit in bytes.
+        size_bytes: u64,
+    },
+    /// A (host-written) scratch disk.
+    Disk {
+        /// Its virtio-blk serial.
+        serial: String,
+        /// The GPT partition name, when the upper is a partition.
+        partition: Option<String>,
+        /// Its filesystem.
+        fs_type: String,
+    },
+}
+
+/// The dm-verity geometry and corruption mode of the device the layer is read through.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerityEvent {
+    /// `sha256`, `sha512` or `sha1`.
+    pub algorithm: String,
+    /// Hash format (0 or 1).
+    pub format: u32,
+    /// Data block size in bytes.
+    pub data_block_size: u32,
+    /// Hash block size in bytes.
+    pub hash_block_size: u32,
+    /// Data blocks protected.
+    pub data_blocks: u64,
+    /// First block of the tree, in hash blocks.
+    pub hash_start_block: u64,
+    /// Salt, hex.
+    pub salt: String,
+    /// `eio`, `restart_on_corruption` or `panic_on_corruption`.
+    pub on_corruption: String,
+}
+
+impl From<&crate::plan::VerityParams> for VerityEvent {
+    fn from(v: &crate::plan::VerityParams) -> Self {
+        use crate::plan::CorruptionMode;
+        Self {
+            algorithm: v.algorithm.name().to_owned(),
+            format: v.format,
+            data_block_size: v.data_block_size,
+            hash_block_size: v.hash_block_size,
+            data_blocks: v.data_blocks,
+            hash_start_block: v.hash_start_block,
+            salt: hex::encode(&v.salt),
+            on_corruption: match v.on_corruption {
+                CorruptionMode::Eio => "eio",
+                CorruptionMode::Restart => "restart_on_corruption",
+                CorruptionMode::Panic => "panic_on_corruption",
+            }
+            .to_owned(),
+        }
+    }
+}
+
+/// One recorded layer of a container (and one event-log line).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerEvent {
+    /// `mount` or `unmount`.
+    pub event: EventKind,
     /// The container the layer was mounted for.
     pub container_id: String,
-    /// The layer's diff ID; `null` when the plan did not know it (the root hash identifies
-    /// the layer).
+    /// The layer's diff ID as **this container's plan** named it (for a shared layer, not
+    /// the first mounter's); `null` when the plan did not know it (the root hash
+    /// identifies the layer).
     pub digest: Option<String>,
     /// The verified root hash (hex), empty without verity.
     pub root_hash: String,
+    /// The dm-verity geometry and corruption mode of the device in use (for a shared
+    /// layer, as the first container set it up; the root hash pins the content); `null`
+    /// without verity.
+    pub verity: Option<VerityEvent>,
+    /// Whether the layer was already mounted for another container.
+    pub shared: bool,
+    /// Where the container's rootfs is mounted.
+    pub mount_point: std::path::PathBuf,
+    /// The container's upper.
+    pub upper: UpperEvent,
     /// When, RFC 3339 UTC with milliseconds.
     pub time: String,
 }
 
-/// Records the layers of each mounted container.
+/// Records the layers of each mounted (and unmounted) container.
 ///
 /// The agent calls its recorders in the order they were added (the event log first) once
-/// a container's layers, upper and overlay are mounted and its state is saved. The first
-/// error fails the mount: the agent undoes it and does not call the remaining recorders.
+/// a container's layers, upper and overlay are mounted and its state is saved, and once
+/// an unmount has torn everything down (before the state file goes). The first error
+/// fails the mount (the agent undoes it) or the unmount (the state stays, a retry records
+/// again) and the remaining recorders are not called.
 /// What earlier recorders recorded stays recorded (an append-only log or a measurement
 /// register cannot take it back).
 pub trait Recorder: Send + Sync + fmt::Debug {

@@ -36,6 +36,8 @@ pub struct UpperRecord {
     pub mount_dir: PathBuf,
     /// The scratch disk's device, `None` for tmpfs.
     pub device: Option<PathBuf>,
+    /// What the plan asked for.
+    pub spec: crate::plan::UpperSpec,
 }
 
 /// Everything a container's mount created, in creation order.
@@ -57,6 +59,9 @@ pub struct ContainerRecord {
     pub layers: Vec<LayerRecord>,
     /// Whether each layer was shared when mounted (same order as `layers`).
     pub shared: Vec<bool>,
+    /// Each layer's digest as this container's plan named it (same order as `layers`;
+    /// a shared layer's record holds the first mounter's).
+    pub digests: Vec<String>,
 }
 
 impl ContainerRecord {
@@ -74,8 +79,9 @@ impl ContainerRecord {
         self.layers
             .iter()
             .zip(self.shared.iter().chain(std::iter::repeat(&false)))
-            .map(|(l, shared)| MountedLayer {
-                digest: l.digest.clone(),
+            .zip(self.digests.iter())
+            .map(|((l, shared), digest)| MountedLayer {
+                digest: digest.clone(),
                 root_hash: l.root_hash.clone(),
                 device: l.device.clone(),
                 shared: *shared,
@@ -298,8 +304,16 @@ pub fn check_record(
     if record.layers.is_empty() || record.layers.len() > MAX_LAYERS {
         return Err(format!("{} layers", record.layers.len()));
     }
-    if record.shared.len() != record.layers.len() {
-        return Err("shared does not match layers".into());
+    if record.shared.len() != record.layers.len() || record.digests.len() != record.layers.len() {
+        return Err("shared or digests do not match layers".into());
+    }
+    for digest in record.digests.iter().filter(|d| !d.is_empty()) {
+        crate::plan::validate_digest(digest)?;
+    }
+    match (&record.upper.spec, &record.upper.device) {
+        (crate::plan::UpperSpec::Tmpfs { .. }, None)
+        | (crate::plan::UpperSpec::Disk { .. }, Some(_)) => {}
+        _ => return Err("upper.spec does not match upper.device".into()),
     }
     let mut keys = std::collections::HashSet::new();
     for (i, layer) in record.layers.iter().enumerate() {

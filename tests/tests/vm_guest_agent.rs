@@ -622,7 +622,7 @@ fn guest_agent_mounts_verified_layers_shares_them_and_leaves_nothing_behind() {
 
     assert_eq!(vm.lines_with("NO-VERITY-FILE "), ["b"]);
 
-    // Event log: one line per mounted layer and container.
+    // Event log: one line per layer and container, mounted and unmounted.
     let events: Vec<Value> = vm
         .lines_with("EVENT ")
         .iter()
@@ -632,10 +632,34 @@ fn guest_agent_mounts_verified_layers_shares_them_and_leaves_nothing_behind() {
         .iter()
         .filter(|e| e["container_id"] == "c1")
         .collect();
-    assert_eq!(c1_events.len(), 6, "c1 mounted twice: {events:?}");
+    assert_eq!(
+        c1_events.len(),
+        12,
+        "c1 mounted and unmounted twice: {events:?}"
+    );
+    let kinds: Vec<&str> = c1_events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds[..6],
+        ["mount", "mount", "mount", "unmount", "unmount", "unmount"]
+    );
     assert_eq!(c1_events[0]["digest"], l0.digest());
     assert_eq!(c1_events[0]["root_hash"], l0.root_hash());
     assert!(c1_events[0]["time"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(c1_events[0]["mount_point"], "/run/layerpass/rootfs/c1");
+    assert_eq!(c1_events[0]["upper"]["kind"], "disk", "{}", c1_events[0]);
+    assert_eq!(c1_events[0]["upper"]["serial"], "lp-scratch");
+    let verity = &c1_events[0]["verity"];
+    assert_eq!(verity["algorithm"], "sha256", "{verity}");
+    assert_eq!(verity["on_corruption"], "eio", "{verity}");
+    assert_eq!(verity["data_block_size"], 4096, "{verity}");
+    let c2_mount = events
+        .iter()
+        .find(|e| e["container_id"] == "c2" && e["event"] == "mount")
+        .unwrap();
+    assert_eq!(c2_mount["upper"]["kind"], "tmpfs", "{c2_mount}");
     assert!(
         !events.iter().any(|e| e["container_id"] == "c4"),
         "a failed mount logs nothing"

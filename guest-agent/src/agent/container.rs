@@ -16,8 +16,8 @@ use super::mountpoint;
 use super::rootfs::link_lowers;
 use super::{Agent, state_err};
 use crate::error::{AgentError, Step, errno_kind};
-use crate::events::{LayerEvent, RecordError, now_rfc3339};
-use crate::plan::{MountPlan, MountResult};
+use crate::events::{EventKind, LayerEvent, RecordError, UpperEvent, VerityEvent, now_rfc3339};
+use crate::plan::{DiskRef, MountPlan, MountResult, UpperSpec};
 use crate::rollback::{Undo, UndoStack};
 use crate::state::{self, ContainerRecord};
 use crate::sync::lock;
@@ -125,6 +125,7 @@ impl Agent {
         let mut seen = HashSet::new();
         let mut layers = Vec::new();
         let mut shared = Vec::new();
+        let mut digests = Vec::new();
         for (index, spec) in plan.layers.iter().enumerate() {
             let key = layer_key(spec);
             if !seen.insert(key.clone()) {
@@ -137,6 +138,7 @@ impl Agent {
             acquired.push(key);
             layers.push(record);
             shared.push(was_shared);
+            digests.push(spec.digest.clone());
         }
 
         let upper = self.mount_upper(&plan.upper, &dir, undo)?;
@@ -152,10 +154,11 @@ impl Agent {
             upper,
             layers,
             shared,
+            digests,
         };
         state::save(&record)?;
         undo.push(Undo::RemoveFile(dir.join(state::STATE_FILE)));
-        self.record(&layer_events(&record))?;
+        self.record(&layer_events(&record, EventKind::Mount))?;
         Ok(record)
     }
 
@@ -230,6 +233,14 @@ impl Agent {
                 self.release_layer(&layer.key, &record.container_id),
             );
         }
+        // Recorded once everything is torn down, before the state goes: if a recorder
+        // fails, the state stays and a retry records again.
+        if first.is_none() {
+            keep_first(
+                &mut first,
+                self.record(&layer_events(record, EventKind::Unmount)),
+            );
+        }
         // The state goes only when everything else did: a retry (or the next agent)
         // finishes the job.
         if first.is_none() {
@@ -254,16 +265,40 @@ fn mount_point_of(plan: &MountPlan) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(&plan.container_id))
 }
 
-/// One event per layer of a mounted container, top first, all with the same time.
-fn layer_events(record: &ContainerRecord) -> Vec<LayerEvent> {
+/// One event per layer of a mounted (or unmounted) container, top first, all with the
+/// same time; the digest is the one this container's plan named.
+fn layer_events(record: &ContainerRecord, event: EventKind) -> Vec<LayerEvent> {
     let time = now_rfc3339();
+    let upper = match &record.upper.spec {
+        UpperSpec::Tmpfs { size_bytes } => UpperEvent::Tmpfs {
+            size_bytes: *size_bytes,
+        },
+        UpperSpec::Disk { disk, fs_type } => {
+            let (serial, partition) = match disk {
+                DiskRef::Serial(s) => (s.clone(), None),
+                DiskRef::Partition { serial, name } => (serial.clone(), Some(name.clone())),
+            };
+            UpperEvent::Disk {
+                serial,
+                partition,
+                fs_type: fs_type.clone(),
+            }
+        }
+    };
     record
         .layers
         .iter()
-        .map(|l| LayerEvent {
+        .zip(&record.digests)
+        .zip(&record.shared)
+        .map(|((l, digest), shared)| LayerEvent {
+            event,
             container_id: record.container_id.clone(),
-            digest: (!l.digest.is_empty()).then(|| l.digest.clone()),
+            digest: (!digest.is_empty()).then(|| digest.clone()),
             root_hash: l.root_hash.clone(),
+            verity: l.verity.as_ref().map(VerityEvent::from),
+            shared: *shared,
+            mount_point: record.rootfs.clone(),
+            upper: upper.clone(),
             time: time.clone(),
         })
         .collect()

@@ -65,6 +65,7 @@ impl Agent {
         Ok(UpperRecord {
             mount_dir: upper_mount,
             device,
+            spec: upper.clone(),
         })
     }
 

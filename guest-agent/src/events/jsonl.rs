@@ -56,17 +56,27 @@ impl Recorder for EventLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::{EventKind, UpperEvent};
+
+    fn event(digest: Option<&str>) -> LayerEvent {
+        LayerEvent {
+            event: EventKind::Mount,
+            container_id: "c1".into(),
+            digest: digest.map(Into::into),
+            root_hash: "ab".into(),
+            verity: None,
+            shared: false,
+            mount_point: "/run/layerpass/rootfs/c1".into(),
+            upper: UpperEvent::Tmpfs { size_bytes: 1 },
+            time: "t".into(),
+        }
+    }
 
     #[test]
     fn record_appends_one_json_line_per_event() {
         let dir = tempfile::tempdir().unwrap();
         let log = EventLog::new(dir.path().join("events.jsonl"));
-        let ev = |d: &str| LayerEvent {
-            container_id: "c1".into(),
-            digest: (!d.is_empty()).then(|| d.into()),
-            root_hash: "ab".into(),
-            time: "t".into(),
-        };
+        let ev = |d: &str| event((!d.is_empty()).then_some(d));
         log.record(&[ev("a"), ev("b")]).unwrap();
         log.record(&[ev("c"), ev("")]).unwrap();
         let text = std::fs::read_to_string(log.path()).unwrap();
@@ -93,12 +103,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("missing/events.jsonl");
         let err = EventLog::new(path.clone())
-            .record(&[LayerEvent {
-                container_id: "c1".into(),
-                digest: Some("d".into()),
-                root_hash: String::new(),
-                time: "t".into(),
-            }])
+            .record(&[event(Some("d"))])
             .unwrap_err();
         assert_eq!(err.to_string(), format!("opening {}", path.display()));
         assert_eq!(

@@ -380,7 +380,11 @@ fn forged_record(e: &Env, name: &str) -> serde_json::Value {
         "mount_point": name,
         "rootfs": run.join("rootfs").join(name),
         "created_dirs": [run.join("rootfs").join(name)],
-        "upper": {"mount_dir": run.join("containers").join(name).join("upper"), "device": null},
+        "upper": {
+            "mount_dir": run.join("containers").join(name).join("upper"),
+            "device": null,
+            "spec": {"Tmpfs": {"size_bytes": 1}},
+        },
         "layers": [{
             "key": key,
             "digest": format!("sha256:{}", hex::encode([3u8; 32])),
@@ -392,6 +396,7 @@ fn forged_record(e: &Env, name: &str) -> serde_json::Value {
             "verity": verity,
         }],
         "shared": [false],
+        "digests": [format!("sha256:{}", hex::encode([3u8; 32]))],
     })
 }
 
@@ -430,6 +435,13 @@ fn forged_state_records_are_skipped_and_never_trusted() {
         ("upper", |r| r["upper"]["mount_dir"] = "/etc".into()),
         ("mount-point", |r| r["mount_point"] = "../containers".into()),
         ("shared", |r| r["shared"] = serde_json::json!([])),
+        ("digests", |r| {
+            r["digests"] = serde_json::json!(["sha256:x"]);
+        }),
+        ("upper-spec", |r| {
+            r["upper"]["spec"] =
+                serde_json::json!({"Disk": {"disk": {"Serial": "s"}, "fs_type": "ext4"}});
+        }),
     ];
     for (name, forge) in forgeries {
         let mut r = forged_record(&e, name);
