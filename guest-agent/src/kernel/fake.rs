@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -289,19 +289,17 @@ impl Kernel for FakeKernel {
         &self,
         spec: &OverlaySpec,
         dir: BorrowedFd<'_>,
-        shown: &Path,
+        _shown: &Path,
     ) -> io::Result<()> {
-        // Like the kernel, the fake mounts on what the fd is: it must be the directory
-        // `shown` names (the agent resolved it), else the agent passed the wrong fd.
+        // Like the kernel, the fake mounts on the directory the fd is, wherever its path
+        // now leads: the mount is recorded at the fd's own path.
         let st = rustix::fs::fstat(dir)?;
-        let at = std::fs::symlink_metadata(shown)?;
+        let actual = std::fs::read_link(format!("/proc/self/fd/{}", dir.as_raw_fd()))?;
+        let at = std::fs::symlink_metadata(&actual)?;
         if (st.st_dev, st.st_ino) != (at.dev(), at.ino()) {
-            return Err(io::Error::other(format!(
-                "fake: the fd is not the directory {}",
-                shown.display()
-            )));
+            return Err(io::Error::other("fake: the fd's directory is gone"));
         }
-        self.mount(&MountSpec::Overlay(spec.clone()), shown)
+        self.mount(&MountSpec::Overlay(spec.clone()), &actual)
     }
 
     fn unmount(&self, target: &Path) -> io::Result<()> {

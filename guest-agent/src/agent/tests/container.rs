@@ -534,3 +534,64 @@ fn the_run_directory_is_private_even_if_it_existed() {
     let mode = std::fs::metadata(&run).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700, "{mode:o}");
 }
+
+#[test]
+fn a_rootfs_root_overlapping_the_run_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    for (root, why) in [
+        (run.clone(), "holds the run directory"),
+        (dir.path().to_owned(), "holds the run directory"),
+        (
+            run.join("containers"),
+            "inside the run directory's containers/",
+        ),
+        (
+            run.join("containers/evil"),
+            "inside the run directory's containers/",
+        ),
+        (run.join("layers/x"), "inside the run directory's layers/"),
+    ] {
+        let mut config = AgentConfig::with_run_dir(run.clone());
+        config.rootfs_root.clone_from(&root);
+        let err = Agent::with_kernel(config, Arc::new(FakeKernel::new())).unwrap_err();
+        assert_eq!(err.kind(), Kind::InvalidArgument, "{}", root.display());
+        assert!(err.to_string().contains(why), "{err}");
+    }
+    // A sibling of the run directory, or its own rootfs/, is fine.
+    let mut config = AgentConfig::with_run_dir(run.clone());
+    config.rootfs_root = dir.path().join("rootfs");
+    Agent::with_kernel(config, Arc::new(FakeKernel::new())).unwrap();
+}
+
+#[test]
+fn the_overlay_goes_on_the_directory_checked_even_if_the_path_is_swapped_after() {
+    let e = env();
+    let root = e.run().join("rootfs");
+    let elsewhere = e.dir.path().join("etc");
+    std::fs::create_dir(&elsewhere).unwrap();
+    // Between the checks and the overlay mount (the upper is mounted in between), the
+    // checked directory is moved away and its path made a symlink to elsewhere.
+    let (r, x) = (root.clone(), elsewhere.clone());
+    e.kernel.when_mounted(move |spec, _| {
+        if matches!(spec, MountSpec::Disk { .. }) {
+            std::fs::rename(r.join("c1"), r.join("c1-moved")).unwrap();
+            std::os::unix::fs::symlink(&x, r.join("c1")).unwrap();
+        }
+    });
+    e.agent.mount(&plan("c1", &[1])).unwrap();
+    let mounts = e.kernel.mounts();
+    assert!(
+        matches!(
+            mounts.get(&root.join("c1-moved")),
+            Some(MountSpec::Overlay(_))
+        ),
+        "{:?}",
+        mounts.keys()
+    );
+    assert!(
+        !mounts.contains_key(&elsewhere) && !mounts.contains_key(&root.join("c1")),
+        "{:?}",
+        mounts.keys()
+    );
+}
