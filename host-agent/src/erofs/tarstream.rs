@@ -3,7 +3,13 @@
 //! GNU `L`/`K` long names, PAX `x` records (length-delimited, so binary xattr values with
 //! newline bytes survive — the `tar` crate's own `PaxExtensions` splits records at
 //! newlines and refuses them), PAX `g` global headers (ignored, as containerd does).
+//!
+//! A layer is untrusted input: the extension headers before one entry are held in memory,
+//! so their number and total size are capped ([`MAX_EXTENSION_HEADERS`],
+//! [`MAX_EXTENSION_BYTES`]) and a repeated PAX key keeps only its last value; content
+//! sizes above [`MAX_SIZE`] (2^63 - 1, from a header or PAX `size`) are refused.
 
+use std::collections::HashMap;
 use std::io::{self, BufRead, Read};
 
 use tar::{EntryType, Header};
@@ -21,8 +27,29 @@ pub struct Entry {
     pub link: Vec<u8>,
     /// Content size: PAX `size`, else the header's.
     pub size: u64,
-    /// The entry's PAX records (for `uid`, `gid`, `mtime`, xattrs).
+    /// The entry's PAX records (for `uid`, `gid`, `mtime`, xattrs), one per key (the
+    /// last value given).
     pub pax: Vec<PaxRecord>,
+}
+
+/// PAX records of one entry in the order their keys first appeared, one per key: a later
+/// record for a key (in the same header or a later one) replaces the earlier value.
+#[derive(Debug, Default)]
+struct PaxRecords {
+    records: Vec<PaxRecord>,
+    index: HashMap<Vec<u8>, usize>,
+}
+
+impl PaxRecords {
+    fn set(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        match self.index.get(&key) {
+            Some(&i) => self.records[i].1 = value,
+            None => {
+                self.index.insert(key.clone(), self.records.len());
+                self.records.push((key, value));
+            }
+        }
+    }
 }
 
 /// Why the archive could not be read.
@@ -35,8 +62,16 @@ pub enum TarError {
 }
 
 const BLOCK: usize = 512;
-/// Extension records bigger than this are refused rather than held in memory.
-const MAX_EXTENSION: u64 = 16 << 20;
+/// Largest content size accepted, from a header field or a PAX `size` record: Go's
+/// archive/tar (containerd's reader) refuses sizes that do not fit in an `i64`.
+pub const MAX_SIZE: u64 = i64::MAX as u64;
+/// Extension data (PAX `x` and `g`, GNU `L` and `K` contents together) allowed before one
+/// entry: 1 MiB, the limit Go's archive/tar puts on each PAX header and GNU long name.
+/// Everything before an entry is held in memory until the entry comes.
+pub const MAX_EXTENSION_BYTES: u64 = 1 << 20;
+/// Extension headers allowed before one entry (a tar writer emits at most one of each
+/// kind; a crafted layer could chain them without end).
+pub const MAX_EXTENSION_HEADERS: u32 = 64;
 
 #[derive(Debug)]
 pub struct TarStream<R> {
@@ -70,7 +105,9 @@ impl<R: BufRead> TarStream<R> {
         self.skip_rest()?;
         let mut long_name: Option<Vec<u8>> = None;
         let mut long_link: Option<Vec<u8>> = None;
-        let mut pax: Option<Vec<PaxRecord>> = None;
+        let mut pax: Option<PaxRecords> = None;
+        let mut ext_headers = 0u32;
+        let mut ext_bytes = 0u64;
         loop {
             let mut block = [0u8; BLOCK];
             if !read_block(&mut self.inner, &mut block)? {
@@ -89,41 +126,46 @@ impl<R: BufRead> TarStream<R> {
             let mut header = Header::new_old();
             header.as_mut_bytes().copy_from_slice(&block);
             check_checksum(&header)?;
-            let size = header
-                .entry_size()
-                .map_err(|e| TarError::Format(format!("bad size field: {e}")))?;
+            let size = header_size(&header)?;
             let typ = header.entry_type();
             if typ.is_gnu_longname()
                 || typ.is_gnu_longlink()
                 || typ.is_pax_local_extensions()
                 || typ.is_pax_global_extensions()
             {
+                ext_headers += 1;
+                if ext_headers > MAX_EXTENSION_HEADERS {
+                    return Err(TarError::Format(format!(
+                        "more than {MAX_EXTENSION_HEADERS} extension headers (PAX or GNU \
+                         long name) before one entry"
+                    )));
+                }
+                ext_bytes = ext_bytes.saturating_add(size);
+                if ext_bytes > MAX_EXTENSION_BYTES {
+                    return Err(TarError::Format(format!(
+                        "extension headers (PAX or GNU long name) before one entry hold \
+                         {ext_bytes} bytes, more than the limit of {MAX_EXTENSION_BYTES}"
+                    )));
+                }
                 let data = self.read_extension(size)?;
                 if typ.is_gnu_longname() {
                     long_name = Some(strip_nul(data));
                 } else if typ.is_gnu_longlink() {
                     long_link = Some(strip_nul(data));
                 } else if typ.is_pax_local_extensions() {
-                    pax.get_or_insert_with(Vec::new).extend(parse_pax(&data)?);
+                    let records = pax.get_or_insert_with(PaxRecords::default);
+                    for (k, v) in parse_pax(&data)? {
+                        records.set(k, v);
+                    }
                 } else {
                     tracing::debug!("PAX global header ignored");
                 }
                 continue;
             }
-            let pax = pax.unwrap_or_default();
-            let find = |key: &[u8]| {
-                pax.iter()
-                    .rev()
-                    .find(|(k, _)| k == key)
-                    .map(|(_, v)| v.clone())
-            };
+            let pax = pax.map(|p| p.records).unwrap_or_default();
+            let find = |key: &[u8]| pax.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
             let size = match find(b"size") {
-                Some(v) => std::str::from_utf8(&v)
-                    .ok()
-                    .and_then(|s| s.parse::<u64>().ok())
-                    .ok_or_else(|| {
-                        TarError::Format(format!("bad PAX size {:?}", String::from_utf8_lossy(&v)))
-                    })?,
+                Some(v) => pax_size(&v)?,
                 None => size,
             };
             let path = find(b"path")
@@ -171,12 +213,9 @@ impl<R: BufRead> TarStream<R> {
         Content { stream: self }
     }
 
+    /// Reads an extension header's content; its size was checked against
+    /// [`MAX_EXTENSION_BYTES`].
     fn read_extension(&mut self, size: u64) -> Result<Vec<u8>, TarError> {
-        if size > MAX_EXTENSION {
-            return Err(TarError::Format(format!(
-                "extension header of {size} bytes is too large"
-            )));
-        }
         let padded = size.next_multiple_of(BLOCK as u64);
         let mut data = vec![0u8; padded as usize];
         read_exact_or_truncated(&mut self.inner, &mut data)?;
@@ -229,6 +268,66 @@ impl<R: BufRead> Read for Content<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         super::input::read_buffered(self, buf)
     }
+}
+
+/// The header's size field (octal, or base-256 when its first byte has the high bit set),
+/// at most [`MAX_SIZE`]. The `tar` crate reads base-256 fields into a `u64` dropping the
+/// high bits, so those are checked here; a negative base-256 value is refused, as Go
+/// refuses it.
+fn header_size(header: &Header) -> Result<u64, TarError> {
+    let field = &header.as_old().size;
+    if field[0] & 0x80 != 0 {
+        // 0x80 then 11 bytes big-endian (0xff would mark a negative value)
+        let too_large = || {
+            TarError::Format(format!(
+                "size field (base-256 {}) is negative or larger than 2^63 - 1",
+                hex_bytes(field)
+            ))
+        };
+        if field[0] != 0x80 {
+            return Err(too_large());
+        }
+        let mut value: u64 = 0;
+        for &b in &field[1..] {
+            if value > MAX_SIZE >> 8 {
+                return Err(too_large());
+            }
+            value = (value << 8) | u64::from(b);
+        }
+        return Ok(value);
+    }
+    let size = header
+        .entry_size()
+        .map_err(|e| TarError::Format(format!("bad size field: {e}")))?;
+    check_size(size, "size field")
+}
+
+/// A PAX `size` record: decimal, at most [`MAX_SIZE`].
+fn pax_size(v: &[u8]) -> Result<u64, TarError> {
+    let size = std::str::from_utf8(v)
+        .ok()
+        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|s| s.parse::<u64>().ok())
+        .ok_or_else(|| {
+            TarError::Format(format!(
+                "bad PAX size {:?}: not a number or larger than 2^63 - 1",
+                String::from_utf8_lossy(v)
+            ))
+        })?;
+    check_size(size, "PAX size")
+}
+
+fn check_size(size: u64, what: &str) -> Result<u64, TarError> {
+    if size > MAX_SIZE {
+        return Err(TarError::Format(format!(
+            "{what} {size} is larger than 2^63 - 1"
+        )));
+    }
+    Ok(size)
+}
+
+fn hex_bytes(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 fn strip_nul(mut v: Vec<u8>) -> Vec<u8> {
@@ -336,6 +435,144 @@ mod tests {
         );
         assert!(parse_pax(b"99 a=b\n").is_err());
         assert!(parse_pax(b"x a=b\n").is_err());
+    }
+
+    /// A header of type `typ` with `data` as content, padded.
+    fn member(typ: u8, name: &str, data: &[u8]) -> Vec<u8> {
+        let mut h = Header::new_ustar();
+        h.set_entry_type(EntryType::new(typ));
+        h.set_path(name).unwrap();
+        h.set_mode(0o644);
+        h.set_size(data.len() as u64);
+        h.set_cksum();
+        let mut out = h.as_bytes().to_vec();
+        out.extend_from_slice(data);
+        out.resize(out.len().next_multiple_of(BLOCK), 0);
+        out
+    }
+
+    fn pax_rec(key: &str, value: &str) -> Vec<u8> {
+        let body = key.len() + value.len() + 3;
+        let mut len = body + 1;
+        while len != body + len.to_string().len() {
+            len = body + len.to_string().len();
+        }
+        format!("{len} {key}={value}\n").into_bytes()
+    }
+
+    fn first_entry(tar: &[u8]) -> Result<Option<Entry>, TarError> {
+        TarStream::new(tar).next_entry()
+    }
+
+    fn format_error(r: Result<Option<Entry>, TarError>) -> String {
+        match r {
+            Err(TarError::Format(m)) => m,
+            other => panic!("expected a format error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_repeated_pax_key_keeps_its_last_value() {
+        let mut tar = Vec::new();
+        let mut first = pax_rec("path", "one");
+        first.extend(pax_rec("uid", "5"));
+        first.extend(pax_rec("path", "two"));
+        tar.extend(member(b'x', "h1", &first));
+        tar.extend(member(b'x', "h2", &pax_rec("path", "three")));
+        tar.extend(member(b'0', "f", b"abc"));
+        let e = first_entry(&tar).unwrap().unwrap();
+        assert_eq!(e.path, b"three");
+        assert_eq!(
+            e.pax,
+            vec![
+                (b"path".to_vec(), b"three".to_vec()),
+                (b"uid".to_vec(), b"5".to_vec())
+            ]
+        );
+    }
+
+    #[test]
+    fn extension_headers_before_an_entry_are_capped_in_number() {
+        let one = member(b'x', "h", &pax_rec("comment", "c"));
+        let mut ok = one.repeat(MAX_EXTENSION_HEADERS as usize);
+        ok.extend(member(b'0', "f", b""));
+        assert!(first_entry(&ok).unwrap().is_some());
+        let rec = pax_rec("comment", "c");
+        for (typ, data) in [
+            (b'x', &rec[..]),
+            (b'g', &rec),
+            (b'L', b"a\0"),
+            (b'K', b"a\0"),
+        ] {
+            let mut tar = member(typ, "h", data).repeat(MAX_EXTENSION_HEADERS as usize + 1);
+            tar.extend(member(b'0', "f", b""));
+            let m = format_error(first_entry(&tar));
+            assert!(m.contains("more than 64 extension headers"), "{m}");
+        }
+    }
+
+    #[test]
+    fn extension_data_before_an_entry_is_capped_in_size() {
+        let big = pax_rec("comment", &"a".repeat(600_000));
+        let mut tar = member(b'x', "h", &big);
+        tar.extend(member(b'0', "f", b""));
+        assert!(first_entry(&tar).unwrap().is_some());
+        // two of them, whatever their kinds, exceed 1 MiB
+        for second in [b'x', b'g', b'L', b'K'] {
+            let mut tar = member(b'x', "h", &big);
+            tar.extend(member(second, "h", &big));
+            tar.extend(member(b'0', "f", b""));
+            let m = format_error(first_entry(&tar));
+            assert!(m.contains("more than the limit of 1048576"), "{m}");
+        }
+        // one header alone over the limit is refused before its content is read
+        let mut h = Header::new_ustar();
+        h.set_entry_type(EntryType::XHeader);
+        h.set_size(u64::from(u32::MAX));
+        h.set_cksum();
+        let m = format_error(first_entry(h.as_bytes()));
+        assert!(m.contains("4294967295 bytes"), "{m}");
+    }
+
+    #[test]
+    fn sizes_above_i64_max_are_refused() {
+        // base-256 size fields
+        let field = |bytes: [u8; 12]| {
+            let mut t = member(b'0', "f", b"");
+            t[124..136].copy_from_slice(&bytes);
+            let mut h = Header::new_old();
+            h.as_mut_bytes().copy_from_slice(&t[..BLOCK]);
+            h.set_cksum();
+            t[..BLOCK].copy_from_slice(h.as_bytes());
+            t
+        };
+        let mut max = [0u8; 12];
+        max[0] = 0x80;
+        max[4..].copy_from_slice(&(i64::MAX as u64).to_be_bytes());
+        let t = field(max);
+        assert_eq!(first_entry(&t).unwrap().unwrap().size, i64::MAX as u64);
+        let mut over = max;
+        over[4..].copy_from_slice(&(1u64 << 63).to_be_bytes());
+        let mut wide = [0u8; 12];
+        wide[0] = 0x80;
+        wide[3] = 1;
+        let negative = [0xff; 12];
+        for bytes in [over, wide, negative] {
+            let m = format_error(first_entry(&field(bytes)));
+            assert!(m.contains("larger than 2^63 - 1"), "{m}");
+        }
+        // PAX size records
+        for v in [
+            "9223372036854775808",
+            "18446744073709551615",
+            "-1",
+            "99999999999999999999",
+        ] {
+            let mut t = member(b'x', "h", &pax_rec("size", v));
+            t.extend(member(b'0', "f", b""));
+            let m = format_error(first_entry(&t));
+            assert!(m.contains("larger than 2^63 - 1"), "{v}: {m}");
+        }
     }
 
     #[test]
