@@ -15,7 +15,9 @@ const TAIL_BUFFER: usize = BLOCK_SIZE as usize;
 const IMAGE_BUFFER: usize = 64 << 10;
 /// Blocks written between two progress reports (1 MiB).
 const REPORT_BLOCKS: u64 = 256;
-/// Bytes of the image reserved ahead of the writing at a time (64 MiB).
+/// Bytes of the image reserved ahead of the writing at a time (64 MiB). The reservation
+/// follows what is written, never a header's declared size: a crafted header may declare
+/// terabytes that never come.
 const PREALLOCATE: u64 = 64 << 20;
 
 /// Told, now and then, that every image block before the given one is in the file.
@@ -129,6 +131,7 @@ impl DataWriter {
             let n = avail
                 .len()
                 .min(usize::try_from(full - done).unwrap_or(usize::MAX));
+            self.reserve_through((u64::from(data.blkaddr) * BLOCK_SIZE) + done + n as u64);
             if let Err(e) = self.image.write_all(&avail[..n]) {
                 return Err(CopyError::Write(self.write_err(e)));
             }
@@ -188,20 +191,23 @@ impl DataWriter {
                 })?
         };
         self.next_block += blocks;
-        let end = self.next_block * BLOCK_SIZE;
-        if end > self.reserved {
-            let len = (end - self.reserved).max(PREALLOCATE);
-            // (ext4 then skips per-page delayed allocation: a fifth of the writer's
-            // system time)
-            crate::fshint::reserve(self.image.get_ref(), self.reserved, len);
-            self.reserved += len;
-        }
         Ok(Data {
             size,
             blkaddr,
             blocks,
             tail,
         })
+    }
+
+    /// Reserves disk space for the image up to byte `end`, [`PREALLOCATE`] at a time, as
+    /// the writing reaches it. (ext4 then skips per-page delayed allocation: a fifth of
+    /// the writer's system time.)
+    fn reserve_through(&mut self, end: u64) {
+        if end > self.reserved {
+            let len = (end - self.reserved).max(PREALLOCATE);
+            crate::fshint::reserve(self.image.get_ref(), self.reserved, len);
+            self.reserved += len;
+        }
     }
 
     /// Writes the tail held in `buf[..len]`: to the spill file, or zero-padded to a block.
@@ -213,6 +219,7 @@ impl DataWriter {
             self.tails_len += len as u64;
         } else {
             self.buf[len..BLOCK_SIZE as usize].fill(0);
+            self.reserve_through(self.next_block * BLOCK_SIZE);
             self.image
                 .write_all(&self.buf[..BLOCK_SIZE as usize])
                 .map_err(|e| self.write_err(e))?;
@@ -343,6 +350,33 @@ mod tests {
         assert!(tail_fits_inline(4032, 0));
         assert!(!tail_fits_inline(4033, 0));
         assert!(!tail_fits_inline(0, 0));
+    }
+
+    #[test]
+    fn disk_space_is_reserved_as_content_arrives_not_as_declared() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, path) = writer(dir.path());
+        // a header declares 2 GiB; 5000 bytes come
+        let declared = 2u64 << 30;
+        let got = w.copy(&mut &[1u8; 5000][..], declared, false);
+        assert!(
+            matches!(got, Err(CopyError::Short { got: 5000 })),
+            "{got:?}"
+        );
+        let reserved = std::fs::metadata(&path).unwrap().blocks() * 512;
+        assert!(
+            reserved <= 2 * PREALLOCATE,
+            "{reserved} bytes reserved for a 2 GiB declaration with 5000 bytes of content"
+        );
+        // what is written gets a window reserved ahead of it
+        let (mut w, path) = writer(dir.path());
+        let mib = vec![3u8; 1 << 20];
+        w.copy(&mut &mib[..], mib.len() as u64, false).unwrap();
+        w.image.flush().unwrap();
+        let reserved = std::fs::metadata(&path).unwrap().blocks() * 512;
+        assert!(reserved >= PREALLOCATE, "{reserved}");
+        assert!(reserved <= 2 * PREALLOCATE, "{reserved}");
     }
 
     #[test]
