@@ -77,6 +77,43 @@ pub fn effective_xattrs(tree: &Tree, id: InodeId) -> Vec<Xattr> {
     all
 }
 
+/// Most shared xattrs one inode can reference: the count (`h_shared_count`) is one byte.
+pub const MAX_SHARED_PER_INODE: usize = u8::MAX as usize;
+
+/// How an inode's `xattrs` (sorted by name) are stored: the sorted ids of the shared ones
+/// it references, and the entries stored inline. Past [`MAX_SHARED_PER_INODE`], shared
+/// pairs (the later ones in name order) are stored inline instead, so the one-byte count
+/// never wraps.
+pub fn split_xattrs<'a>(
+    xattrs: &'a [Xattr],
+    shared_ids: &HashMap<Xattr, u32>,
+) -> (Vec<u32>, Vec<&'a Xattr>) {
+    let mut shared = Vec::new();
+    let mut inline = Vec::new();
+    for x in xattrs {
+        match shared_ids.get(x) {
+            Some(&id) if shared.len() < MAX_SHARED_PER_INODE => shared.push(id),
+            _ => inline.push(x),
+        }
+    }
+    shared.sort_unstable();
+    (shared, inline)
+}
+
+/// Bytes of the inline xattr area of an inode with `xattrs`: the 12-byte header, 4 bytes
+/// per shared id, the inline entries; 0 without xattrs.
+pub fn xattr_area_size(xattrs: &[Xattr], shared_ids: &HashMap<Xattr, u32>) -> u64 {
+    if xattrs.is_empty() {
+        return 0;
+    }
+    let (shared, inline) = split_xattrs(xattrs, shared_ids);
+    12 + 4 * shared.len() as u64
+        + inline
+            .iter()
+            .map(|x| xattr::entry_size(&x.0, &x.1))
+            .sum::<u64>()
+}
+
 /// A directory's entries, `.` and `..` included, in the byte order the kernel's binary
 /// search expects.
 pub fn dirents(tree: &Tree, id: InodeId, parent: InodeId) -> Vec<(&[u8], InodeId)> {
@@ -173,20 +210,7 @@ pub fn plan(tree: &Tree, data_end_block: u64) -> Result<Layout, ErofsError> {
         let xattrs = effective_xattrs(tree, id);
         let slot = &mut slots[id as usize];
         slot.ino = u32::try_from(ino + 1).map_err(|_| too_large(ino as u64))?;
-        slot.xattr_size = if xattrs.is_empty() {
-            0
-        } else {
-            12 + xattrs
-                .iter()
-                .map(|x| {
-                    if shared_ids.contains_key(x) {
-                        4
-                    } else {
-                        xattr::entry_size(&x.0, &x.1)
-                    }
-                })
-                .sum::<u64>()
-        };
+        slot.xattr_size = xattr_area_size(&xattrs, &shared_ids);
         let size = match &inode.kind {
             Kind::Reg(d) | Kind::Symlink(d) => d.size,
             Kind::Dir { .. } => {
@@ -302,6 +326,28 @@ mod tests {
         let name = [b'x'; 255];
         let names: Vec<&[u8]> = (0..16).map(|_| &name[..]).collect();
         assert_eq!(dir_size(names.into_iter()), 4096 + 267);
+    }
+
+    #[test]
+    fn an_inode_references_at_most_255_shared_xattrs() {
+        let xattrs: Vec<Xattr> = (0..300)
+            .map(|i| (format!("user.x{i:03}").into_bytes(), b"v".to_vec()))
+            .collect();
+        let shared_ids: HashMap<Xattr, u32> = xattrs
+            .iter()
+            .enumerate()
+            .map(|(i, x)| (x.clone(), 3 * i as u32))
+            .collect();
+        let (shared, inline) = split_xattrs(&xattrs, &shared_ids);
+        assert_eq!(shared.len(), 255);
+        assert_eq!(inline.len(), 45);
+        assert_eq!(inline[0].0, b"user.x255");
+        assert_eq!(
+            xattr_area_size(&xattrs, &shared_ids),
+            12 + 4 * 255 + 45 * xattr::entry_size(b"user.x255", b"v")
+        );
+        let (shared, inline) = split_xattrs(&xattrs[..255], &shared_ids);
+        assert_eq!((shared.len(), inline.len()), (255, 0));
     }
 
     #[test]

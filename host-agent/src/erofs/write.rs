@@ -11,7 +11,7 @@ use super::error::ErofsError;
 use super::format::{
     BLOCK_SIZE, DIRENT_SIZE, InodeRecord, NULL_ADDR, SLOT_SIZE, Superblock, ft, mode,
 };
-use super::layout::{Layout, data_layout, dirents, effective_xattrs};
+use super::layout::{Layout, data_layout, dirents, effective_xattrs, split_xattrs};
 use super::tree::{InodeId, Kind, Tree};
 use super::xattr;
 
@@ -217,18 +217,15 @@ fn xattr_icount(size: u64, tree: &Tree, id: InodeId) -> Result<u16, ErofsError> 
 /// The inline xattr area: header, shared ids, inline entries.
 fn encode_xattrs(tree: &Tree, layout: &Layout, id: InodeId, buf: &mut Vec<u8>) {
     let all = effective_xattrs(tree, id);
-    let mut shared: Vec<u32> = all
-        .iter()
-        .filter_map(|x| layout.shared_ids.get(x).copied())
-        .collect();
-    shared.sort_unstable();
+    let (shared, inline) = split_xattrs(&all, &layout.shared_ids);
     buf.extend_from_slice(&0u32.to_le_bytes()); // h_name_filter: no filter (compat bit unset)
-    buf.push((shared.len() & 0xff) as u8);
+    // at most MAX_SHARED_PER_INODE: the rest are in `inline`
+    buf.push(u8::try_from(shared.len()).unwrap_or(u8::MAX));
     buf.extend_from_slice(&[0u8; 7]);
     for s in &shared {
         buf.extend_from_slice(&s.to_le_bytes());
     }
-    for x in all.iter().filter(|x| !layout.shared_ids.contains_key(*x)) {
+    for x in inline {
         xattr::encode_entry(&x.0, &x.1, buf);
     }
 }
