@@ -105,6 +105,7 @@ fn mkfs_time_sets_the_build_time_and_implicit_dir_mtimes() {
     let opts = ConvertOptions {
         no_verity: true,
         mkfs_time: Some(1_234_567),
+        ..ConvertOptions::default()
     };
     let r = convert_layer(&tar[..], &out, &opts).unwrap();
     assert_eq!(

@@ -75,6 +75,16 @@ fn every_host_error_type_has_a_kind_and_so_a_code_and_an_exit_status() {
             "erofs: a tar that does not parse",
         ),
         (
+            Box::new(ErofsError::LayerTooLarge { limit: 1 << 20 }),
+            Kind::InvalidArgument,
+            "erofs: layer over --max-layer-bytes",
+        ),
+        (
+            Box::new(ErofsError::TooManyEntries { limit: 10 }),
+            Kind::InvalidArgument,
+            "erofs: layer over --max-entries",
+        ),
+        (
             Box::new(ErofsError::Io {
                 op: "write",
                 path: p(),

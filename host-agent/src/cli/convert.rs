@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use layerpass::convert::CountingReader;
-use layerpass::erofs::{ConvertOptions, ConvertReport, convert_layer};
+use layerpass::erofs::{
+    ConvertOptions, ConvertReport, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_LAYER_BYTES, convert_layer,
+};
 
 mod image;
 
@@ -50,6 +52,22 @@ pub struct LayerArgs {
     /// Build time in seconds since the epoch (default: SOURCE_DATE_EPOCH, else 0).
     #[arg(long, value_name = "SECONDS")]
     mkfs_time: Option<u64>,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// Limits that stop a hostile layer (a gzip bomb, millions of entries) with a clear error
+/// and nothing written.
+#[derive(Debug, Args)]
+pub struct LimitArgs {
+    /// Most bytes of uncompressed tar in a layer (default 64 GiB); a larger layer, such
+    /// as a gzip bomb, is refused.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_LAYER_BYTES)]
+    max_layer_bytes: u64,
+    /// Most tar entries in a layer (default 10 million); the layer's tree is held in
+    /// memory while it is converted.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_ENTRIES)]
+    max_entries: u64,
 }
 
 impl LayerArgs {
@@ -61,6 +79,8 @@ impl LayerArgs {
         let opts = ConvertOptions {
             no_verity: self.no_verity,
             mkfs_time,
+            max_layer_bytes: self.limits.max_layer_bytes,
+            max_entries: self.limits.max_entries,
         };
         let report = if self.tar.as_os_str() == "-" {
             convert_layer(io::stdin(), &self.out, &opts)

@@ -62,6 +62,8 @@ pub fn convert_image(
     let layer_opts = ConvertOptions {
         no_verity: false,
         mkfs_time: opts.mkfs_time,
+        max_layer_bytes: opts.max_layer_bytes,
+        max_entries: opts.max_entries,
     };
     let mut layers = Vec::with_capacity(count);
     for l in &image.layers {

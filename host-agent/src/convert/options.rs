@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use super::layout::OutputLayout;
+use crate::erofs::{DEFAULT_MAX_ENTRIES, DEFAULT_MAX_LAYER_BYTES};
 use crate::image::Platform;
 
 /// How to convert an image.
@@ -17,16 +18,23 @@ pub struct ImageConvertOptions {
     /// EROFS build time in seconds since the epoch; `None` means 0. The CLI fills it from
     /// `--mkfs-time` or `SOURCE_DATE_EPOCH`.
     pub mkfs_time: Option<u64>,
+    /// Most bytes of uncompressed tar in one layer (`ConvertOptions::max_layer_bytes`).
+    pub max_layer_bytes: u64,
+    /// Most tar entries in one layer (`ConvertOptions::max_entries`).
+    pub max_entries: u64,
 }
 
 impl ImageConvertOptions {
-    /// Options for `layout` in `out_dir`: linux/amd64, build time 0.
+    /// Options for `layout` in `out_dir`: linux/amd64, build time 0, the default limits
+    /// ([`DEFAULT_MAX_LAYER_BYTES`], [`DEFAULT_MAX_ENTRIES`]).
     pub fn new(layout: OutputLayout, out_dir: impl Into<PathBuf>) -> Self {
         Self {
             layout,
             out_dir: out_dir.into(),
             platform: None,
             mkfs_time: None,
+            max_layer_bytes: DEFAULT_MAX_LAYER_BYTES,
+            max_entries: DEFAULT_MAX_ENTRIES,
         }
     }
 }

@@ -77,6 +77,12 @@ pub enum ErofsError {
     BadSymlink { entry: String, reason: &'static str },
     #[error("tar entry {entry:?}: whiteout {reason}")]
     BadWhiteout { entry: String, reason: &'static str },
+    /// The uncompressed tar went past `ConvertOptions::max_layer_bytes`.
+    #[error("the uncompressed layer exceeds the max-layer-bytes limit of {limit} bytes")]
+    LayerTooLarge { limit: u64 },
+    /// The tar has more entries than `ConvertOptions::max_entries`.
+    #[error("the layer has more entries than the max-entries limit of {limit}")]
+    TooManyEntries { limit: u64 },
     #[error("the image would need {blocks} blocks; EROFS addresses at most 2^32")]
     TooLarge { blocks: u64 },
     #[error("cannot {op} {path}")]
@@ -140,6 +146,8 @@ impl HasKind for ErofsError {
             | Self::BadSymlink { .. }
             | Self::BadWhiteout { .. }
             | Self::TooLarge { .. }
+            | Self::LayerTooLarge { .. }
+            | Self::TooManyEntries { .. }
             | Self::NotErofs { .. } => Kind::InvalidArgument,
         }
     }

@@ -122,16 +122,20 @@ pub struct HashingReader<'scope> {
     failed: bool,
     hasher: Option<thread::ScopedJoinHandle<'scope, [u8; 32]>>,
     bytes: u64,
+    /// Most bytes the stream may give (see [`OverLimit`]).
+    limit: u64,
 }
 
 impl<'scope> HashingReader<'scope> {
     /// Starts hashing `inner` on a thread of `scope`, and reading it on another when
     /// `read_thread`. If the converter stops early, the reading thread ends after the
-    /// read it is in returns.
+    /// read it is in returns. A stream giving more than `limit` bytes fails with
+    /// [`OverLimit`] once it has (`over_limit` finds it), and gives nothing more.
     pub fn spawn<R: Read + Send + 'scope>(
         scope: &'scope thread::Scope<'scope, '_>,
         inner: R,
         read_thread: bool,
+        limit: u64,
     ) -> io::Result<Self> {
         let (hash_tx, hash_rx) = mpsc::sync_channel::<(Chunk, usize)>(QUEUE);
         let (free_tx, free) = mpsc::sync_channel::<Chunk>(QUEUE + 2);
@@ -181,6 +185,7 @@ impl<'scope> HashingReader<'scope> {
             failed: false,
             hasher: Some(hasher),
             bytes: 0,
+            limit,
         })
     }
 
@@ -206,9 +211,16 @@ impl<'scope> HashingReader<'scope> {
         };
         match next {
             Ok(Some((chunk, n))) => {
+                self.bytes += n as u64;
+                if self.bytes > self.limit {
+                    self.failed = true;
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        OverLimit { limit: self.limit },
+                    ));
+                }
                 self.chunk = chunk;
                 self.filled = n;
-                self.bytes += n as u64;
                 self.eof = n == 0;
                 Ok(())
             }
@@ -276,6 +288,25 @@ pub(super) fn read_buffered(r: &mut impl BufRead, buf: &mut [u8]) -> io::Result<
 #[error("{0}")]
 pub struct StreamError(#[source] pub io::Error);
 
+/// The uncompressed stream went past its limit (`ConvertOptions::max_layer_bytes`).
+#[derive(Debug, thiserror::Error)]
+#[error("the uncompressed layer exceeds {limit} bytes")]
+pub struct OverLimit {
+    pub limit: u64,
+}
+
+/// If `e` is (or wraps) an [`OverLimit`], returns the limit.
+pub fn over_limit(e: &io::Error) -> Option<u64> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = e.get_ref().map(|r| r as _);
+    while let Some(err) = cur {
+        if let Some(o) = err.downcast_ref::<OverLimit>() {
+            return Some(o.limit);
+        }
+        cur = err.source();
+    }
+    None
+}
+
 /// If `e` came from the underlying stream, returns that error.
 pub fn stream_error(e: &io::Error) -> Option<&io::Error> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = e.get_ref().map(|r| r as _);
@@ -320,7 +351,7 @@ mod tests {
     #[test]
     fn hashes_everything_read() {
         thread::scope(|s| {
-            let mut r = HashingReader::spawn(s, &b"abc"[..], false).unwrap();
+            let mut r = HashingReader::spawn(s, &b"abc"[..], false, u64::MAX).unwrap();
             let mut one = [0u8; 1];
             r.read_exact(&mut one).unwrap();
             let (digest, n) = r.finish().unwrap();
@@ -339,7 +370,7 @@ mod tests {
                 .map(|i| (i % 251) as u8 ^ (i >> 16) as u8)
                 .collect();
             thread::scope(|s| {
-                let mut r = HashingReader::spawn(s, &data[..], threaded).unwrap();
+                let mut r = HashingReader::spawn(s, &data[..], threaded, u64::MAX).unwrap();
                 let mut got = vec![0u8; 1_000_000];
                 r.read_exact(&mut got).unwrap();
                 assert!(got == data[..1_000_000]);
@@ -372,7 +403,8 @@ mod tests {
     fn stream_errors_are_tagged_and_stop_the_reader() {
         for threaded in [false, true] {
             thread::scope(|s| {
-                let mut r = HashingReader::spawn(s, Failing(CHUNK + 10), threaded).unwrap();
+                let mut r =
+                    HashingReader::spawn(s, Failing(CHUNK + 10), threaded, u64::MAX).unwrap();
                 let mut all = Vec::new();
                 let e = r.read_to_end(&mut all).unwrap_err();
                 assert_eq!(all.len(), CHUNK + 10);
@@ -384,11 +416,32 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_past_its_limit_stops_with_over_limit() {
+        for threaded in [false, true] {
+            thread::scope(|s| {
+                let limit = 3 * CHUNK as u64 + 5;
+                // finite, so that without the limit the copy ends (and the test fails)
+                let input = io::repeat(0).take(limit + 8 * CHUNK as u64);
+                let mut r = HashingReader::spawn(s, input, threaded, limit).unwrap();
+                let e = io::copy(&mut r, &mut io::sink()).unwrap_err();
+                assert_eq!(over_limit(&e), Some(limit), "{e}");
+                assert!(r.finish().is_err());
+            });
+            // exactly at the limit is fine
+            let data = vec![1u8; 1000];
+            thread::scope(|s| {
+                let r = HashingReader::spawn(s, &data[..], threaded, 1000).unwrap();
+                assert_eq!(r.finish().unwrap().1, 1000);
+            });
+        }
+    }
+
+    #[test]
     fn a_reader_dropped_early_does_not_hold_up_the_scope() {
         for threaded in [false, true] {
             // an endless stream: the reading thread must stop once nobody takes its chunks
             thread::scope(|s| {
-                let mut r = HashingReader::spawn(s, io::repeat(1), threaded).unwrap();
+                let mut r = HashingReader::spawn(s, io::repeat(1), threaded, u64::MAX).unwrap();
                 let mut some = [0u8; 100];
                 r.read_exact(&mut some).unwrap();
                 drop(r);

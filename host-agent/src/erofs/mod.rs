@@ -38,14 +38,38 @@ use crate::verity::{
     format_file_from_leaves, sidecar_path,
 };
 
+/// Default [`ConvertOptions::max_layer_bytes`]: 64 GiB of uncompressed tar.
+pub const DEFAULT_MAX_LAYER_BYTES: u64 = 64 << 30;
+/// Default [`ConvertOptions::max_entries`]: 10 million tar entries.
+pub const DEFAULT_MAX_ENTRIES: u64 = 10_000_000;
+
 /// How to convert a layer.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ConvertOptions {
     /// Write the EROFS image only: no hash tree, no sidecar.
     pub no_verity: bool,
     /// Superblock build time in seconds (also the mtime of implicit directories); `None`
     /// means 0. The CLI fills it from `--mkfs-time` or `SOURCE_DATE_EPOCH`.
     pub mkfs_time: Option<u64>,
+    /// Most bytes of uncompressed tar read (the end-of-archive blocks and whatever follows
+    /// them included): a larger layer, such as a gzip bomb, stops with
+    /// [`ErofsError::LayerTooLarge`]. Default [`DEFAULT_MAX_LAYER_BYTES`].
+    pub max_layer_bytes: u64,
+    /// Most tar entries (extension headers not counted): the tree of a layer is held in
+    /// memory, so more stop with [`ErofsError::TooManyEntries`]. Default
+    /// [`DEFAULT_MAX_ENTRIES`].
+    pub max_entries: u64,
+}
+
+impl Default for ConvertOptions {
+    fn default() -> Self {
+        Self {
+            no_verity: false,
+            mkfs_time: None,
+            max_layer_bytes: DEFAULT_MAX_LAYER_BYTES,
+            max_entries: DEFAULT_MAX_ENTRIES,
+        }
+    }
 }
 
 /// What `convert_layer` wrote; the JSON form is `layerpass convert layer --json`.
@@ -115,8 +139,8 @@ fn convert_in<'scope, R: Read + Send + 'scope>(
     let (compression, reader) = input::open(input).map_err(ErofsError::Read)?;
     // decompression gets a thread of its own; a plain tar is read where it is parsed
     let read_thread = compression != input::Compression::None;
-    let hashing =
-        input::HashingReader::spawn(scope, reader, read_thread).map_err(ErofsError::Read)?;
+    let hashing = input::HashingReader::spawn(scope, reader, read_thread, opts.max_layer_bytes)
+        .map_err(ErofsError::Read)?;
     let mut archive = tarstream::TarStream::new(hashing);
     let build_time = opts.mkfs_time.unwrap_or(0);
     let mut tree = tree::Tree::new(build_time);
@@ -131,18 +155,25 @@ fn convert_in<'scope, R: Read + Send + 'scope>(
         data.report_written(Box::new(move |end| reporter.written(end)));
         Some(f)
     };
-    let stats = tarread::read_entries(&mut archive, &mut tree, &mut data, compression.name())?;
-    let (diff_id, tar_bytes) =
-        archive
-            .into_inner()
-            .finish()
-            .map_err(|e| match input::stream_error(&e) {
-                Some(_) => ErofsError::Decompress {
-                    format: compression.name(),
-                    source: e,
-                },
-                None => ErofsError::Read(e),
-            })?;
+    let stats = tarread::read_entries(
+        &mut archive,
+        &mut tree,
+        &mut data,
+        compression.name(),
+        opts.max_entries,
+    )?;
+    let (diff_id, tar_bytes) = archive.into_inner().finish().map_err(|e| {
+        if let Some(limit) = input::over_limit(&e) {
+            return ErofsError::LayerTooLarge { limit };
+        }
+        match input::stream_error(&e) {
+            Some(_) => ErofsError::Decompress {
+                format: compression.name(),
+                source: e,
+            },
+            None => ErofsError::Read(e),
+        }
+    })?;
 
     let data_end = data.next_block();
     let (image, tails) = data.finish()?;

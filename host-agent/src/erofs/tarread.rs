@@ -15,7 +15,7 @@ use tar::EntryType;
 use super::data::{CopyError, DataWriter, tail_fits_inline};
 use super::error::ErofsError;
 use super::format::{BLOCK_SIZE, encode_dev, mode};
-use super::input::stream_error;
+use super::input::{over_limit, stream_error};
 use super::path::{Components, normalise};
 use super::tarstream::{Entry, TarError, TarStream};
 use super::tree::{Inode, Kind, Meta, ROOT, Tree};
@@ -42,6 +42,7 @@ pub fn read_entries<R: BufRead>(
     tree: &mut Tree,
     data: &mut DataWriter,
     compression: &'static str,
+    max_entries: u64,
 ) -> Result<Stats, ErofsError> {
     let mut stats = Stats::default();
     let mut last = String::from("(start of archive)");
@@ -57,6 +58,9 @@ pub fn read_entries<R: BufRead>(
                 });
             }
         };
+        if stats.entries >= max_entries {
+            return Err(ErofsError::TooManyEntries { limit: max_entries });
+        }
         let name = String::from_utf8_lossy(&entry.path).into_owned();
         add_entry(
             &entry,
@@ -74,6 +78,9 @@ pub fn read_entries<R: BufRead>(
 }
 
 fn stream_or_tar(e: io::Error, after: &str, compression: &'static str) -> ErofsError {
+    if let Some(limit) = over_limit(&e) {
+        return ErofsError::LayerTooLarge { limit };
+    }
     match stream_error(&e) {
         Some(inner) if compression == "plain" => {
             ErofsError::Read(io::Error::new(inner.kind(), inner.to_string()))

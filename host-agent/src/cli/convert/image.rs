@@ -54,6 +54,8 @@ pub struct ImageArgs {
     /// Print one JSON object with a `layers` array instead of text.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    limits: super::LimitArgs,
 }
 
 /// One converted (or already present) layer, as printed.
@@ -93,6 +95,8 @@ impl ImageArgs {
         let opts = ImageConvertOptions {
             platform: self.platform.clone(),
             mkfs_time,
+            max_layer_bytes: self.limits.max_layer_bytes,
+            max_entries: self.limits.max_entries,
             ..ImageConvertOptions::new(self.layout.into(), &self.out_dir)
         };
         let bar = OnceLock::<ProgressBar>::new();
