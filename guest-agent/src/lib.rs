@@ -9,6 +9,7 @@ pub mod agent;
 pub mod cli;
 pub mod error;
 pub mod events;
+pub mod fuzz_harness;
 pub mod kernel;
 pub mod layers;
 pub mod overlay;

@@ -20,6 +20,17 @@ pub enum JsonError {
         #[source]
         source: protobuf_json_mapping::ParseError,
     },
+    /// The text is not JSON (RFC 8259). Checked before the JSON mapping's own parser, which
+    /// accepts more than JSON (protobuf text-format escapes such as `\777`) and overflows
+    /// on some of it.
+    #[error("invalid {message} JSON: {source}")]
+    NotJson {
+        /// The protobuf message the text should hold.
+        message: &'static str,
+        /// What the JSON parser found.
+        #[source]
+        source: serde_json::Error,
+    },
     /// The message cannot be printed (a value outside its enum, for instance).
     #[error("cannot print {message} as JSON: {source}")]
     Print {
@@ -39,6 +50,10 @@ pub fn parse_mount_request(json: &str) -> Result<MountRequest, JsonError> {
 
 /// Parses the JSON mapping of any message of the protocol, rejecting unknown fields.
 pub fn parse<M: MessageFull>(json: &str) -> Result<M, JsonError> {
+    serde_json::from_str::<serde_json::Value>(json).map_err(|source| JsonError::NotJson {
+        message: M::NAME,
+        source,
+    })?;
     let options = ParseOptions {
         ignore_unknown_fields: false,
         ..Default::default()
@@ -153,6 +168,18 @@ mod tests {
         let err = parse_mount_request(r#"{"layers": [{"fsType": "EXT4"}]}"#).unwrap_err();
         assert!(err.to_string().contains("EXT4"), "{err}");
         assert!(parse_mount_request("{").is_err());
+    }
+
+    #[test]
+    fn text_format_escapes_are_not_json() {
+        // protobuf-json-mapping's lexer reads `\778` as an octal escape and overflows a u8
+        // (a panic with overflow checks): found by the mount_plan_json fuzz target.
+        for text in [r#"{"containerId": "\778"}"#, r#"{"containerId": "\x41"}"#] {
+            let err = parse_mount_request(text).unwrap_err();
+            assert!(matches!(err, JsonError::NotJson { .. }), "{text}: {err}");
+        }
+        let plan = parse_mount_request(r#"{"containerId": "c\u0031\n"}"#).unwrap();
+        assert_eq!(plan.container_id, "c1\n");
     }
 
     #[test]

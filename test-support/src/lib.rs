@@ -6,6 +6,7 @@
 //! - [`tools`]: finding the external programs the tests compare against, root for mounts.
 //! - [`erofs_utils`]: erofs-utils ≥ 1.8 (containerd's converter), fetched from Debian's
 //!   packages by `scripts/erofs-utils-trixie`.
+//! - [`fuzz_corpus`]: the committed fuzz corpora, replayed through their harnesses.
 //! - [`counted`]: differential and corpus tests state how many cases they compared, so an
 //!   empty run fails.
 //!
@@ -13,6 +14,7 @@
 
 pub mod counted;
 pub mod erofs_utils;
+pub mod fuzz_corpus;
 pub mod log;
 pub mod skip;
 pub mod tools;
