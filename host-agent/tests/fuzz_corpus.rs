@@ -1,14 +1,22 @@
-//! The `virtio_blk_queue` fuzz target's corpus, replayed by `cargo test` through the same
-//! harness the fuzz target calls (`layerpass::vhost::fuzz_harness`): every committed input
-//! must pass the oracle (no panic, disk accesses inside the disk, sane queue indices), the
-//! seeds must be committed as the harness makes them and do what they were made for, and
-//! any crash file a local fuzz run left in `fuzz/artifacts/` is replayed too.
+//! The host's fuzz corpora, replayed by `cargo test` through the same harnesses the fuzz
+//! targets call: `virtio_blk_queue` (`layerpass::vhost::fuzz_harness`), `tar_convert`
+//! (`layerpass::erofs::fuzz_harness`) and `verity_metadata`
+//! (`layerpass::verity::fuzz_harness`). Every committed input must pass its oracle, each
+//! corpus must still reach the code behind the parsers, the seeds must be committed as the
+//! harnesses make them and do what they were made for, and any crash file a local fuzz run
+//! left in `fuzz/artifacts/` is replayed too.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers of tests panic like the tests
 
 use std::fs;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+use layerpass::erofs::fuzz_harness::{self as tar_harness, TarHarness};
+use layerpass::verity::fuzz_harness as verity_harness;
+use layerpass_test_support::fuzz_corpus::{
+    check_seeds, corpus_files, replay as replay_with, replay_artifacts,
+};
 
 use layerpass::vhost::fuzz_harness::{
     BLOB_BYTE, MEM_START, Outcome, QueueHarness, SEED_DATA, SEED_STATUS, SERIAL, seeds,
@@ -168,4 +176,80 @@ fn fuzz_artifacts_virtio_blk_queue() {
     let files = files(&dir);
     replay(&files);
     eprintln!("{} fuzz artifacts replayed", files.len());
+}
+
+/// Files committed in `fuzz/corpus/tar_convert/` (raise it when adding files).
+const COMMITTED_TAR: usize = 5;
+
+/// Files committed in `fuzz/corpus/verity_metadata/` (raise it when adding files).
+const COMMITTED_VERITY: usize = 456;
+
+#[test]
+fn fuzz_corpus_tar_convert() {
+    let harness = TarHarness::new().unwrap();
+    let files = corpus_files("tar_convert", COMMITTED_TAR);
+    let outcomes = replay_with(&files, |input| harness.run(input));
+    let converted = outcomes
+        .iter()
+        .filter(|o| matches!(o, tar_harness::Outcome::Converted(_)))
+        .count();
+    eprintln!("tar_convert: {} inputs, {converted} converted", files.len());
+    // The corpus reaches the converter's output, not only the parser's errors.
+    assert!(converted > 0, "no tar_convert input converts");
+}
+
+#[test]
+fn fuzz_seeds_tar_convert() {
+    let seeds = tar_harness::seeds();
+    check_seeds("tar_convert", &seeds);
+    let harness = TarHarness::new().unwrap();
+    for (name, input) in &seeds {
+        let outcome = harness.run(input).unwrap();
+        assert!(
+            matches!(outcome, tar_harness::Outcome::Converted(_)),
+            "{name}: {outcome:?}"
+        );
+    }
+}
+
+#[test]
+fn fuzz_artifacts_tar_convert() {
+    let harness = TarHarness::new().unwrap();
+    replay_artifacts("tar_convert", |input| harness.run(input));
+}
+
+#[test]
+fn fuzz_corpus_verity_metadata() {
+    let files = corpus_files("verity_metadata", COMMITTED_VERITY);
+    let outcomes = replay_with(&files, verity_harness::run);
+    let count = |f: fn(&verity_harness::Outcome) -> bool| outcomes.iter().filter(|o| f(o)).count();
+    let (superblocks, sidecars, mappings) = (
+        count(|o| o.superblock),
+        count(|o| o.sidecar),
+        count(|o| o.mapping),
+    );
+    eprintln!(
+        "verity_metadata: {} inputs: {superblocks} superblocks, {sidecars} sidecars, \
+         {mappings} mappings accepted",
+        files.len()
+    );
+    assert!(
+        superblocks > 0 && sidecars > 0 && mappings > 0,
+        "the verity_metadata corpus does not reach every parser and the mapping"
+    );
+}
+
+#[test]
+fn fuzz_seeds_verity_metadata() {
+    let seeds = verity_harness::seeds();
+    check_seeds("verity_metadata", &seeds);
+    for (name, input) in &seeds {
+        let o = verity_harness::run(input).unwrap();
+        assert!(o.sidecar && o.mapping, "{name}: {o:?}");
+    }
+}
+
+#[test]
+fn fuzz_artifacts_verity_metadata() {
+    replay_artifacts("verity_metadata", verity_harness::run);
 }

@@ -120,6 +120,12 @@ impl ErofsError {
 impl HasKind for ErofsError {
     fn kind(&self) -> Kind {
         match self {
+            // The zstd decoder reports a corrupt frame as `ErrorKind::Other` (errors of the
+            // file under it keep their errno's kind): the input's fault too. Found by the
+            // tar_convert fuzz target.
+            Self::Decompress { source: e, .. } if e.kind() == std::io::ErrorKind::Other => {
+                Kind::InvalidArgument
+            }
             Self::Read(e) | Self::Decompress { source: e, .. } | Self::Tar { source: e, .. } => {
                 // a tar or compressed stream that does not parse is the input's fault
                 match e.kind() {
@@ -150,5 +156,25 @@ impl HasKind for ErofsError {
             | Self::TooManyEntries { .. }
             | Self::NotErofs { .. } => Kind::InvalidArgument,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_corrupt_zstd_layer_is_the_inputs_fault() {
+        // zstd's "Data corruption detected" comes as ErrorKind::Other.
+        let corrupt = ErofsError::Decompress {
+            format: "zstd",
+            source: io::Error::other("Data corruption detected"),
+        };
+        assert_eq!(corrupt.kind(), Kind::InvalidArgument);
+        let eio = ErofsError::Decompress {
+            format: "zstd",
+            source: io::Error::from_raw_os_error(libc::EIO),
+        };
+        assert_ne!(eio.kind(), Kind::InvalidArgument);
     }
 }

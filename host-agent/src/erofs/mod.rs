@@ -13,6 +13,7 @@
 mod data;
 mod error;
 mod format;
+pub mod fuzz_harness;
 mod input;
 mod layout;
 mod path;

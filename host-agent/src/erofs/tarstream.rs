@@ -196,8 +196,16 @@ impl<R: BufRead> TarStream<R> {
                     | EntryType::Fifo
             );
             let size = if header_only { 0 } else { size };
+            // A PAX or base-256 size may be anything up to u64::MAX; padded, it must fit.
+            // (Found by the tar_convert fuzz target.)
+            let Some(padded) = size.checked_next_multiple_of(BLOCK as u64) else {
+                return Err(TarError::Format(format!(
+                    "entry {:?} claims {size} bytes",
+                    String::from_utf8_lossy(&path)
+                )));
+            };
             self.remaining = size;
-            self.padding = size.next_multiple_of(BLOCK as u64) - size;
+            self.padding = padded - size;
             return Ok(Some(Entry {
                 header,
                 path,
@@ -434,6 +442,16 @@ mod tests {
             ]
         );
         assert!(parse_pax(b"99 a=b\n").is_err());
+        // a size whose padding overflows u64 is an error, not a panic
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_pax_extensions([("size", &b"18446744073709551615"[..])])
+            .unwrap();
+        let mut h = Header::new_gnu();
+        h.set_size(0);
+        b.append_data(&mut h, "f", &b""[..]).unwrap();
+        let tar = b.into_inner().unwrap();
+        let mut s = TarStream::new(&tar[..]);
+        assert!(matches!(s.next_entry(), Err(TarError::Format(m)) if m.contains("claims")));
         assert!(parse_pax(b"x a=b\n").is_err());
     }
 

@@ -45,15 +45,13 @@ pub fn layer_mapping(spec: &LayerFileSpec) -> Result<VerityMapping, PlanError> {
         .map_err(VerityError::io("stat", blob))
         .map_err(verity)?
         .len();
-    // (superblock, where the hash area starts on the disk, where the data ends, where the
-    // disk ends)
-    let (sb, area_start, data_limit, disk_end) = match &spec.tree {
-        None => (
-            read_superblock(blob, sidecar.hashoffset).map_err(verity)?,
-            sidecar.hashoffset,
-            sidecar.hashoffset,
+    let found = match &spec.tree {
+        None => Found {
+            superblock: read_superblock(blob, sidecar.hashoffset).map_err(verity)?,
+            sidecar,
             blob_len,
-        ),
+            tree_len: None,
+        },
         Some(tree) => {
             let tree_err = |source| PlanError::Verity {
                 path: tree.clone(),
@@ -63,17 +61,54 @@ pub fn layer_mapping(spec: &LayerFileSpec) -> Result<VerityMapping, PlanError> {
                 .map_err(VerityError::io("stat", tree))
                 .map_err(tree_err)?
                 .len();
-            let start = blob_len.div_ceil(LAYER_ALIGN) * LAYER_ALIGN;
-            (
-                read_superblock(tree, 0).map_err(tree_err)?,
-                start,
+            Found {
+                superblock: read_superblock(tree, 0).map_err(tree_err)?,
+                sidecar,
                 blob_len,
-                start + tree_len,
-            )
+                tree_len: Some(tree_len),
+            }
         }
     };
-    let (params, data_blocks, tree_skip) = match sb {
-        Some(sb) => (sb.params, sb.data_blocks, 1),
+    mapping(blob, &found)
+}
+
+/// What [`layer_mapping`] reads from a layer's files.
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// The blob's sidecar.
+    pub sidecar: Sidecar,
+    /// The blob's length in bytes.
+    pub blob_len: u64,
+    /// The separate tree file's length (`None`: the tree is appended to the blob).
+    pub tree_len: Option<u64>,
+    /// The veritysetup superblock: at the sidecar's `hashoffset` in the blob, or at the
+    /// start of the tree file (`None`: no signature there).
+    pub superblock: Option<Superblock>,
+}
+
+/// The mapping of what was read from the layer `blob`'s files (named in errors): the
+/// checks of [`layer_mapping`] without the file system, for the fuzz harness.
+pub fn mapping(blob: &Path, found: &Found) -> Result<VerityMapping, PlanError> {
+    let verity = |source: VerityError| PlanError::Verity {
+        path: blob.to_owned(),
+        source,
+    };
+    let Found {
+        sidecar,
+        blob_len,
+        tree_len,
+        superblock,
+    } = found;
+    // (where the hash area starts on the disk, where the data ends, where the disk ends)
+    let (area_start, data_limit, disk_end) = match tree_len {
+        None => (sidecar.hashoffset, sidecar.hashoffset, *blob_len),
+        Some(tree_len) => {
+            let start = blob_len.div_ceil(LAYER_ALIGN).saturating_mul(LAYER_ALIGN);
+            (start, *blob_len, start.saturating_add(*tree_len))
+        }
+    };
+    let (params, data_blocks, tree_skip) = match superblock {
+        Some(sb) => (sb.params.clone(), sb.data_blocks, 1),
         None => {
             let p = VerityParams::containerd();
             let dbs = u64::from(p.data_block_size);
@@ -111,7 +146,7 @@ pub fn layer_mapping(spec: &LayerFileSpec) -> Result<VerityMapping, PlanError> {
         });
     }
     let geometry = Geometry::new(&params, data_blocks).map_err(verity)?;
-    let tree_start = (area_start / hbs + tree_skip) * hbs;
+    let tree_start = (area_start / hbs + tree_skip).saturating_mul(hbs);
     let tree_end = tree_start.saturating_add(geometry.tree_bytes());
     if tree_end > disk_end {
         return Err(PlanError::Invalid {

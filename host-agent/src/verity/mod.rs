@@ -17,6 +17,7 @@ mod check;
 mod error;
 mod follow;
 mod format;
+pub mod fuzz_harness;
 mod geometry;
 mod hash;
 mod leaves;

@@ -29,11 +29,16 @@ impl Sidecar {
     /// Reads and validates a sidecar.
     pub fn read(path: &Path) -> Result<Self, VerityError> {
         let text = fs::read(path).map_err(VerityError::io("read", path))?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates the bytes of a sidecar read from `path` (named in errors).
+    pub fn parse(text: &[u8], path: &Path) -> Result<Self, VerityError> {
         let bad = |reason: String| VerityError::BadSidecar {
             path: path.to_owned(),
             reason,
         };
-        let sidecar: Self = serde_json::from_slice(&text).map_err(|e| bad(e.to_string()))?;
+        let sidecar: Self = serde_json::from_slice(text).map_err(|e| bad(e.to_string()))?;
         if sidecar.roothash.is_empty()
             || !sidecar.roothash.len().is_multiple_of(2)
             || !sidecar.roothash.bytes().all(|c| c.is_ascii_hexdigit())
