@@ -94,6 +94,7 @@ impl TarHarness {
         let opts = ConvertOptions {
             no_verity: true,
             mkfs_time: Some(0),
+            ..ConvertOptions::default()
         };
         let report = match convert_layer(Cursor::new(&input), &self.out, &opts) {
             Ok(report) => report,
