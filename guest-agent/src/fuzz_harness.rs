@@ -199,7 +199,7 @@ fn seed_plan(tmpfs: bool) -> MountPlan {
                 fs_type: "ext4".into(),
             }
         },
-        mount_point: Some("/run/c1".into()),
+        mount_point: Some("c1".into()),
         overlay: OverlayOptions {
             volatile: tmpfs,
             userxattr: false,

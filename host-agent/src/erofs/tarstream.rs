@@ -442,7 +442,8 @@ mod tests {
             ]
         );
         assert!(parse_pax(b"99 a=b\n").is_err());
-        // a size whose padding overflows u64 is an error, not a panic
+        // a size whose padding overflows u64 is an error, not a panic (refused as larger
+        // than i64::MAX before any padding is computed)
         let mut b = tar::Builder::new(Vec::new());
         b.append_pax_extensions([("size", &b"18446744073709551615"[..])])
             .unwrap();
@@ -451,7 +452,7 @@ mod tests {
         b.append_data(&mut h, "f", &b""[..]).unwrap();
         let tar = b.into_inner().unwrap();
         let mut s = TarStream::new(&tar[..]);
-        assert!(matches!(s.next_entry(), Err(TarError::Format(m)) if m.contains("claims")));
+        assert!(matches!(s.next_entry(), Err(TarError::Format(_))));
         assert!(parse_pax(b"x a=b\n").is_err());
     }
 
