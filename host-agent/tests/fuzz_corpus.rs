@@ -7,9 +7,7 @@
 //! left in `fuzz/artifacts/` is replayed too.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers of tests panic like the tests
 
-use std::fs;
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use layerpass::erofs::fuzz_harness::{self as tar_harness, TarHarness};
@@ -27,72 +25,24 @@ use vm_memory::{Bytes, GuestAddress};
 /// (raise it when adding files; a lower count means the corpus went missing).
 const COMMITTED: usize = 245;
 
-/// Set to write the harness's seeds into the corpus instead of checking them.
-const WRITE_SEEDS: &str = "LAYERPASS_FUZZ_WRITE_SEEDS";
-
-fn fuzz_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
-}
-
-fn corpus_dir() -> PathBuf {
-    fuzz_dir().join("corpus/virtio_blk_queue")
-}
-
-/// The regular files of `dir`, sorted.
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("cannot list {}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .collect();
-    v.sort();
-    v
-}
-
-/// Runs every file through the harness; panics naming every file that failed.
+/// Replays every file through the queue harness (the shared replay names every file that
+/// panicked or broke the oracle) and adds up what the passes did.
 fn replay(files: &[PathBuf]) -> Outcome {
     let harness = QueueHarness::new().expect("fuzz harness set-up");
     let mut total = Outcome::default();
-    let mut failed = Vec::new();
-    for path in files {
-        let input = fs::read(path).unwrap();
-        match catch_unwind(AssertUnwindSafe(|| harness.run(&input))) {
-            Ok(Ok(o)) => {
-                total.passes += o.passes;
-                total.completed += o.completed;
-                total.queue_error |= o.queue_error;
-                total.disk_reads += o.disk_reads;
-                total.bytes_read += o.bytes_read;
-            }
-            Ok(Err(e)) => failed.push(format!("{}: {e}", path.display())),
-            Err(_) => failed.push(format!("{}: panicked (message above)", path.display())),
-        }
+    for o in replay_with(files, |input| harness.run(input)) {
+        total.passes += o.passes;
+        total.completed += o.completed;
+        total.queue_error |= o.queue_error;
+        total.disk_reads += o.disk_reads;
+        total.bytes_read += o.bytes_read;
     }
-    assert!(
-        failed.is_empty(),
-        "{} of {} inputs failed the fuzz oracle:\n{}",
-        failed.len(),
-        files.len(),
-        failed.join("\n")
-    );
     total
 }
 
 #[test]
 fn fuzz_corpus_virtio_blk_queue() {
-    let dir = corpus_dir();
-    assert!(
-        dir.is_dir(),
-        "the fuzz corpus {} is missing: the replay would test nothing",
-        dir.display()
-    );
-    let files = files(&dir);
-    assert!(
-        files.len() >= COMMITTED,
-        "{} holds {} files, {COMMITTED} are committed: the corpus went missing or moved",
-        dir.display(),
-        files.len()
-    );
+    let files = corpus_files("virtio_blk_queue", COMMITTED);
     let start = Instant::now();
     let total = replay(&files);
     eprintln!(
@@ -109,22 +59,7 @@ fn fuzz_corpus_virtio_blk_queue() {
 
 #[test]
 fn fuzz_seeds_virtio_blk_queue() {
-    let dir = corpus_dir();
-    let write = std::env::var_os(WRITE_SEEDS).is_some();
-    for (name, bytes) in seeds() {
-        let path = dir.join(name);
-        if write {
-            fs::create_dir_all(&dir).unwrap();
-            fs::write(&path, &bytes).unwrap();
-            continue;
-        }
-        let committed = fs::read(&path).unwrap_or_default();
-        assert!(
-            committed == bytes,
-            "{} is missing or differs from the harness's seed; rerun with {WRITE_SEEDS}=1",
-            path.display()
-        );
-    }
+    check_seeds("virtio_blk_queue", &seeds());
 
     // Each seed does what it was made for.
     let harness = QueueHarness::new().unwrap();
@@ -169,13 +104,8 @@ fn fuzz_seeds_virtio_blk_queue() {
 /// must pass once the bug is fixed; then add it to the corpus as a regression file.
 #[test]
 fn fuzz_artifacts_virtio_blk_queue() {
-    let dir = fuzz_dir().join("artifacts/virtio_blk_queue");
-    if !dir.is_dir() {
-        return;
-    }
-    let files = files(&dir);
-    replay(&files);
-    eprintln!("{} fuzz artifacts replayed", files.len());
+    let harness = QueueHarness::new().expect("fuzz harness set-up");
+    replay_artifacts("virtio_blk_queue", |input| harness.run(input));
 }
 
 /// Files committed in `fuzz/corpus/tar_convert/` (raise it when adding files).
