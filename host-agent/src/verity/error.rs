@@ -52,6 +52,8 @@ pub enum VerityError {
     HashOffsetAlignment { hash_offset: u64, alignment: u64 },
     #[error("the tree for {data_blocks} data blocks has too many levels")]
     TooManyLevels { data_blocks: u64 },
+    #[error("{data_blocks} data blocks and their tree do not fit in 2^64 bytes")]
+    TooLarge { data_blocks: u64 },
     #[error("no veritysetup superblock at byte {offset} of {path}: {reason}")]
     BadSuperblock {
         path: PathBuf,
@@ -116,6 +118,7 @@ impl HasKind for VerityError {
             | Self::HashOffsetInsideData { .. }
             | Self::HashOffsetAlignment { .. }
             | Self::TooManyLevels { .. }
+            | Self::TooLarge { .. }
             | Self::BadSuperblock { .. }
             | Self::BadSidecar { .. }
             | Self::TruncatedHashArea { .. } => Kind::InvalidArgument,

@@ -76,6 +76,16 @@ impl Geometry {
                 .checked_add(blocks)
                 .ok_or(VerityError::TooManyLevels { data_blocks })?;
         }
+        // Both byte counts fit in u64 from here on (tree_bytes, data_bytes).
+        let tree_fits = position
+            .checked_mul(u64::from(params.hash_block_size))
+            .is_some();
+        let data_fits = data_blocks
+            .checked_mul(u64::from(params.data_block_size))
+            .is_some();
+        if !tree_fits || !data_fits {
+            return Err(VerityError::TooLarge { data_blocks });
+        }
         Ok(Self {
             data_blocks,
             data_block_size: params.data_block_size,
@@ -96,12 +106,12 @@ impl Geometry {
         self.levels.iter().map(|l| l.blocks).sum()
     }
 
-    /// Bytes of the whole tree.
+    /// Bytes of the whole tree (checked to fit by [`Geometry::new`]).
     pub fn tree_bytes(&self) -> u64 {
         self.tree_blocks() * u64::from(self.hash_block_size)
     }
 
-    /// Bytes of data covered by the tree.
+    /// Bytes of data covered by the tree (checked to fit by [`Geometry::new`]).
     pub fn data_bytes(&self) -> u64 {
         self.data_blocks * u64::from(self.data_block_size)
     }
@@ -160,6 +170,17 @@ mod tests {
         p.hash_block_size = 512;
         let g = Geometry::new(&p, 1000).unwrap();
         assert_eq!((g.hashes_per_block(), g.slot_size), (8, 64));
+    }
+
+    #[test]
+    fn byte_counts_beyond_u64_are_an_error() {
+        // 2^61 blocks of 4096 bytes are 2^73 bytes: tree_bytes/data_bytes would overflow.
+        assert!(matches!(
+            Geometry::new(&VerityParams::containerd(), 1 << 61),
+            Err(VerityError::TooLarge { data_blocks }) if data_blocks == 1 << 61
+        ));
+        let g = Geometry::new(&VerityParams::containerd(), 1 << 40).unwrap();
+        assert_eq!(g.data_bytes(), 1 << 52);
     }
 
     #[test]
