@@ -16,14 +16,19 @@ use layerpass_test_support::fuzz_corpus::{
     check_seeds, corpus_files, replay as replay_with, replay_artifacts,
 };
 
+use layerpass::vhost::fuzz_harness::disks::{BLOB2_BYTE, TREE_BYTE};
+use layerpass::vhost::fuzz_harness::seeds::{
+    BASIC, SEED_DATA, SEED_READ_BACK, SEED_STATUS, pattern, read,
+};
 use layerpass::vhost::fuzz_harness::{
-    BLOB_BYTE, MEM_START, Outcome, QueueHarness, SEED_DATA, SEED_STATUS, SERIAL, seeds,
+    BLOB_BYTE, BLOB_LEN, CONFIG_LEN, Config, DiskKind, MEM_START, Outcome, QueueHarness, SERIAL,
+    seeds,
 };
 use vm_memory::{Bytes, GuestAddress};
 
 /// Files committed in `fuzz/corpus/virtio_blk_queue/`: the replay must see at least as many
 /// (raise it when adding files; a lower count means the corpus went missing).
-const COMMITTED: usize = 245;
+const COMMITTED: usize = 313;
 
 /// Replays every file through the queue harness (the shared replay names every file that
 /// panicked or broke the oracle) and adds up what the passes did.
@@ -31,11 +36,7 @@ fn replay(files: &[PathBuf]) -> Outcome {
     let harness = QueueHarness::new().expect("fuzz harness set-up");
     let mut total = Outcome::default();
     for o in replay_with(files, |input| harness.run(input)) {
-        total.passes += o.passes;
-        total.completed += o.completed;
-        total.queue_error |= o.queue_error;
-        total.disk_reads += o.disk_reads;
-        total.bytes_read += o.bytes_read;
+        total.add(&o);
     }
     total
 }
@@ -50,54 +51,207 @@ fn fuzz_corpus_virtio_blk_queue() {
         files.len(),
         start.elapsed()
     );
-    // The corpus reaches the data path, not only the framing checks.
+    // The corpus reaches the data path of every kind of request, not only the framing
+    // checks, and the model comparison sees reads.
     assert!(
-        total.completed >= files.len() / 2 && total.disk_reads > 0,
+        total.completed >= files.len() / 2
+            && total.disk_reads > 0
+            && total.reads_checked > 0
+            && total.disk_writes > 0
+            && total.ranges > 0,
         "the corpus completes too little: {total:?}"
     );
+    // Every kind of disk, queue size and memory layout is in the corpus.
+    let configs: Vec<Config> = files
+        .iter()
+        .map(|f| Config::of(&std::fs::read(f).unwrap()))
+        .collect();
+    for c in [
+        |c: &Config| c.disk == DiskKind::Scratch,
+        |c: &Config| c.disk == DiskKind::Composite,
+        |c: &Config| c.disk == DiskKind::LayerWithTree,
+        |c: &Config| c.regions > 1 && !c.holes,
+        |c: &Config| c.holes,
+        |c: &Config| c.queue_size == 256,
+        |c: &Config| c.event_idx,
+    ] {
+        assert!(
+            configs.iter().any(c),
+            "a configuration is missing from the corpus"
+        );
+    }
+}
+
+/// Runs the named seed; returns its outcome, the status bytes of its requests (`n` of them,
+/// from [`SEED_STATUS`]) and guest memory.
+fn run_seed(
+    harness: &QueueHarness,
+    name: &str,
+    n: usize,
+) -> (Outcome, Vec<u8>, layerpass::vhost::request::GuestMem) {
+    let (_, input) = seeds().into_iter().find(|(s, _)| *s == name).unwrap();
+    let (o, mem) = harness.run_in(&input).unwrap();
+    let mut status = vec![0xffu8; n];
+    mem.read_slice(&mut status, at(&input, SEED_STATUS))
+        .unwrap();
+    (o, status, mem)
+}
+
+/// The guest address of image offset `offset` for `input`'s configuration.
+fn at(input: &[u8], offset: usize) -> GuestAddress {
+    Config::of(input).address_of(offset).unwrap()
+}
+
+fn read_mem(mem: &layerpass::vhost::request::GuestMem, addr: GuestAddress, len: usize) -> Vec<u8> {
+    let mut out = vec![0u8; len];
+    mem.read_slice(&mut out, addr).unwrap();
+    out
 }
 
 #[test]
 fn fuzz_seeds_virtio_blk_queue() {
     check_seeds("virtio_blk_queue", &seeds());
+    for (name, input) in seeds() {
+        assert!(input.len() > CONFIG_LEN, "{name}");
+    }
 
     // Each seed does what it was made for.
     let harness = QueueHarness::new().unwrap();
-    let status = |name: &str| {
-        let (_, input) = seeds().into_iter().find(|(n, _)| *n == name).unwrap();
-        let (o, mem) = harness.run_in(&input).unwrap();
-        assert_eq!(
-            (o.passes, o.completed, o.queue_error),
-            (2, 1, false),
-            "{name}: {o:?}"
-        );
-        let status: u8 = mem.read_obj(GuestAddress(MEM_START + SEED_STATUS)).unwrap();
-        let mut data = [0u8; 512];
-        mem.read_slice(&mut data, GuestAddress(MEM_START + SEED_DATA))
-            .unwrap();
-        (o, status, data)
-    };
+    let data = |mem: &_, len| read_mem(mem, GuestAddress(MEM_START + SEED_DATA as u64), len);
     for name in ["seed-read", "seed-read-indirect"] {
-        let (o, s, data) = status(name);
+        let (o, s, mem) = run_seed(&harness, name, 1);
         assert_eq!(
-            (o.disk_reads, o.bytes_read, s),
-            (1, 512, 0),
+            (
+                o.passes,
+                o.completed,
+                o.disk_reads,
+                o.bytes_read,
+                o.reads_checked,
+                &s[..]
+            ),
+            (2, 1, 1, 512, 1, &[0][..]),
             "{name}: {o:?}"
         );
-        assert!(data.iter().all(|&b| b == BLOB_BYTE), "{name}: data");
+        assert!(
+            data(&mem, 512).iter().all(|&b| b == BLOB_BYTE),
+            "{name}: data"
+        );
     }
-    let (o, s, _) = status("seed-write");
+    let (o, s, _) = run_seed(&harness, "seed-write", 1);
     assert_eq!(
-        (o.disk_reads, s),
-        (0, 1),
+        (o.disk_reads, o.disk_writes, &s[..]),
+        (0, 0, &[1][..]),
         "write on a read-only disk: IOERR"
     );
-    let (_, s, data) = status("seed-getid");
-    assert_eq!((s, &data[..SERIAL.len()]), (0, SERIAL.as_bytes()));
-    let (_, s, _) = status("seed-flush");
-    assert_eq!(s, 0);
-    let (_, s, _) = status("seed-discard");
-    assert_eq!(s, 2, "discard on a layer disk: UNSUPP");
+    let (_, s, mem) = run_seed(&harness, "seed-getid", 1);
+    assert_eq!(
+        (&s[..], &data(&mem, SERIAL.len())[..]),
+        (&[0][..], SERIAL.as_bytes())
+    );
+    let (_, s, _) = run_seed(&harness, "seed-flush", 1);
+    assert_eq!(s, [0]);
+    let (_, s, _) = run_seed(&harness, "seed-discard", 1);
+    assert_eq!(s, [2], "discard on a layer disk: UNSUPP");
+
+    // The layer disk's end: blob bytes then zero padding; one sector further, IOERR.
+    let (o, s, mem) = run_seed(&harness, "seed-read-padding", 1);
+    assert_eq!((o.reads_checked, &s[..]), (1, &[0][..]), "{o:?}");
+    let got = data(&mem, 1024);
+    let blob_end = BLOB_LEN - 19 * 512;
+    assert!(got[..blob_end].iter().all(|&b| b == BLOB_BYTE));
+    assert!(got[blob_end..].iter().all(|&b| b == 0));
+    let (o, s, _) = run_seed(&harness, "seed-read-past-end", 1);
+    assert_eq!((o.disk_reads, &s[..]), (0, &[1][..]), "{o:?}");
+
+    // Scratch: written bytes read back; a discarded or zeroed sector reads as zeros.
+    let back = |mem: &_| read_mem(mem, GuestAddress(MEM_START + SEED_READ_BACK as u64), 1024);
+    let (o, s, mem) = run_seed(&harness, "seed-scratch-write-read", 2);
+    assert_eq!(
+        (
+            o.completed,
+            o.disk_writes,
+            o.bytes_written,
+            o.reads_checked,
+            &s[..]
+        ),
+        (2, 1, 1024, 1, &[0, 0][..]),
+        "{o:?}"
+    );
+    assert_eq!(back(&mem), pattern(1024));
+    for name in ["seed-scratch-write-zeroes", "seed-scratch-discard"] {
+        let (o, s, mem) = run_seed(&harness, name, 3);
+        assert_eq!(
+            (
+                o.completed,
+                o.disk_writes,
+                o.ranges,
+                o.reads_checked,
+                &s[..]
+            ),
+            (3, 1, 1, 1, &[0, 0, 0][..]),
+            "{name}: {o:?}"
+        );
+        let mut want = pattern(512);
+        want.resize(1024, 0);
+        assert_eq!(back(&mem), want, "{name}");
+    }
+    // Each run starts from an empty scratch disk: after the write above, a run that only
+    // reads sees zeros (the model says zeros: a disk not emptied would break the oracle).
+    let scratch = Config {
+        disk: DiskKind::Scratch,
+        ..BASIC
+    };
+    let (o, mem) = harness.run_in(&read(scratch, 1, 1024)).unwrap();
+    assert_eq!(o.reads_checked, 1, "{o:?}");
+    assert!(data(&mem, 1024).iter().all(|&b| b == 0));
+
+    // Composite: partition 2 holds the second layer's blob (padded) then its tree.
+    let (o, s, mem) = run_seed(&harness, "seed-composite-read", 1);
+    assert_eq!((o.reads_checked, &s[..]), (1, &[0][..]), "{o:?}");
+    let got = data(&mem, 0x3000);
+    assert!(got[..5000].iter().all(|&b| b == BLOB2_BYTE));
+    assert!(got[5000..0x2000].iter().all(|&b| b == 0));
+    assert!(got[0x2000..0x2000 + 3000].iter().all(|&b| b == TREE_BYTE));
+    let (o, s, _) = run_seed(&harness, "seed-layer-tree-read", 1);
+    assert_eq!(
+        (o.bytes_read, o.reads_checked, &s[..]),
+        (0x3000, 1, &[0][..]),
+        "{o:?}"
+    );
+
+    // A buffer across region boundaries is written and read in pieces.
+    let (o, s, mem) = run_seed(&harness, "seed-split-regions", 2);
+    assert_eq!(
+        (o.disk_writes, o.reads_checked, &s[..]),
+        (1, 1, &[0, 0][..]),
+        "{o:?}"
+    );
+    let (_, input) = seeds()
+        .into_iter()
+        .find(|(n, _)| *n == "seed-split-regions")
+        .unwrap();
+    let quarter = layerpass::vhost::fuzz_harness::layout::MEM_LEN / 4;
+    let mut back = read_mem(&mem, at(&input, 2 * quarter - 512), 512);
+    back.extend(read_mem(&mem, at(&input, 2 * quarter), 512));
+    assert_eq!(back, pattern(1024));
+
+    // A buffer running into a hole between regions: IOERR, nothing read.
+    let (o, s, _) = run_seed(&harness, "seed-read-into-hole", 1);
+    assert_eq!(
+        (o.completed, o.disk_reads, &s[..]),
+        (1, 0, &[1][..]),
+        "{o:?}"
+    );
+
+    // The largest queue, event index on.
+    let (_, input) = seeds()
+        .into_iter()
+        .find(|(n, _)| *n == "seed-queue-256")
+        .unwrap();
+    let (o, mem) = harness.run_in(&input).unwrap();
+    assert_eq!((o.completed, o.reads_checked), (1, 1), "{o:?}");
+    let status: u8 = mem.read_obj(at(&input, 0x2100)).unwrap();
+    assert_eq!(status, 0);
 }
 
 /// Crash, leak, timeout and OOM files of a local `cargo fuzz run` (never committed): each
