@@ -156,6 +156,26 @@ mod tests {
     }
 
     #[test]
+    fn parses_and_prints_an_encrypted_disk_upper() {
+        let text =
+            r#"{"containerId": "c1", "upper": {"encryptedDisk": {"disk": {"serial": "S"}}}}"#;
+        let plan = parse_mount_request(text).unwrap();
+        assert!(plan.upper.has_encrypted_disk());
+        assert_eq!(plan.upper.encrypted_disk().disk.serial(), "S");
+        let printed = print_plan(&plan).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&printed).unwrap();
+        assert_eq!(
+            value["upper"],
+            serde_json::json!({"encryptedDisk": {"disk": {"serial": "S"}}}),
+            "{printed}"
+        );
+        assert_eq!(parse_mount_request(&printed).unwrap(), plan);
+        // The .proto field name is read too.
+        let snake = r#"{"upper": {"encrypted_disk": {"disk": {"serial": "S"}}}}"#;
+        assert_eq!(parse_mount_request(snake).unwrap().upper, plan.upper);
+    }
+
+    #[test]
     fn unknown_fields_are_errors_naming_the_field() {
         let err = parse_mount_request(r#"{"containerId": "c1", "rootHash": "x"}"#).unwrap_err();
         let text = err.to_string();
