@@ -9,10 +9,12 @@
 //! - [`container`]: mount / unmount of one container, its lock, rollback;
 //! - [`layer`]: one layer's setup and teardown (find disk → dm-verity → EROFS);
 //! - [`rootfs`]: the upper, the links to the layers and the overlay;
+//! - [`encrypted`]: the encrypted scratch-disk upper (dm-integrity + dm-crypt);
 //! - [`mountpoint`]: the rootfs mount point, resolved beneath the rootfs root;
 //! - [`fsops`]: directory helpers and the errnos that mean "already gone".
 
 mod container;
+mod encrypted;
 mod fsops;
 mod layer;
 mod mountpoint;

@@ -25,7 +25,7 @@ pub enum EventKind {
     Unmount,
 }
 
-/// The container's upper, as recorded.
+/// The container's upper, as recorded: `kind` is `tmpfs`, `disk` or `encrypted-disk`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum UpperEvent {
@@ -42,6 +42,15 @@ pub enum UpperEvent {
         partition: Option<String>,
         /// Its filesystem.
         fs_type: String,
+    },
+    /// The scratch disk under dm-integrity and dm-crypt with a key made in the guest
+    /// (the key is never recorded).
+    #[serde(rename = "encrypted-disk")]
+    EncryptedDisk {
+        /// Its virtio-blk serial.
+        serial: String,
+        /// The GPT partition name, when the upper is a partition.
+        partition: Option<String>,
     },
 }
 

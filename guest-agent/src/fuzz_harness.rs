@@ -156,9 +156,35 @@ fn plan_of(req: &pb::MountRequest) -> Result<Stage, Violation> {
     Ok(Stage::Accepted)
 }
 
+/// The seeds' uppers, by seed name: one of each kind.
+fn seed_uppers() -> [(&'static str, UpperSpec); 3] {
+    [
+        (
+            "seed-upper-disk",
+            UpperSpec::Disk {
+                disk: DiskRef::Serial("upper".into()),
+                fs_type: "ext4".into(),
+            },
+        ),
+        (
+            "seed-upper-tmpfs",
+            UpperSpec::Tmpfs {
+                size_bytes: 1 << 20,
+            },
+        ),
+        (
+            "seed-upper-encrypted-disk",
+            UpperSpec::EncryptedDisk {
+                disk: DiskRef::Serial("upper".into()),
+            },
+        ),
+    ]
+}
+
 /// A valid plan for the seeds: two layers (a disk with dm-verity, a partition without),
-/// an upper on a disk or in tmpfs, a mount point.
-fn seed_plan(tmpfs: bool) -> MountPlan {
+/// `upper`, a mount point; volatile over a tmpfs.
+fn seed_plan(upper: UpperSpec) -> MountPlan {
+    let tmpfs = matches!(upper, UpperSpec::Tmpfs { .. });
     let verity = VerityParams {
         algorithm: HashAlgorithm::Sha256,
         format: 1,
@@ -189,16 +215,7 @@ fn seed_plan(tmpfs: bool) -> MountPlan {
                 verity: None,
             },
         ],
-        upper: if tmpfs {
-            UpperSpec::Tmpfs {
-                size_bytes: 1 << 20,
-            }
-        } else {
-            UpperSpec::Disk {
-                disk: DiskRef::Serial("upper".into()),
-                fs_type: "ext4".into(),
-            }
-        },
+        upper,
         mount_point: Some("c1".into()),
         overlay: OverlayOptions {
             volatile: tmpfs,
@@ -210,10 +227,10 @@ fn seed_plan(tmpfs: bool) -> MountPlan {
 /// The seeds of `fuzz/corpus/mount_plan_json/`: valid plans as `layerpass-guest mount
 /// --plan` reads them.
 pub fn seeds_mount_plan_json() -> Vec<(&'static str, Vec<u8>)> {
-    [("seed-upper-disk", false), ("seed-upper-tmpfs", true)]
+    seed_uppers()
         .into_iter()
-        .map(|(name, tmpfs)| {
-            let req = convert::mount_request(&seed_plan(tmpfs));
+        .map(|(name, upper)| {
+            let req = convert::mount_request(&seed_plan(upper));
             let text = json::print_plan(&req).unwrap_or_default();
             (name, text.into_bytes())
         })
@@ -223,10 +240,10 @@ pub fn seeds_mount_plan_json() -> Vec<(&'static str, Vec<u8>)> {
 /// The seeds of `fuzz/corpus/mount_request_protobuf/`: valid plans as the ttrpc server
 /// receives them.
 pub fn seeds_mount_request_protobuf() -> Vec<(&'static str, Vec<u8>)> {
-    [("seed-upper-disk", false), ("seed-upper-tmpfs", true)]
+    seed_uppers()
         .into_iter()
-        .map(|(name, tmpfs)| {
-            let req = convert::mount_request(&seed_plan(tmpfs));
+        .map(|(name, upper)| {
+            let req = convert::mount_request(&seed_plan(upper));
             (name, req.write_to_bytes().unwrap_or_default())
         })
         .collect()

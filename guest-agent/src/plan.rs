@@ -95,6 +95,12 @@ pub enum UpperSpec {
         /// Size limit in bytes.
         size_bytes: u64,
     },
+    /// The scratch disk under dm-integrity and AEAD dm-crypt with a key made in the guest;
+    /// formatted ext2 at every mount, content discarded at unmount.
+    EncryptedDisk {
+        /// The scratch disk.
+        disk: DiskRef,
+    },
 }
 
 /// Filesystems accepted for a scratch disk.
@@ -236,6 +242,12 @@ impl MountPlan {
             UpperSpec::Tmpfs { size_bytes } => {
                 if *size_bytes == 0 {
                     return Err(err("upper tmpfs size_bytes is 0".into()));
+                }
+            }
+            UpperSpec::EncryptedDisk { disk } => {
+                validate_disk(disk).map_err(|m| err(format!("upper: {m}")))?;
+                if disks.contains(disk) {
+                    return Err(err(format!("upper {disk} is also a layer disk")));
                 }
             }
         }

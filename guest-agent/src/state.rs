@@ -34,10 +34,16 @@ pub const STATE_FILE: &str = "state.json";
 pub struct UpperRecord {
     /// Where the scratch filesystem or tmpfs is mounted.
     pub mount_dir: PathBuf,
-    /// The scratch disk's device, `None` for tmpfs.
+    /// The device mounted: the scratch disk's, or the dm-crypt device's node for an
+    /// encrypted disk; `None` for tmpfs.
     pub device: Option<PathBuf>,
     /// What the plan asked for.
     pub spec: crate::plan::UpperSpec,
+    /// The device-mapper devices the upper stacked (an encrypted disk's: crypt first, then
+    /// integrity), removed in this order once the upper is unmounted. Empty for a plain
+    /// disk or a tmpfs, and in records written before encrypted uppers.
+    #[serde(default)]
+    pub dm_devices: Vec<String>,
 }
 
 /// Everything a container's mount created, in creation order.
@@ -312,7 +318,10 @@ pub fn check_record(
     }
     match (&record.upper.spec, &record.upper.device) {
         (crate::plan::UpperSpec::Tmpfs { .. }, None)
-        | (crate::plan::UpperSpec::Disk { .. }, Some(_)) => {}
+        | (
+            crate::plan::UpperSpec::Disk { .. } | crate::plan::UpperSpec::EncryptedDisk { .. },
+            Some(_),
+        ) => {}
         _ => return Err("upper.spec does not match upper.device".into()),
     }
     let mut keys = std::collections::HashSet::new();

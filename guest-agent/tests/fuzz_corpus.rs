@@ -24,7 +24,7 @@ const TARGETS: [(&str, Harness, Seeds, usize, &[Stage]); 3] = [
         "mount_plan_json",
         mount_plan_json,
         seeds_mount_plan_json,
-        1032,
+        1033,
         &[
             Stage::Decode,
             Stage::Convert,
@@ -36,7 +36,7 @@ const TARGETS: [(&str, Harness, Seeds, usize, &[Stage]); 3] = [
         "mount_request_protobuf",
         mount_request_protobuf,
         seeds_mount_request_protobuf,
-        686,
+        687,
         &[
             Stage::Decode,
             Stage::Convert,

@@ -353,3 +353,39 @@ fn vsock_listener_errors_name_the_port() {
         }
     }
 }
+
+/// An encrypted-disk upper travels through the protocol: a request without its disk is
+/// `INVALID_ARGUMENT` naming the field; a whole one reaches the agent's upper step (which
+/// refuses with `FAILED_PRECONDITION` until the encrypted set-up is built) and leaves
+/// nothing behind.
+#[test]
+fn an_encrypted_disk_upper_reaches_the_upper_step() {
+    let f = fixture(false);
+    let mut req = convert::mount_request(&plan("c1"));
+    req.upper
+        .mut_or_insert_default()
+        .set_encrypted_disk(pb::EncryptedDiskUpper::new());
+    let (code, message) = status(f.client.mount(ctx(), &req));
+    assert_eq!(code, Code::INVALID_ARGUMENT);
+    assert!(
+        message.contains("upper.encrypted_disk.disk: missing"),
+        "{message}"
+    );
+    assert!(f.kernel.calls().is_empty(), "{:?}", f.kernel.labels());
+
+    let mut encrypted = plan("c1");
+    encrypted.upper = UpperSpec::EncryptedDisk {
+        disk: DiskRef::Serial("lp-scratch".into()),
+    };
+    let req = convert::mount_request(&encrypted);
+    assert!(req.upper.has_encrypted_disk());
+    assert_eq!(convert::mount_plan(&req).unwrap(), encrypted);
+    let (code, message) = status(mount(&f, &encrypted));
+    assert_eq!(code, Code::FAILED_PRECONDITION, "{message}");
+    assert!(
+        message.contains("mount upper: encrypted-disk upper"),
+        "{message}"
+    );
+    assert!(f.kernel.mounts().is_empty(), "{:?}", f.kernel.mounts());
+    assert!(f.kernel.dm_devices().is_empty());
+}

@@ -141,7 +141,7 @@ impl Agent {
             digests.push(spec.digest.clone());
         }
 
-        let upper = self.mount_upper(&plan.upper, &dir, undo)?;
+        let upper = self.mount_upper(&plan.upper, id, &dir, undo)?;
         let lowers = link_lowers(&dir, &layers, undo)?;
         self.mount_overlay(plan, &dir, lowers, &target, undo)?;
 
@@ -274,15 +274,16 @@ fn layer_events(record: &ContainerRecord, event: EventKind) -> Vec<LayerEvent> {
             size_bytes: *size_bytes,
         },
         UpperSpec::Disk { disk, fs_type } => {
-            let (serial, partition) = match disk {
-                DiskRef::Serial(s) => (s.clone(), None),
-                DiskRef::Partition { serial, name } => (serial.clone(), Some(name.clone())),
-            };
+            let (serial, partition) = serial_and_partition(disk);
             UpperEvent::Disk {
                 serial,
                 partition,
                 fs_type: fs_type.clone(),
             }
+        }
+        UpperSpec::EncryptedDisk { disk } => {
+            let (serial, partition) = serial_and_partition(disk);
+            UpperEvent::EncryptedDisk { serial, partition }
         }
     };
     record
@@ -302,6 +303,14 @@ fn layer_events(record: &ContainerRecord, event: EventKind) -> Vec<LayerEvent> {
             time: time.clone(),
         })
         .collect()
+}
+
+/// A disk's serial, and its partition's name when it is one.
+fn serial_and_partition(disk: &DiskRef) -> (String, Option<String>) {
+    match disk {
+        DiskRef::Serial(s) => (s.clone(), None),
+        DiskRef::Partition { serial, name } => (serial.clone(), Some(name.clone())),
+    }
 }
 
 /// A recorder's failure as an agent error: the kind follows the errno of an I/O cause.

@@ -1,5 +1,5 @@
-//! A container's rootfs over its mounted layers: the writable upper (scratch disk or
-//! tmpfs), short links to the layers' mounts, and the overlay on the mount point.
+//! A container's rootfs over its mounted layers: the writable upper (scratch disk,
+//! encrypted scratch disk or tmpfs), short links to the layers' mounts, and the overlay on the mount point.
 
 use std::io;
 use std::os::fd::AsFd;
@@ -20,17 +20,19 @@ use crate::rollback::{Undo, UndoStack};
 use crate::state::UpperRecord;
 
 impl Agent {
-    /// Mounts the upper under `<dir>/upper` (the scratch filesystem or a tmpfs) with
-    /// `upper/` and `work/` inside.
+    /// Mounts the upper under `<dir>/upper` (the scratch filesystem, the encrypted scratch
+    /// disk or a tmpfs) with `upper/` and `work/` inside. `container_id` names the
+    /// device-mapper devices of an encrypted upper.
     pub(super) fn mount_upper(
         &self,
         upper: &UpperSpec,
+        container_id: &str,
         dir: &Path,
         undo: &mut UndoStack,
     ) -> Result<UpperRecord, AgentError> {
         let upper_mount = dir.join("upper");
         create_dir_new(&upper_mount, undo).map_err(|e| state_err("creating", &upper_mount, e))?;
-        let (spec, device) = match upper {
+        let (spec, device, dm_devices) = match upper {
             UpperSpec::Disk { disk, fs_type } => {
                 let dev = self.find_disk(disk, Step::Upper)?;
                 let path = dev.path.clone();
@@ -40,6 +42,7 @@ impl Agent {
                         fs_type: fs_type.clone(),
                     },
                     Some(path),
+                    Vec::new(),
                 )
             }
             UpperSpec::Tmpfs { size_bytes } => (
@@ -47,7 +50,13 @@ impl Agent {
                     size_bytes: *size_bytes,
                 },
                 None,
+                Vec::new(),
             ),
+            UpperSpec::EncryptedDisk { disk } => {
+                let (spec, node, dm_devices) =
+                    self.prepare_encrypted_upper(disk, container_id, undo)?;
+                (spec, Some(node), dm_devices)
+            }
         };
         self.kernel.mount(&spec, &upper_mount).map_err(|e| {
             AgentError::io(
@@ -66,6 +75,7 @@ impl Agent {
             mount_dir: upper_mount,
             device,
             spec: upper.clone(),
+            dm_devices,
         })
     }
 

@@ -204,6 +204,35 @@ fn json_plans_parse_and_convert() {
 }
 
 #[test]
+fn json_plans_with_an_encrypted_disk_upper_parse_and_convert() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = format!(
+        r#"{{"containerId": "web-1",
+            "layers": [{{"digest": "{DIGEST}", "disk": {{"serial": "lp-layer0"}},
+                         "fsType": "FS_TYPE_EROFS"}}],
+            "upper": {{"encryptedDisk": {{"disk": {{"serial": "lp-scratch"}}}}}}}}"#
+    );
+    let req = oneshot::read_plan(&plan_file(dir.path(), &json)).unwrap();
+    let plan = crate::server::convert::mount_plan(&req).unwrap();
+    plan.validate().unwrap();
+    assert_eq!(
+        plan.upper,
+        crate::plan::UpperSpec::EncryptedDisk {
+            disk: crate::plan::DiskRef::Serial("lp-scratch".into()),
+        }
+    );
+    // A misspelt field is an error naming it, not a silently dropped upper.
+    let misspelt = json.replace("encryptedDisk", "encryptedDsk");
+    let failure = oneshot::read_plan(&plan_file(dir.path(), &misspelt)).unwrap_err();
+    assert_eq!(failure.kind, Kind::InvalidArgument);
+    assert!(
+        failure.message.contains("encryptedDsk"),
+        "{}",
+        failure.message
+    );
+}
+
+#[test]
 fn bad_json_plans_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let failure = oneshot::read_plan(&plan_file(

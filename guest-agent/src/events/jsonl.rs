@@ -99,6 +99,42 @@ mod tests {
     }
 
     #[test]
+    fn upper_kinds_are_tmpfs_disk_and_encrypted_disk() {
+        let cases = [
+            (UpperEvent::Tmpfs { size_bytes: 1 }, "tmpfs"),
+            (
+                UpperEvent::Disk {
+                    serial: "s".into(),
+                    partition: None,
+                    fs_type: "ext4".into(),
+                },
+                "disk",
+            ),
+            (
+                UpperEvent::EncryptedDisk {
+                    serial: "S".into(),
+                    partition: Some("lp-scratch".into()),
+                },
+                "encrypted-disk",
+            ),
+        ];
+        for (upper, kind) in cases {
+            let value = serde_json::to_value(&upper).unwrap();
+            assert_eq!(value["kind"], kind, "{value}");
+            assert_eq!(serde_json::from_value::<UpperEvent>(value).unwrap(), upper);
+        }
+        let value = serde_json::to_value(UpperEvent::EncryptedDisk {
+            serial: "S".into(),
+            partition: None,
+        })
+        .unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({"kind": "encrypted-disk", "serial": "S", "partition": null})
+        );
+    }
+
+    #[test]
     fn an_unwritable_log_is_an_error_naming_the_file_with_the_io_cause() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("missing/events.jsonl");

@@ -155,6 +155,27 @@ fn layers_count_upper_and_mount_point_are_checked() {
     };
     assert!(err_of(&p).contains("also a layer disk"));
 
+    p.upper = UpperSpec::EncryptedDisk {
+        disk: DiskRef::Serial(String::new()),
+    };
+    let m = err_of(&p);
+    assert!(m.contains(r#"upper: disk serial "": is empty"#), "{m}");
+    p.upper = UpperSpec::EncryptedDisk {
+        disk: DiskRef::Partition {
+            serial: "s".into(),
+            name: "n".repeat(37),
+        },
+    };
+    assert!(err_of(&p).contains("upper: "));
+    p.upper = UpperSpec::EncryptedDisk {
+        disk: DiskRef::Serial("layer2".into()),
+    };
+    assert!(err_of(&p).contains("also a layer disk"));
+    p.upper = UpperSpec::EncryptedDisk {
+        disk: DiskRef::Serial("scratch".into()),
+    };
+    p.validate().unwrap();
+
     // Relative to the agent's rootfs root, plain names only: an absolute path (another
     // container's directory, /etc, the run directory) is refused before anything else.
     for bad in [

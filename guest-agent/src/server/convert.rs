@@ -105,7 +105,10 @@ fn layer(index: usize, l: &pb::Layer) -> Result<LayerSpec, AgentError> {
 
 fn upper(u: &MessageField<pb::Upper>) -> Result<UpperSpec, AgentError> {
     let Some(u) = u.as_ref() else {
-        return Err(invalid("upper", "missing (needs a disk or a tmpfs)"));
+        return Err(invalid(
+            "upper",
+            "missing (needs a disk, an encrypted_disk or a tmpfs)",
+        ));
     };
     match &u.kind {
         Some(pb::upper::Kind::Disk(d)) => Ok(UpperSpec::Disk {
@@ -115,7 +118,10 @@ fn upper(u: &MessageField<pb::Upper>) -> Result<UpperSpec, AgentError> {
         Some(pb::upper::Kind::Tmpfs(t)) => Ok(UpperSpec::Tmpfs {
             size_bytes: t.size_bytes,
         }),
-        None => Err(invalid("upper", "no disk or tmpfs")),
+        Some(pb::upper::Kind::EncryptedDisk(e)) => Ok(UpperSpec::EncryptedDisk {
+            disk: disk_ref("upper.encrypted_disk.disk", &e.disk)?,
+        }),
+        None => Err(invalid("upper", "no disk, encrypted_disk or tmpfs")),
         Some(_) => Err(invalid("upper", "unknown upper kind")),
     }
 }
@@ -189,6 +195,11 @@ pub fn mount_request(plan: &MountPlan) -> pb::MountRequest {
             let mut t = pb::TmpfsUpper::new();
             t.size_bytes = *size_bytes;
             upper.set_tmpfs(t);
+        }
+        UpperSpec::EncryptedDisk { disk } => {
+            let mut e = pb::EncryptedDiskUpper::new();
+            e.disk = MessageField::some(pb_disk(disk));
+            upper.set_encrypted_disk(e);
         }
     }
     req.upper = MessageField::some(upper);

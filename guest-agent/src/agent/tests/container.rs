@@ -595,3 +595,37 @@ fn the_overlay_goes_on_the_directory_checked_even_if_the_path_is_swapped_after()
         mounts.keys()
     );
 }
+
+fn encrypted(mut p: MountPlan) -> MountPlan {
+    p.upper = UpperSpec::EncryptedDisk {
+        disk: DiskRef::Serial(format!("scratch-{}", p.container_id)),
+    };
+    p
+}
+
+#[test]
+fn an_encrypted_disk_upper_passes_the_policy_and_fails_cleanly_until_its_set_up_exists() {
+    // Until `prepare_encrypted_upper` is built, the upper step refuses, and everything the
+    // mount made before it (layers, directories) is undone.
+    let confidential = |c: &mut AgentConfig| {
+        let mut refs = ReferenceValues::default();
+        refs.allow(&hex::encode(root(1)));
+        c.reference_values = Some(refs);
+        c.require_verity = true;
+    };
+    for e in [env(), env_with(confidential)] {
+        let err = e.agent.mount(&encrypted(plan("c1", &[1]))).unwrap_err();
+        assert_eq!(err.kind(), Kind::FailedPrecondition, "{err}");
+        assert!(
+            err.to_string()
+                .contains("mount upper: encrypted-disk upper: set-up not built yet"),
+            "{err}"
+        );
+        assert!(
+            e.kernel.count(&format!("dm_create {}", dm(1))) == 1,
+            "{:?}",
+            e.kernel.labels()
+        );
+        e.assert_clean();
+    }
+}

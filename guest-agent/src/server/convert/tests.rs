@@ -61,6 +61,47 @@ fn plans_round_trip_through_the_request() {
     let req = mount_request(&tmpfs);
     assert!(req.mount_point.is_empty());
     assert_eq!(mount_plan(&req).unwrap(), tmpfs);
+    for disk in [
+        DiskRef::Serial("scratch".into()),
+        DiskRef::Partition {
+            serial: "image".into(),
+            name: "lp-scratch".into(),
+        },
+    ] {
+        let encrypted = MountPlan {
+            upper: UpperSpec::EncryptedDisk { disk },
+            ..tmpfs.clone()
+        };
+        let req = mount_request(&encrypted);
+        assert!(req.upper.has_encrypted_disk());
+        assert_eq!(mount_plan(&req).unwrap(), encrypted);
+    }
+}
+
+#[test]
+fn json_plan_with_an_encrypted_disk_upper() {
+    let json = format!(
+        r#"{{"containerId": "c3", "layers": [{{"digest": "{DIGEST_A}", "disk": {{"serial": "l"}},
+            "fsType": "FS_TYPE_EROFS"}}],
+            "upper": {{"encryptedDisk": {{"disk": {{"serial": "S"}}}}}}}}"#
+    );
+    let plan = mount_plan(&parse_mount_request(&json).unwrap()).unwrap();
+    assert_eq!(
+        plan.upper,
+        UpperSpec::EncryptedDisk {
+            disk: DiskRef::Serial("S".into())
+        }
+    );
+    plan.validate().unwrap();
+    let printed = layerpass_protocols::json::print_plan(&mount_request(&plan)).unwrap();
+    assert!(
+        printed.contains(r#""encryptedDisk": {"disk": {"serial": "S"}}"#),
+        "{printed}"
+    );
+    assert_eq!(
+        mount_plan(&parse_mount_request(&printed).unwrap()).unwrap(),
+        plan
+    );
 }
 
 fn err_text(req: &pb::MountRequest) -> String {
@@ -88,11 +129,24 @@ fn missing_oneofs_name_the_field_and_the_layer() {
 
     let mut req = mount_request(&plan());
     req.upper.as_mut().unwrap().kind = None;
-    assert!(err_text(&req).contains("upper: no disk or tmpfs"));
+    assert!(err_text(&req).contains("upper: no disk, encrypted_disk or tmpfs"));
 
     let mut req = mount_request(&plan());
     req.upper.as_mut().unwrap().mut_disk().disk = MessageField::none();
     assert!(err_text(&req).contains("upper.disk.disk: missing"));
+
+    let mut req = mount_request(&plan());
+    req.upper
+        .as_mut()
+        .unwrap()
+        .set_encrypted_disk(pb::EncryptedDiskUpper::new());
+    assert!(err_text(&req).contains("upper.encrypted_disk.disk: missing"));
+
+    let mut req = mount_request(&plan());
+    let mut e = pb::EncryptedDiskUpper::new();
+    e.disk = MessageField::some(pb::DiskRef::new());
+    req.upper.as_mut().unwrap().set_encrypted_disk(e);
+    assert!(err_text(&req).contains("upper.encrypted_disk.disk: no serial or partition"));
 }
 
 #[test]
