@@ -164,12 +164,14 @@ impl Policy {
     /// Checks every layer of the plan; the first refusal is a `PermissionDenied` naming
     /// the layer.
     pub fn check(&self, plan: &MountPlan) -> Result<(), AgentError> {
+        // A plain scratch disk is the host's to read and write; tmpfs (guest memory) and
+        // the encrypted disk (a key made in the guest) are not.
         if self.confidential() && matches!(plan.upper, UpperSpec::Disk { .. }) {
             return Err(AgentError::new(
                 Kind::PermissionDenied,
                 Step::Policy,
                 "upper: a scratch-disk upper is written by the host and verified by nothing; \
-                 confidential mode allows only a tmpfs upper",
+                 confidential mode allows only a tmpfs or an encrypted-disk upper",
             )
             .container(&plan.container_id));
         }

@@ -143,6 +143,7 @@ fn confidential_mode_refuses_a_scratch_disk_upper_and_keeps_tmpfs() {
             .starts_with("container c1: policy: upper: a scratch-disk upper"),
         "{e}"
     );
+    assert!(e.to_string().contains("encrypted-disk"), "{e}");
     // Outside confidential mode the scratch disk stays allowed.
     for policy in [
         Policy::default(),
@@ -156,5 +157,62 @@ fn confidential_mode_refuses_a_scratch_disk_upper_and_keeps_tmpfs() {
         },
     ] {
         policy.check(&p).unwrap();
+    }
+}
+
+#[test]
+fn confidential_mode_accepts_an_encrypted_disk_upper() {
+    let refs = ReferenceValues::parse(&format!("root_hashes = [\"{}\"]", hash(1))).unwrap();
+    let confidential = Policy {
+        require_verity: true,
+        reference_values: Some(refs.clone()),
+    };
+    assert!(confidential.confidential());
+    let uppers = [
+        (
+            UpperSpec::Disk {
+                disk: DiskRef::Serial("scratch".into()),
+                fs_type: "ext4".into(),
+            },
+            false,
+        ),
+        (
+            UpperSpec::EncryptedDisk {
+                disk: DiskRef::Serial("scratch".into()),
+            },
+            true,
+        ),
+        (
+            UpperSpec::Tmpfs {
+                size_bytes: 1 << 20,
+            },
+            true,
+        ),
+    ];
+    let others = [
+        Policy::default(),
+        Policy {
+            require_verity: true,
+            reference_values: None,
+        },
+        Policy {
+            require_verity: false,
+            reference_values: Some(refs),
+        },
+    ];
+    for (upper, confidential_ok) in uppers {
+        let mut p = plan(&[Some(1)]);
+        p.upper = upper;
+        assert_eq!(
+            confidential.check(&p).is_ok(),
+            confidential_ok,
+            "{:?}",
+            p.upper
+        );
+        // Outside confidential mode every upper is allowed.
+        for policy in &others {
+            assert!(!policy.confidential());
+            policy.check(&p).unwrap();
+        }
     }
 }
