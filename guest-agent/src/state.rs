@@ -29,6 +29,12 @@ const MAX_STATE_BYTES: u64 = 4 << 20;
 /// File name of a container's state in its directory.
 pub const STATE_FILE: &str = "state.json";
 
+/// Most device-mapper devices one upper stacks (an encrypted disk: crypt and integrity).
+pub const MAX_UPPER_DM_DEVICES: usize = 4;
+
+/// Longest device-mapper device name (`DM_NAME_LEN` less its NUL).
+const MAX_DM_NAME_LEN: usize = 127;
+
 /// The upper a container mounted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UpperRecord {
@@ -316,20 +322,90 @@ pub fn check_record(
     for digest in record.digests.iter().filter(|d| !d.is_empty()) {
         crate::plan::validate_digest(digest)?;
     }
-    match (&record.upper.spec, &record.upper.device) {
-        (crate::plan::UpperSpec::Tmpfs { .. }, None)
-        | (
-            crate::plan::UpperSpec::Disk { .. } | crate::plan::UpperSpec::EncryptedDisk { .. },
-            Some(_),
-        ) => {}
-        _ => return Err("upper.spec does not match upper.device".into()),
-    }
+    check_upper(&record.upper, expected)?;
     let mut keys = std::collections::HashSet::new();
     for (i, layer) in record.layers.iter().enumerate() {
         check_layer(layer, expected).map_err(|why| format!("layers[{i}]: {why}"))?;
         if !keys.insert(&layer.key) {
             return Err(format!("layers[{i}]: key {} is listed twice", layer.key));
         }
+        if let Some(name) = layer.dm_name.as_ref()
+            && record.upper.dm_devices.contains(name)
+        {
+            return Err(format!("layers[{i}]: dm device {name} is also the upper's"));
+        }
+    }
+    Ok(())
+}
+
+/// The upper's spec against its device and device-mapper devices: a tmpfs has neither,
+/// a plain disk a device and no dm device, an encrypted disk the node of its first
+/// (dm-crypt) device and at least one dm device, each named as the agent names them.
+fn check_upper(upper: &UpperRecord, expected: &Expected<'_>) -> Result<(), String> {
+    use crate::plan::UpperSpec;
+    match (&upper.spec, &upper.device) {
+        (UpperSpec::Tmpfs { .. }, None)
+        | (UpperSpec::Disk { .. } | UpperSpec::EncryptedDisk { .. }, Some(_)) => {}
+        _ => return Err("upper.spec does not match upper.device".into()),
+    }
+    let Some(first) = upper.dm_devices.first() else {
+        return match upper.spec {
+            UpperSpec::EncryptedDisk { .. } => Err("an encrypted upper has no dm_devices".into()),
+            _ => Ok(()),
+        };
+    };
+    if !matches!(upper.spec, UpperSpec::EncryptedDisk { .. }) {
+        return Err("upper.dm_devices on an upper that stacks no dm device".into());
+    }
+    if upper.dm_devices.len() > MAX_UPPER_DM_DEVICES {
+        return Err(format!(
+            "upper.dm_devices has {} names, at most {MAX_UPPER_DM_DEVICES}",
+            upper.dm_devices.len()
+        ));
+    }
+    let mut names = std::collections::HashSet::new();
+    for (i, name) in upper.dm_devices.iter().enumerate() {
+        check_dm_name(name).map_err(|why| format!("upper.dm_devices[{i}]: {why}"))?;
+        if !names.insert(name) {
+            return Err(format!("upper.dm_devices[{i}]: {name} is listed twice"));
+        }
+    }
+    let node = expected.dm_dir.join(first);
+    if upper.device.as_deref() != Some(node.as_path()) {
+        return Err(format!(
+            "upper.device is not {}, the node of its first dm device",
+            node.display()
+        ));
+    }
+    Ok(())
+}
+
+/// A name of a device-mapper device the agent made: [`verity::DM_NAME_PREFIX`], then
+/// `[A-Za-z0-9_.-]`, at most 127 bytes. Anything else (`control`, another tool's device)
+/// is never removed on the strength of a record.
+fn check_dm_name(name: &str) -> Result<(), String> {
+    let rest = name
+        .strip_prefix(verity::DM_NAME_PREFIX)
+        .filter(|rest| !rest.is_empty())
+        .ok_or_else(|| {
+            format!(
+                "dm device {name:?} is not named {}<name>",
+                verity::DM_NAME_PREFIX
+            )
+        })?;
+    if name.len() > MAX_DM_NAME_LEN {
+        return Err(format!(
+            "dm device name of {} bytes, at most {MAX_DM_NAME_LEN}",
+            name.len()
+        ));
+    }
+    if !rest
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    {
+        return Err(format!(
+            "dm device {name:?} has a character outside [A-Za-z0-9_.-]"
+        ));
     }
     Ok(())
 }

@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use layerpass_protocols::status::Kind;
 
 use super::fsops::{
-    NOT_MOUNTED, create_dir_new, done_if_gone, remove_dir_if_present, remove_file_if_present,
+    NO_DEVICE, NO_FILE, NOT_MOUNTED, create_dir_new, done_if_gone, remove_dir_if_present,
+    remove_file_if_present,
 };
 use super::layer::layer_key;
 use super::mountpoint;
@@ -221,11 +222,17 @@ impl Agent {
         }
         keep_first(&mut first, remove_dir(&links));
         let upper = &record.upper.mount_dir;
-        keep_first(
-            &mut first,
-            done_if_gone(self.kernel.unmount(upper), NOT_MOUNTED)
-                .map_err(|e| err(format!("unmounting upper {}", upper.display()), e)),
-        );
+        let upper_unmounted = done_if_gone(self.kernel.unmount(upper), NOT_MOUNTED)
+            .map_err(|e| err(format!("unmounting upper {}", upper.display()), e));
+        // The upper's dm devices go only once nothing has them mounted; a retry removes
+        // them after the upper.
+        if upper_unmounted.is_ok() {
+            keep_first(
+                &mut first,
+                self.remove_upper_dm_devices(&record.upper.dm_devices),
+            );
+        }
+        keep_first(&mut first, upper_unmounted);
         keep_first(&mut first, remove_dir(upper));
         for layer in record.layers.iter().rev() {
             keep_first(
@@ -254,6 +261,23 @@ impl Agent {
             }
             Some(e) => Err(e),
         }
+    }
+
+    /// Removes the device-mapper devices an upper stacked, in the recorded order (crypt,
+    /// then integrity), each with its node first as a layer's dm-verity device goes.
+    /// What is already gone counts as removed; the first failure stops (the devices below
+    /// are still held by the one that failed).
+    fn remove_upper_dm_devices(&self, names: &[String]) -> Result<(), AgentError> {
+        let err = |what: String, e: std::io::Error| AgentError::io(Step::Unmount, what, e);
+        for name in names {
+            let node = self.kernel.dm_node_path(name);
+            done_if_gone(self.kernel.remove_node(&node), NO_FILE)
+                .map_err(|e| err(format!("removing node {}", node.display()), e))?;
+            done_if_gone(self.kernel.dm_remove(name), NO_DEVICE)
+                .map_err(|e| err(format!("removing upper dm device {name}"), e))?;
+            tracing::debug!(name, "upper dm device removed");
+        }
+        Ok(())
     }
 }
 

@@ -629,3 +629,191 @@ fn an_encrypted_disk_upper_passes_the_policy_and_fails_cleanly_until_its_set_up_
         e.assert_clean();
     }
 }
+
+/// Turns c1's saved record (mounted with a plain scratch disk) into the record of an
+/// encrypted upper stacked as `names` (crypt first), as the set-up will write it.
+fn make_encrypted_record(e: &Env, names: &[&str]) {
+    let path = e.run().join("containers/c1/state.json");
+    let mut r: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    r["upper"]["spec"] = serde_json::json!({"EncryptedDisk": {"disk": {"Serial": "scratch-c1"}}});
+    r["upper"]["device"] = format!("/dev/mapper/{}", names[0]).into();
+    r["upper"]["dm_devices"] = serde_json::json!(names);
+    std::fs::write(&path, serde_json::to_vec(&r).unwrap()).unwrap();
+}
+
+/// A new agent on `e`'s run directory and kernel (the first one is dropped).
+fn reload(e: Env) -> (tempfile::TempDir, Arc<FakeKernel>, Agent) {
+    let config = e.agent.config().clone();
+    let Env { dir, kernel, agent } = e;
+    drop(agent);
+    let again = Agent::with_kernel(config, kernel.clone()).unwrap();
+    (dir, kernel, again)
+}
+
+#[test]
+fn unmount_removes_an_encrypted_uppers_dm_devices_after_the_upper_crypt_first() {
+    let names = ["lp-c1-crypt", "lp-c1-integrity"];
+    let e = env();
+    e.agent.mount(&plan("c1", &[1])).unwrap();
+    for name in names.iter().rev() {
+        let dev = e.kernel.dm_create(name, name).unwrap();
+        e.kernel
+            .make_block_node(&e.kernel.dm_node_path(name), dev)
+            .unwrap();
+    }
+    make_encrypted_record(&e, &names);
+    let upper = e.run().join("containers/c1/upper");
+    let (dir, kernel, agent) = reload(e);
+    assert_eq!(agent.list().len(), 1, "the encrypted record is loaded");
+    kernel.clear_calls();
+    agent.unmount("c1").unwrap();
+    let labels = kernel.labels();
+    let at = |l: &str| {
+        labels
+            .iter()
+            .position(|x| x == l)
+            .unwrap_or_else(|| panic!("{l} not in {labels:?}"))
+    };
+    let order = [
+        format!("unmount {}", upper.display()),
+        "remove_node /dev/mapper/lp-c1-crypt".to_owned(),
+        "dm_remove lp-c1-crypt".to_owned(),
+        "remove_node /dev/mapper/lp-c1-integrity".to_owned(),
+        "dm_remove lp-c1-integrity".to_owned(),
+    ];
+    let positions: Vec<usize> = order.iter().map(|l| at(l)).collect();
+    assert!(positions.is_sorted(), "{labels:?}");
+    // The unmount event names the upper's kind and serial, nothing else of it.
+    let log = std::fs::read_to_string(dir.path().join("run/events.jsonl")).unwrap();
+    let last: LayerEvent = serde_json::from_str(log.lines().last().unwrap()).unwrap();
+    assert_eq!(
+        serde_json::to_value(&last.upper).unwrap(),
+        serde_json::json!({"kind": "encrypted-disk", "serial": "scratch-c1", "partition": null})
+    );
+    Env { dir, kernel, agent }.assert_clean();
+}
+
+#[test]
+fn an_encrypted_uppers_dm_devices_already_gone_or_busy() {
+    let names = ["lp-c1-crypt", "lp-c1-integrity"];
+    // Already gone (an earlier attempt, or someone else, removed them): unmount succeeds.
+    let e = env();
+    e.agent.mount(&plan("c1", &[1])).unwrap();
+    make_encrypted_record(&e, &names);
+    let (dir, kernel, agent) = reload(e);
+    agent.unmount("c1").unwrap();
+    assert_eq!(kernel.count("dm_remove lp-c1-integrity"), 1);
+    Env { dir, kernel, agent }.assert_clean();
+
+    // Busy: the first failure stops the removals, the state stays, a retry finishes.
+    let e = env();
+    e.agent.mount(&plan("c1", &[1])).unwrap();
+    for name in names.iter().rev() {
+        e.kernel.dm_create(name, name).unwrap();
+    }
+    make_encrypted_record(&e, &names);
+    let (dir, kernel, agent) = reload(e);
+    kernel.fail_when(|c| (*c == Call::DmRemove("lp-c1-crypt".into())).then_some(EBUSY));
+    let err = agent.unmount("c1").unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("removing upper dm device lp-c1-crypt"),
+        "{err}"
+    );
+    assert_eq!(kernel.count("dm_remove lp-c1-integrity"), 0);
+    assert_eq!(agent.list().len(), 1);
+    assert!(dir.path().join("run/containers/c1/state.json").exists());
+    kernel.clear_failures();
+    agent.unmount("c1").unwrap();
+    assert!(agent.list().is_empty());
+    Env { dir, kernel, agent }.assert_clean();
+}
+
+#[test]
+fn encrypted_upper_records_are_checked_like_the_others() {
+    let e = env();
+    let config = e.agent.config().clone();
+    let expected = crate::state::Expected {
+        run_dir: &config.run_dir,
+        rootfs_root: &config.rootfs_root,
+        dm_dir: PathBuf::from("/dev/mapper"),
+    };
+    let check = |r: &serde_json::Value| {
+        let record: crate::state::ContainerRecord = serde_json::from_value(r.clone()).unwrap();
+        crate::state::check_record(&record, "good", &expected)
+    };
+    // Records written before encrypted uppers have no dm_devices: they load, empty.
+    let old = forged_record(&e, "good");
+    let record: crate::state::ContainerRecord = serde_json::from_value(old.clone()).unwrap();
+    assert!(record.upper.dm_devices.is_empty());
+    check(&old).unwrap();
+
+    let mut good = old;
+    good["upper"]["spec"] = serde_json::json!({"EncryptedDisk": {"disk": {"Serial": "s"}}});
+    good["upper"]["device"] = "/dev/mapper/lp-good-crypt".into();
+    good["upper"]["dm_devices"] = serde_json::json!(["lp-good-crypt", "lp-good-integrity"]);
+    check(&good).unwrap();
+    // It round-trips.
+    let record: crate::state::ContainerRecord = serde_json::from_value(good.clone()).unwrap();
+    let again: crate::state::ContainerRecord =
+        serde_json::from_slice(&serde_json::to_vec(&record).unwrap()).unwrap();
+    assert_eq!(again, record);
+
+    type Forge = fn(&mut serde_json::Value);
+    let forgeries: &[(&str, Forge)] = &[
+        ("no-dm-devices", |r| {
+            r["upper"]["dm_devices"] = serde_json::json!([]);
+        }),
+        ("no-device", |r| {
+            r["upper"]["device"] = serde_json::Value::Null;
+        }),
+        ("not-the-crypt-node", |r| {
+            r["upper"]["device"] = "/dev/mapper/lp-good-integrity".into();
+        }),
+        ("device-elsewhere", |r| {
+            r["upper"]["device"] = "/dev/vda".into();
+        }),
+        ("control", |r| {
+            r["upper"]["dm_devices"][1] = "control".into();
+        }),
+        ("unprefixed", |r| {
+            r["upper"]["dm_devices"][1] = "root".into();
+        }),
+        ("prefix-only", |r| {
+            r["upper"]["dm_devices"][1] = "lp-".into();
+        }),
+        ("slash", |r| {
+            r["upper"]["dm_devices"][1] = "lp-../../sda".into();
+        }),
+        ("long", |r| {
+            r["upper"]["dm_devices"][1] = format!("lp-{}", "a".repeat(125)).into();
+        }),
+        ("twice", |r| {
+            r["upper"]["dm_devices"][1] = "lp-good-crypt".into();
+        }),
+        ("too-many", |r| {
+            r["upper"]["dm_devices"] =
+                serde_json::json!(["lp-good-crypt", "lp-a", "lp-b", "lp-c", "lp-d"]);
+        }),
+        ("a-layers-device", |r| {
+            r["upper"]["dm_devices"][1] = dm(3).into();
+        }),
+        ("on-a-tmpfs", |r| {
+            r["upper"]["spec"] = serde_json::json!({"Tmpfs": {"size_bytes": 1}});
+            r["upper"]["device"] = serde_json::Value::Null;
+        }),
+        ("on-a-plain-disk", |r| {
+            r["upper"]["spec"] =
+                serde_json::json!({"Disk": {"disk": {"Serial": "s"}, "fs_type": "ext4"}});
+        }),
+    ];
+    for (name, forge) in forgeries {
+        let mut r = good.clone();
+        forge(&mut r);
+        assert!(check(&r).is_err(), "{name} accepted");
+    }
+    // The longest name the kernel takes is fine.
+    let mut r = good;
+    r["upper"]["dm_devices"][1] = format!("lp-{}", "a".repeat(124)).into();
+    check(&r).unwrap();
+}
