@@ -169,3 +169,48 @@ fn colliding_default_serials_and_missing_sidecars_are_named() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn an_encrypted_disk_upper_is_planned_and_a_bad_one_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    verity_format(dir.path(), "top.erofs", 3, &[]);
+    let args = |upper: &str| {
+        plan(
+            &["--container", "web", "--upper", upper, "top.erofs"],
+            dir.path(),
+        )
+    };
+    let out = args("encrypted-disk:scratch");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        value["upper"],
+        serde_json::json!({"encryptedDisk": {"disk": {"serial": "scratch"}}}),
+        "{text}"
+    );
+    let req = layerpass_protocols::json::parse_mount_request(&text).unwrap();
+    let p = layerpass_guest::server::convert::mount_plan(&req).unwrap();
+    p.validate().unwrap();
+    assert_eq!(
+        p.upper,
+        layerpass_guest::UpperSpec::EncryptedDisk {
+            disk: layerpass_guest::DiskRef::Serial("scratch".into())
+        }
+    );
+
+    for (bad, want) in [
+        ("encrypted-disk:", "needs a serial"),
+        ("encrypted-disk:s:ext4", "takes no filesystem"),
+        ("encrypted-disk:top.erofs", "also a layer disk"),
+    ] {
+        let out = args(bad);
+        assert!(!out.status.success(), "{bad}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(want), "{bad}: {stderr}");
+    }
+}

@@ -19,9 +19,16 @@ pub struct PlanArgs {
     /// `layerpass blk serve --composite` exports them; its default serial is lp-composite).
     #[arg(long, value_name = "SERIAL")]
     composite: Option<String>,
-    /// The writable upper: `tmpfs:SIZE` (bytes, or with K, M, G, T) or
-    /// `disk:SERIAL[:FSTYPE]` (FSTYPE ext4 by default, or xfs).
-    #[arg(long, value_name = "tmpfs:SIZE|disk:SERIAL[:FSTYPE]", default_value = "tmpfs:64M", value_parser = parse_upper)]
+    /// The writable upper: `tmpfs:SIZE` (bytes, or with K, M, G, T),
+    /// `disk:SERIAL[:FSTYPE]` (FSTYPE ext4 by default, or xfs) or `encrypted-disk:SERIAL`
+    /// (the scratch disk under dm-integrity and dm-crypt with a key the guest makes,
+    /// formatted by the guest at every mount; the only disk a confidential guest accepts).
+    #[arg(
+        long,
+        value_name = "tmpfs:SIZE|disk:SERIAL[:FSTYPE]|encrypted-disk:SERIAL",
+        default_value = "tmpfs:64M",
+        value_parser = parse_upper
+    )]
     upper: Upper,
     /// Where the guest mounts the rootfs, relative to the guest agent's rootfs root
     /// (default: the container id).
@@ -66,10 +73,23 @@ impl PlanArgs {
     }
 }
 
-/// `tmpfs:SIZE` or `disk:SERIAL[:FSTYPE]`.
+/// `tmpfs:SIZE`, `disk:SERIAL[:FSTYPE]` or `encrypted-disk:SERIAL`.
 fn parse_upper(s: &str) -> Result<Upper, String> {
     if let Some(size) = s.strip_prefix("tmpfs:") {
         return super::blk::parse_size(size).map(|size_bytes| Upper::Tmpfs { size_bytes });
+    }
+    if let Some(serial) = s.strip_prefix("encrypted-disk:") {
+        if serial.is_empty() {
+            return Err(format!("{s:?}: encrypted-disk:SERIAL needs a serial"));
+        }
+        if serial.contains(':') {
+            return Err(format!(
+                "{s:?}: encrypted-disk:SERIAL takes no filesystem (the guest formats the disk)"
+            ));
+        }
+        return Ok(Upper::EncryptedDisk {
+            serial: serial.to_owned(),
+        });
     }
     if let Some(rest) = s.strip_prefix("disk:") {
         let (serial, fs_type) = rest.split_once(':').unwrap_or((rest, "ext4"));
@@ -82,7 +102,7 @@ fn parse_upper(s: &str) -> Result<Upper, String> {
         });
     }
     Err(format!(
-        "{s:?} is neither tmpfs:SIZE nor disk:SERIAL[:FSTYPE]"
+        "{s:?} is none of tmpfs:SIZE, disk:SERIAL[:FSTYPE], encrypted-disk:SERIAL"
     ))
 }
 
@@ -112,8 +132,29 @@ mod tests {
                 fs_type: "xfs".into()
             })
         );
-        for bad in ["tmpfs:", "tmpfs:1X", "disk:", "nfs:x", ""] {
+        assert_eq!(
+            parse_upper("encrypted-disk:scratch"),
+            Ok(Upper::EncryptedDisk {
+                serial: "scratch".into()
+            })
+        );
+        for bad in [
+            "tmpfs:",
+            "tmpfs:1X",
+            "disk:",
+            "nfs:x",
+            "",
+            "encrypted-disk:",
+            "encrypted-disk",
+            "encrypted:s",
+        ] {
             assert!(parse_upper(bad).is_err(), "{bad}");
         }
+        let err = parse_upper("encrypted-disk:s:ext4").unwrap_err();
+        assert!(err.contains("takes no filesystem"), "{err}");
+        let err = parse_upper("encrypted-disk:").unwrap_err();
+        assert!(err.contains("needs a serial"), "{err}");
+        let err = parse_upper("nfs:x").unwrap_err();
+        assert!(err.contains("encrypted-disk:SERIAL"), "{err}");
     }
 }

@@ -82,6 +82,12 @@ pub enum Upper {
         /// Its filesystem (`ext4` or `xfs`).
         fs_type: String,
     },
+    /// A scratch disk the guest opens through dm-integrity and dm-crypt with a key it
+    /// makes itself, and formats at every mount (what the host wrote there is discarded).
+    EncryptedDisk {
+        /// The scratch disk's serial.
+        serial: String,
+    },
 }
 
 /// Builds one container's `MountRequest`.
@@ -201,19 +207,11 @@ impl PlanBuilder {
                 upper.kind = Some(pb::upper::Kind::Tmpfs(t));
             }
             Upper::Disk { serial, fs_type } => {
-                validate_serial(serial).map_err(|source| PlanError::Contract {
-                    what: "upper disk".into(),
-                    source,
-                })?;
+                self.check_upper_serial(serial, "upper disk")?;
                 if !UPPER_FS_TYPES.contains(&fs_type.as_str()) {
                     return Err(PlanError::Invalid {
                         what: "upper disk".into(),
                         reason: format!("filesystem {fs_type:?} is not one of {UPPER_FS_TYPES:?}"),
-                    });
-                }
-                if self.layers.iter().any(|l| l.placement.serial() == serial) {
-                    return Err(PlanError::UpperIsLayer {
-                        serial: serial.clone(),
                     });
                 }
                 let mut d = pb::UpperDisk::new();
@@ -221,8 +219,28 @@ impl PlanBuilder {
                 d.fs_type.clone_from(fs_type);
                 upper.kind = Some(pb::upper::Kind::Disk(d));
             }
+            Upper::EncryptedDisk { serial } => {
+                self.check_upper_serial(serial, "upper encrypted disk")?;
+                let mut e = pb::EncryptedDiskUpper::new();
+                e.disk = MessageField::some(mapping::disk_serial(serial));
+                upper.kind = Some(pb::upper::Kind::EncryptedDisk(e));
+            }
         }
         Ok(upper)
+    }
+
+    /// An upper's scratch disk: a valid serial that no layer's disk has.
+    fn check_upper_serial(&self, serial: &str, what: &str) -> Result<(), PlanError> {
+        validate_serial(serial).map_err(|source| PlanError::Contract {
+            what: what.into(),
+            source,
+        })?;
+        if self.layers.iter().any(|l| l.placement.serial() == serial) {
+            return Err(PlanError::UpperIsLayer {
+                serial: serial.to_owned(),
+            });
+        }
+        Ok(())
     }
 }
 

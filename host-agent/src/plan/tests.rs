@@ -295,6 +295,44 @@ fn default_serials_that_collide_are_an_error_naming_both_files() {
 }
 
 #[test]
+fn an_encrypted_disk_upper() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, _) = appended(dir.path(), "l.erofs", 2, true);
+    let mut f = files(vec![spec(&p)], None);
+    f.upper = Upper::EncryptedDisk {
+        serial: "scratch".into(),
+    };
+    let req = f.build().unwrap();
+    let plan = guest_accepts(&req);
+    assert_eq!(
+        plan.upper,
+        layerpass_guest::UpperSpec::EncryptedDisk {
+            disk: layerpass_guest::DiskRef::Serial("scratch".into())
+        }
+    );
+    let json = layerpass_protocols::json::print_plan(&req).unwrap();
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        value["upper"],
+        serde_json::json!({"encryptedDisk": {"disk": {"serial": "scratch"}}}),
+        "{json}"
+    );
+    // A layer's disk is no upper; a serial the guest would refuse is refused here.
+    f.upper = Upper::EncryptedDisk {
+        serial: "l.erofs".into(),
+    };
+    assert!(matches!(f.build(), Err(PlanError::UpperIsLayer { .. })));
+    for bad in ["", &"s".repeat(21)] {
+        f.upper = Upper::EncryptedDisk { serial: bad.into() };
+        let err = f.build().unwrap_err();
+        assert!(
+            err.to_string().contains("upper encrypted disk"),
+            "{bad:?}: {err}"
+        );
+    }
+}
+
+#[test]
 fn upper_and_mount_point() {
     let dir = tempfile::tempdir().unwrap();
     let (p, _) = appended(dir.path(), "l.erofs", 2, true);
