@@ -32,6 +32,10 @@ pub enum Call {
     MakeNode(PathBuf),
     /// `remove_node(path)`.
     RemoveNode(PathBuf),
+    /// `zero_blocks(device, offsets)`.
+    ZeroBlocks(PathBuf, Vec<u64>),
+    /// `make_ext2(device)`.
+    MakeExt2(PathBuf),
     /// `mount(spec, target)`.
     Mount(MountSpec, PathBuf),
     /// `unmount(target)`.
@@ -49,6 +53,8 @@ impl Call {
             Self::DmRemove(n) => format!("dm_remove {n}"),
             Self::MakeNode(p) => format!("make_node {}", p.display()),
             Self::RemoveNode(p) => format!("remove_node {}", p.display()),
+            Self::ZeroBlocks(p, _) => format!("zero_blocks {}", p.display()),
+            Self::MakeExt2(p) => format!("make_ext2 {}", p.display()),
             Self::Mount(_, t) => format!("mount {}", t.display()),
             Self::Unmount(t) => format!("unmount {}", t.display()),
         }
@@ -63,6 +69,10 @@ struct State {
     calls: Vec<Call>,
     disks: HashMap<DiskRef, BlockDevice>,
     dm: BTreeMap<String, (DevNum, bool)>,
+    /// The last table loaded into each device.
+    tables: BTreeMap<String, Vec<DmTarget>>,
+    /// Devices created writable.
+    writable: BTreeSet<String>,
     next_minor: u32,
     nodes: BTreeSet<PathBuf>,
     mounts: BTreeMap<PathBuf, MountSpec>,
@@ -183,14 +193,8 @@ const EEXIST: i32 = Errno::EXIST.raw_os_error();
 const ENOTDIR: i32 = Errno::NOTDIR.raw_os_error();
 const EINVAL: i32 = Errno::INVAL.raw_os_error();
 
-impl Kernel for FakeKernel {
-    fn wait_disk(&self, disk: &DiskRef, _timeout: Duration) -> io::Result<Option<BlockDevice>> {
-        let s = self.record(Call::WaitDisk(disk.clone()))?;
-        Ok(s.disks.get(disk).cloned())
-    }
-
-    fn dm_create(&self, name: &str, _uuid: &str) -> io::Result<DevNum> {
-        let mut s = self.record(Call::DmCreate(name.to_owned()))?;
+impl FakeKernel {
+    fn create_in(s: &mut State, name: &str) -> io::Result<DevNum> {
         if s.dm.contains_key(name) {
             return Err(errno(EEXIST));
         }
@@ -203,12 +207,68 @@ impl Kernel for FakeKernel {
         Ok(dev)
     }
 
-    fn dm_load(&self, name: &str, targets: &[DmTarget]) -> io::Result<()> {
-        let s = self.record(Call::DmLoad(name.to_owned(), targets.to_vec()))?;
+    fn load_in(s: &mut State, name: &str, targets: &[DmTarget]) -> io::Result<()> {
         if !s.dm.contains_key(name) {
             return Err(errno(ENXIO));
         }
+        s.tables.insert(name.to_owned(), targets.to_vec());
         Ok(())
+    }
+
+    /// The last table loaded into the device `name`.
+    pub fn table(&self, name: &str) -> Option<Vec<DmTarget>> {
+        lock(&self.state).tables.get(name).cloned()
+    }
+}
+
+impl Kernel for FakeKernel {
+    fn wait_disk(&self, disk: &DiskRef, _timeout: Duration) -> io::Result<Option<BlockDevice>> {
+        let s = self.record(Call::WaitDisk(disk.clone()))?;
+        Ok(s.disks.get(disk).cloned())
+    }
+
+    fn dm_create(&self, name: &str, _uuid: &str) -> io::Result<DevNum> {
+        let mut s = self.record(Call::DmCreate(name.to_owned()))?;
+        Self::create_in(&mut s, name)
+    }
+
+    fn dm_load(&self, name: &str, targets: &[DmTarget]) -> io::Result<()> {
+        let mut s = self.record(Call::DmLoad(name.to_owned(), targets.to_vec()))?;
+        if s.writable.contains(name) {
+            // A writable device takes writable tables only.
+            return Err(errno(EINVAL));
+        }
+        Self::load_in(&mut s, name, targets)
+    }
+
+    fn dm_create_writable(&self, name: &str, _uuid: &str) -> io::Result<DevNum> {
+        let mut s = self.record(Call::DmCreate(name.to_owned()))?;
+        let dev = Self::create_in(&mut s, name)?;
+        s.writable.insert(name.to_owned());
+        Ok(dev)
+    }
+
+    fn dm_load_writable(&self, name: &str, targets: &[DmTarget]) -> io::Result<()> {
+        let mut s = self.record(Call::DmLoad(name.to_owned(), targets.to_vec()))?;
+        if !s.writable.contains(name) {
+            return Err(errno(EINVAL));
+        }
+        Self::load_in(&mut s, name, targets)
+    }
+
+    fn zero_blocks(&self, device: &Path, blocks: &[u64]) -> io::Result<()> {
+        let s = self.record(Call::ZeroBlocks(device.to_owned(), blocks.to_vec()))?;
+        let known = s.disks.values().any(|d| d.path == device) || s.nodes.contains(device);
+        if known { Ok(()) } else { Err(errno(ENOENT)) }
+    }
+
+    fn make_ext2(&self, device: &Path) -> io::Result<()> {
+        let s = self.record(Call::MakeExt2(device.to_owned()))?;
+        if s.nodes.contains(device) {
+            Ok(())
+        } else {
+            Err(errno(ENOENT))
+        }
     }
 
     fn dm_resume(&self, name: &str) -> io::Result<()> {
@@ -227,16 +287,39 @@ impl Kernel for FakeKernel {
         let node = self.dm_node_path(name);
         if s.mounts
             .values()
-            .any(|m| matches!(m, MountSpec::Erofs { source } if *source == node))
+            .any(|m| matches!(m, MountSpec::Erofs { source } | MountSpec::Disk { source, .. } if *source == node))
         {
             return Err(errno(EBUSY));
         }
+        s.tables.remove(name);
+        s.writable.remove(name);
         s.dm.remove(name).map(|_| ()).ok_or_else(|| errno(ENXIO))
     }
 
+    /// Verity devices report `V`; an integrity device formats a disk of `n` sectors to
+    /// `n - n / 16` data sectors (a stand-in for the real metadata overhead).
     fn dm_status(&self, name: &str) -> io::Result<Option<String>> {
         let s = lock(&self.state);
-        Ok(s.dm.get(name).map(|_| "V".to_owned()))
+        let Some(_) = s.dm.get(name) else {
+            return Ok(None);
+        };
+        let integrity = s
+            .tables
+            .get(name)
+            .and_then(|t| t.first())
+            .filter(|t| t.target_type == "integrity");
+        Ok(Some(match integrity {
+            Some(t) => {
+                let dev = t.params.split(' ').next().unwrap_or_default();
+                let sectors = s
+                    .disks
+                    .values()
+                    .find(|d| d.dev.to_string() == dev)
+                    .map_or(0, |d| d.sectors);
+                format!("0 {} -", sectors - sectors / 16)
+            }
+            None => "V".to_owned(),
+        }))
     }
 
     fn dm_node_path(&self, name: &str) -> PathBuf {

@@ -103,6 +103,19 @@ pub trait Kernel: Send + Sync + fmt::Debug {
     fn dm_create(&self, name: &str, uuid: &str) -> io::Result<DevNum>;
     /// Loads a read-only table into the device's inactive slot.
     fn dm_load(&self, name: &str, targets: &[DmTarget]) -> io::Result<()>;
+    /// Creates an (empty) writable device-mapper device, without udev (the encrypted
+    /// upper's integrity and crypt devices).
+    fn dm_create_writable(&self, name: &str, uuid: &str) -> io::Result<DevNum>;
+    /// Loads a writable table into the device's inactive slot.
+    fn dm_load_writable(&self, name: &str, targets: &[DmTarget]) -> io::Result<()>;
+    /// Overwrites the 4096-byte blocks at the byte offsets `blocks` of the block device
+    /// `device` with zeros, with direct I/O, durable when this returns (dm-integrity's
+    /// superblock before it formats; the blocks `mke2fs` writes in part).
+    fn zero_blocks(&self, device: &Path, blocks: &[u64]) -> io::Result<()>;
+    /// Makes an ext2 filesystem on `device` (4096-byte blocks, 256-byte inodes for the
+    /// xattrs overlayfs keeps on its upper) with the `mke2fs` on `PATH` (busybox's or
+    /// e2fsprogs').
+    fn make_ext2(&self, device: &Path) -> io::Result<()>;
     /// Resumes the device (activates the loaded table).
     fn dm_resume(&self, name: &str) -> io::Result<()>;
     /// Removes the device.

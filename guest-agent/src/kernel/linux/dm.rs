@@ -1,4 +1,5 @@
-//! Device-mapper through the `devicemapper` crate: read-only devices, no udev
+//! Device-mapper through the `devicemapper` crate: read-only devices (verity) and writable
+//! ones (the encrypted upper), no udev
 //! (`DmOptions::private()` plus `DM_UDEV_DISABLE_DM_RULES_FLAG`; the crate skips the udev
 //! cookie when `/run/udev/control` does not exist).
 
@@ -43,6 +44,11 @@ fn read_only() -> DmOptions {
     no_udev().set_flags(DmFlags::DM_READONLY)
 }
 
+/// Read-only or writable.
+fn access(writable: bool) -> DmOptions {
+    if writable { no_udev() } else { read_only() }
+}
+
 fn name(n: &str) -> io::Result<&DmName> {
     DmName::new(n).map_err(|e| to_io("device name", &e))
 }
@@ -65,11 +71,11 @@ impl DeviceMapper {
             .ok_or_else(|| io::Error::other("device-mapper handle vanished"))
     }
 
-    pub fn create(&self, n: &str, uuid: &str) -> io::Result<DevNum> {
+    pub fn create(&self, n: &str, uuid: &str, writable: bool) -> io::Result<DevNum> {
         let uuid = DmUuid::new(uuid).map_err(|e| to_io("device uuid", &e))?;
         let info = self
             .dm()?
-            .device_create(name(n)?, Some(uuid), read_only())
+            .device_create(name(n)?, Some(uuid), access(writable))
             .map_err(|e| to_io("DM_DEV_CREATE", &e))?;
         let d = info.device();
         Ok(DevNum {
@@ -78,7 +84,7 @@ impl DeviceMapper {
         })
     }
 
-    pub fn load(&self, n: &str, targets: &[DmTarget]) -> io::Result<()> {
+    pub fn load(&self, n: &str, targets: &[DmTarget], writable: bool) -> io::Result<()> {
         let table: Vec<_> = targets
             .iter()
             .map(|t| (t.start, t.length, t.target_type.clone(), t.params.clone()))
@@ -91,7 +97,7 @@ impl DeviceMapper {
             ));
         }
         self.dm()?
-            .table_load(&DevId::Name(name(n)?), &table, read_only())
+            .table_load(&DevId::Name(name(n)?), &table, access(writable))
             .map_err(|e| to_io("DM_TABLE_LOAD", &e))?;
         Ok(())
     }

@@ -1,5 +1,6 @@
 //! The real kernel: sysfs and netlink uevents for disks, device-mapper ioctls for
-//! dm-verity, mount syscalls.
+//! dm-verity and the encrypted upper, direct writes to a block device and `mke2fs`, mount
+//! syscalls.
 
 use std::io;
 use std::os::fd::BorrowedFd;
@@ -11,6 +12,7 @@ use rustix::fs::{CWD, FileType, Mode, makedev, mknodat};
 use super::{BlockDevice, DevNum, DmTarget, Kernel, MountSpec, OverlaySpec};
 use crate::plan::DiskRef;
 
+pub mod blockdev;
 pub mod disk;
 pub mod dm;
 pub mod mount;
@@ -59,11 +61,27 @@ impl Kernel for LinuxKernel {
     }
 
     fn dm_create(&self, name: &str, uuid: &str) -> io::Result<DevNum> {
-        self.dm.create(name, uuid)
+        self.dm.create(name, uuid, false)
     }
 
     fn dm_load(&self, name: &str, targets: &[DmTarget]) -> io::Result<()> {
-        self.dm.load(name, targets)
+        self.dm.load(name, targets, false)
+    }
+
+    fn dm_create_writable(&self, name: &str, uuid: &str) -> io::Result<DevNum> {
+        self.dm.create(name, uuid, true)
+    }
+
+    fn dm_load_writable(&self, name: &str, targets: &[DmTarget]) -> io::Result<()> {
+        self.dm.load(name, targets, true)
+    }
+
+    fn zero_blocks(&self, device: &Path, blocks: &[u64]) -> io::Result<()> {
+        blockdev::zero_blocks(device, blocks)
+    }
+
+    fn make_ext2(&self, device: &Path) -> io::Result<()> {
+        blockdev::make_ext2(device)
     }
 
     fn dm_resume(&self, name: &str) -> io::Result<()> {
