@@ -14,7 +14,7 @@
 //! - [`fsops`]: directory helpers and the errnos that mean "already gone".
 
 mod container;
-mod encrypted;
+pub(crate) mod encrypted;
 mod fsops;
 mod layer;
 mod mountpoint;

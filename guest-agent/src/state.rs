@@ -18,6 +18,7 @@ use rustix::fs::{CWD, Dir, FileType, Mode, OFlags, ResolveFlags, fstat, openat, 
 use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 
+use crate::agent::encrypted;
 use crate::error::{AgentError, Step};
 use crate::layers::LayerRecord;
 use crate::plan::{ContainerStatus, MAX_LAYERS, MountedLayer, validate_container_id};
@@ -369,6 +370,24 @@ fn check_upper(upper: &UpperRecord, expected: &Expected<'_>) -> Result<(), Strin
         if !names.insert(name) {
             return Err(format!("upper.dm_devices[{i}]: {name} is listed twice"));
         }
+    }
+    // The agent stacks exactly `<base>-crypt` on `<base>-integrity` (`encrypted::dm_names`).
+    let pair = match upper.dm_devices.as_slice() {
+        [crypt, integrity] => crypt
+            .strip_suffix("-crypt")
+            .is_some_and(|base| *integrity == format!("{base}-integrity")),
+        _ => false,
+    };
+    if !pair
+        || !upper
+            .dm_devices
+            .iter()
+            .all(|n| encrypted::is_upper_dm_name(n))
+    {
+        return Err(format!(
+            "upper.dm_devices {:?} are not the crypt and integrity devices the agent names",
+            upper.dm_devices
+        ));
     }
     let node = expected.dm_dir.join(first);
     if upper.device.as_deref() != Some(node.as_path()) {

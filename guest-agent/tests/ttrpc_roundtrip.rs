@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use layerpass_guest::error::Chain;
+use layerpass_guest::kernel::MountSpec;
 use layerpass_guest::kernel::fake::{Call, FakeKernel};
 use layerpass_guest::server::{self, RunningServer, Transport, convert};
 use layerpass_guest::{
@@ -359,7 +360,7 @@ fn vsock_listener_errors_name_the_port() {
 /// refuses with `FAILED_PRECONDITION` until the encrypted set-up is built) and leaves
 /// nothing behind.
 #[test]
-fn an_encrypted_disk_upper_reaches_the_upper_step() {
+fn an_encrypted_disk_upper_over_ttrpc() {
     let f = fixture(false);
     let mut req = convert::mount_request(&plan("c1"));
     req.upper
@@ -380,12 +381,28 @@ fn an_encrypted_disk_upper_reaches_the_upper_step() {
     let req = convert::mount_request(&encrypted);
     assert!(req.upper.has_encrypted_disk());
     assert_eq!(convert::mount_plan(&req).unwrap(), encrypted);
-    let (code, message) = status(mount(&f, &encrypted));
-    assert_eq!(code, Code::FAILED_PRECONDITION, "{message}");
+    // The scratch disk appears; the upper is set up on it and torn down at unmount.
+    f.kernel
+        .add_disk(DiskRef::Serial("lp-scratch".into()), 1 << 16);
+    mount(&f, &encrypted).unwrap();
+    let crypt = f
+        .kernel
+        .mounts()
+        .into_iter()
+        .find_map(|(at, spec)| match spec {
+            MountSpec::Disk { source, .. } if at.ends_with("upper") => Some(source),
+            _ => None,
+        })
+        .unwrap();
     assert!(
-        message.contains("mount upper: encrypted-disk upper"),
-        "{message}"
+        crypt.to_string_lossy().starts_with("/dev/mapper/lp-up-")
+            && crypt.to_string_lossy().ends_with("-crypt"),
+        "{}",
+        crypt.display()
     );
+    let mut req = pb::UnmountRequest::new();
+    req.container_id = "c1".into();
+    f.client.unmount(ctx(), &req).unwrap();
     assert!(f.kernel.mounts().is_empty(), "{:?}", f.kernel.mounts());
     assert!(f.kernel.dm_devices().is_empty());
 }

@@ -53,9 +53,8 @@ impl Agent {
                 Vec::new(),
             ),
             UpperSpec::EncryptedDisk { disk } => {
-                let (spec, node, dm_devices) =
-                    self.prepare_encrypted_upper(disk, container_id, undo)?;
-                (spec, Some(node), dm_devices)
+                let e = self.prepare_encrypted_upper(disk, container_id, undo)?;
+                (e.spec, Some(e.node), e.dm_devices)
             }
         };
         self.kernel.mount(&spec, &upper_mount).map_err(|e| {

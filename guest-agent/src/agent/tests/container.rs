@@ -6,10 +6,12 @@ use std::sync::Arc;
 use layerpass_protocols::status::Kind;
 
 use super::*;
+use crate::agent::encrypted;
 use crate::events::LayerEvent;
 use crate::kernel::fake::Call;
 use crate::kernel::{Kernel, MountSpec};
 use crate::policy::ReferenceValues;
+use std::time::Duration;
 
 #[test]
 fn mount_runs_the_steps_in_order_and_unmount_reverses_them() {
@@ -603,10 +605,28 @@ fn encrypted(mut p: MountPlan) -> MountPlan {
     p
 }
 
+/// Every file under `dir`, recursively, with its bytes.
+fn files_under(dir: &std::path::Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let p = entry.path();
+        let Ok(meta) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if meta.is_dir() {
+            out.extend(files_under(&p));
+        } else if meta.is_file() {
+            out.push((p.clone(), std::fs::read(&p).unwrap_or_default()));
+        }
+    }
+    out
+}
+
 #[test]
-fn an_encrypted_disk_upper_passes_the_policy_and_fails_cleanly_until_its_set_up_exists() {
-    // Until `prepare_encrypted_upper` is built, the upper step refuses, and everything the
-    // mount made before it (layers, directories) is undone.
+fn an_encrypted_disk_upper_is_integrity_then_aead_crypt_then_ext2_with_a_fresh_key() {
     let confidential = |c: &mut AgentConfig| {
         let mut refs = ReferenceValues::default();
         refs.allow(&hex::encode(root(1)));
@@ -614,17 +634,143 @@ fn an_encrypted_disk_upper_passes_the_policy_and_fails_cleanly_until_its_set_up_
         c.require_verity = true;
     };
     for e in [env(), env_with(confidential)] {
+        let scratch = e
+            .kernel
+            .wait_disk(&DiskRef::Serial("scratch-c1".into()), Duration::ZERO)
+            .unwrap()
+            .unwrap();
+        let names = encrypted::dm_names(scratch.dev);
+        let node = format!("/dev/mapper/{}", names.crypt);
+        let mut keys = Vec::new();
+        for round in 0..2 {
+            e.kernel.clear_calls();
+            e.agent.mount(&encrypted(plan("c1", &[1]))).unwrap();
+            let labels = e.kernel.labels();
+            let order = [
+                format!("zero_blocks {}", scratch.path.display()),
+                format!("dm_create {}", names.format),
+                format!("dm_load {}", names.format),
+                format!("dm_remove {}", names.format),
+                format!("dm_create {}", names.integrity),
+                format!("dm_load {}", names.integrity),
+                format!("dm_resume {}", names.integrity),
+                format!("dm_create {}", names.crypt),
+                format!("dm_load {}", names.crypt),
+                format!("dm_resume {}", names.crypt),
+                format!("make_node {node}"),
+                format!("zero_blocks {node}"),
+                format!("make_ext2 {node}"),
+            ];
+            let at: Vec<usize> = order
+                .iter()
+                .map(|l| {
+                    labels
+                        .iter()
+                        .position(|x| x == l)
+                        .unwrap_or_else(|| panic!("{l}: {labels:?}"))
+                })
+                .collect();
+            assert!(at.is_sorted(), "{labels:?}");
+            // The fake formats 2^20 sectors to 2^20 - 2^16 data sectors.
+            let provided = (1u64 << 20) - (1 << 16);
+            let integrity = e.kernel.table(&names.integrity).unwrap();
+            assert_eq!(integrity[0].length, provided);
+            assert_eq!(
+                integrity[0].params,
+                format!("{} 0 32 D 1 block_size:4096", scratch.dev)
+            );
+            let crypt = e.kernel.table(&names.crypt).unwrap();
+            assert_eq!(crypt[0].length, provided);
+            let fields: Vec<&str> = crypt[0].params.split(' ').collect();
+            assert_eq!(fields[0], "capi:aegis128-random");
+            assert_eq!(
+                &fields[2..],
+                [
+                    "0",
+                    fields[3],
+                    "0",
+                    "2",
+                    "integrity:32:aead",
+                    "sector_size:4096"
+                ]
+            );
+            let key = fields[1].to_owned();
+            assert!(
+                key.len() == 32 && key.bytes().all(|b| b.is_ascii_hexdigit()),
+                "{key}"
+            );
+            // The upper is the crypt device, ext4 (the ext4 driver mounts the ext2).
+            let upper = e.run().join("containers/c1/upper");
+            assert_eq!(
+                e.kernel.mounts().get(&upper),
+                Some(&MountSpec::Disk {
+                    source: PathBuf::from(&node),
+                    fs_type: "ext4".into()
+                })
+            );
+            // The key is in no file the agent wrote (state, events, anything).
+            for base in [e.run(), e.agent.config().rootfs_root.clone()] {
+                for (path, bytes) in files_under(&base) {
+                    let text = String::from_utf8_lossy(&bytes);
+                    assert!(
+                        !text.contains(&key) && !text.contains(&key.to_uppercase()),
+                        "round {round}: the key is in {}",
+                        path.display()
+                    );
+                }
+            }
+            keys.push(key);
+            e.agent.unmount("c1").unwrap();
+            assert!(
+                e.kernel.dm_devices().is_empty(),
+                "{:?}",
+                e.kernel.dm_devices()
+            );
+        }
+        assert_ne!(keys[0], keys[1], "every mount makes a new key");
+        e.assert_clean();
+    }
+}
+
+#[test]
+fn a_failed_encrypted_upper_leaves_nothing_and_names_the_step() {
+    for failing in ["make_ext2", "dm_load crypt", "zero_blocks"] {
+        let e = env();
+        let scratch = e
+            .kernel
+            .wait_disk(&DiskRef::Serial("scratch-c1".into()), Duration::ZERO)
+            .unwrap()
+            .unwrap();
+        let names = encrypted::dm_names(scratch.dev);
+        let crypt = names.crypt.clone();
+        let f = failing.to_owned();
+        e.kernel.fail_when(move |c| {
+            let hit = match (f.as_str(), c) {
+                ("make_ext2", Call::MakeExt2(_)) | ("zero_blocks", Call::ZeroBlocks(..)) => true,
+                ("dm_load crypt", Call::DmLoad(n, _)) => *n == crypt,
+                _ => false,
+            };
+            hit.then_some(5) // EIO
+        });
         let err = e.agent.mount(&encrypted(plan("c1", &[1]))).unwrap_err();
-        assert_eq!(err.kind(), Kind::FailedPrecondition, "{err}");
         assert!(
-            err.to_string()
-                .contains("mount upper: encrypted-disk upper: set-up not built yet"),
-            "{err}"
+            err.to_string().contains("mount upper: "),
+            "{failing}: {err}"
         );
         assert!(
-            e.kernel.count(&format!("dm_create {}", dm(1))) == 1,
-            "{:?}",
-            e.kernel.labels()
+            !err.to_string().contains("aegis"),
+            "{failing}: the table is not in the error: {err}"
+        );
+        e.kernel.clear_failures();
+        assert!(
+            e.kernel.dm_devices().is_empty(),
+            "{failing}: {:?}",
+            e.kernel.dm_devices()
+        );
+        assert!(
+            e.kernel.nodes().is_empty(),
+            "{failing}: {:?}",
+            e.kernel.nodes()
         );
         e.assert_clean();
     }
@@ -652,7 +798,7 @@ fn reload(e: Env) -> (tempfile::TempDir, Arc<FakeKernel>, Agent) {
 
 #[test]
 fn unmount_removes_an_encrypted_uppers_dm_devices_after_the_upper_crypt_first() {
-    let names = ["lp-c1-crypt", "lp-c1-integrity"];
+    let names = ["lp-up-254-16-crypt", "lp-up-254-16-integrity"];
     let e = env();
     e.agent.mount(&plan("c1", &[1])).unwrap();
     for name in names.iter().rev() {
@@ -676,10 +822,10 @@ fn unmount_removes_an_encrypted_uppers_dm_devices_after_the_upper_crypt_first() 
     };
     let order = [
         format!("unmount {}", upper.display()),
-        "remove_node /dev/mapper/lp-c1-crypt".to_owned(),
-        "dm_remove lp-c1-crypt".to_owned(),
-        "remove_node /dev/mapper/lp-c1-integrity".to_owned(),
-        "dm_remove lp-c1-integrity".to_owned(),
+        "remove_node /dev/mapper/lp-up-254-16-crypt".to_owned(),
+        "dm_remove lp-up-254-16-crypt".to_owned(),
+        "remove_node /dev/mapper/lp-up-254-16-integrity".to_owned(),
+        "dm_remove lp-up-254-16-integrity".to_owned(),
     ];
     let positions: Vec<usize> = order.iter().map(|l| at(l)).collect();
     assert!(positions.is_sorted(), "{labels:?}");
@@ -695,14 +841,14 @@ fn unmount_removes_an_encrypted_uppers_dm_devices_after_the_upper_crypt_first() 
 
 #[test]
 fn an_encrypted_uppers_dm_devices_already_gone_or_busy() {
-    let names = ["lp-c1-crypt", "lp-c1-integrity"];
+    let names = ["lp-up-254-16-crypt", "lp-up-254-16-integrity"];
     // Already gone (an earlier attempt, or someone else, removed them): unmount succeeds.
     let e = env();
     e.agent.mount(&plan("c1", &[1])).unwrap();
     make_encrypted_record(&e, &names);
     let (dir, kernel, agent) = reload(e);
     agent.unmount("c1").unwrap();
-    assert_eq!(kernel.count("dm_remove lp-c1-integrity"), 1);
+    assert_eq!(kernel.count("dm_remove lp-up-254-16-integrity"), 1);
     Env { dir, kernel, agent }.assert_clean();
 
     // Busy: the first failure stops the removals, the state stays, a retry finishes.
@@ -713,14 +859,14 @@ fn an_encrypted_uppers_dm_devices_already_gone_or_busy() {
     }
     make_encrypted_record(&e, &names);
     let (dir, kernel, agent) = reload(e);
-    kernel.fail_when(|c| (*c == Call::DmRemove("lp-c1-crypt".into())).then_some(EBUSY));
+    kernel.fail_when(|c| (*c == Call::DmRemove("lp-up-254-16-crypt".into())).then_some(EBUSY));
     let err = agent.unmount("c1").unwrap_err();
     assert!(
         err.to_string()
-            .contains("removing upper dm device lp-c1-crypt"),
+            .contains("removing upper dm device lp-up-254-16-crypt"),
         "{err}"
     );
-    assert_eq!(kernel.count("dm_remove lp-c1-integrity"), 0);
+    assert_eq!(kernel.count("dm_remove lp-up-254-16-integrity"), 0);
     assert_eq!(agent.list().len(), 1);
     assert!(dir.path().join("run/containers/c1/state.json").exists());
     kernel.clear_failures();
@@ -750,8 +896,9 @@ fn encrypted_upper_records_are_checked_like_the_others() {
 
     let mut good = old;
     good["upper"]["spec"] = serde_json::json!({"EncryptedDisk": {"disk": {"Serial": "s"}}});
-    good["upper"]["device"] = "/dev/mapper/lp-good-crypt".into();
-    good["upper"]["dm_devices"] = serde_json::json!(["lp-good-crypt", "lp-good-integrity"]);
+    good["upper"]["device"] = "/dev/mapper/lp-up-254-32-crypt".into();
+    good["upper"]["dm_devices"] =
+        serde_json::json!(["lp-up-254-32-crypt", "lp-up-254-32-integrity"]);
     check(&good).unwrap();
     // It round-trips.
     let record: crate::state::ContainerRecord = serde_json::from_value(good.clone()).unwrap();
@@ -768,7 +915,7 @@ fn encrypted_upper_records_are_checked_like_the_others() {
             r["upper"]["device"] = serde_json::Value::Null;
         }),
         ("not-the-crypt-node", |r| {
-            r["upper"]["device"] = "/dev/mapper/lp-good-integrity".into();
+            r["upper"]["device"] = "/dev/mapper/lp-up-254-32-integrity".into();
         }),
         ("device-elsewhere", |r| {
             r["upper"]["device"] = "/dev/vda".into();
@@ -789,11 +936,11 @@ fn encrypted_upper_records_are_checked_like_the_others() {
             r["upper"]["dm_devices"][1] = format!("lp-{}", "a".repeat(125)).into();
         }),
         ("twice", |r| {
-            r["upper"]["dm_devices"][1] = "lp-good-crypt".into();
+            r["upper"]["dm_devices"][1] = "lp-up-254-32-crypt".into();
         }),
         ("too-many", |r| {
             r["upper"]["dm_devices"] =
-                serde_json::json!(["lp-good-crypt", "lp-a", "lp-b", "lp-c", "lp-d"]);
+                serde_json::json!(["lp-up-254-32-crypt", "lp-a", "lp-b", "lp-c", "lp-d"]);
         }),
         ("a-layers-device", |r| {
             r["upper"]["dm_devices"][1] = dm(3).into();
@@ -812,8 +959,15 @@ fn encrypted_upper_records_are_checked_like_the_others() {
         forge(&mut r);
         assert!(check(&r).is_err(), "{name} accepted");
     }
-    // The longest name the kernel takes is fine.
-    let mut r = good;
-    r["upper"]["dm_devices"][1] = format!("lp-{}", "a".repeat(124)).into();
-    check(&r).unwrap();
+    // Well-formed names that are not the pair the agent makes are refused too.
+    for pair in [
+        ["lp-up-254-32-crypt", "lp-up-254-48-integrity"],
+        ["lp-up-254-32-integrity", "lp-up-254-32-crypt"],
+        ["lp-c1-crypt", "lp-c1-integrity"],
+    ] {
+        let mut r = good.clone();
+        r["upper"]["device"] = format!("/dev/mapper/{}", pair[0]).into();
+        r["upper"]["dm_devices"] = serde_json::json!(pair);
+        assert!(check(&r).is_err(), "{pair:?} accepted");
+    }
 }
