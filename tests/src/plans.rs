@@ -59,3 +59,32 @@ pub fn plan_json(id: &str, layers: &[PlannedLayer], upper: Upper) -> anyhow::Res
     let req = request(id, layers, upper)?;
     Ok(layerpass_protocols::json::print_plan(&req)?.into_bytes())
 }
+
+/// A converted one-layer image (containerd's verity layout) holding `data/f.txt` =
+/// "verified\n", made from a tar of a tree under `dir`: `(blob, diff ID, root hash)`.
+pub fn verified_file_layer(dir: &Path) -> anyhow::Result<(std::path::PathBuf, String, String)> {
+    use anyhow::Context;
+    let tree = dir.join("tree");
+    std::fs::create_dir_all(tree.join("data"))?;
+    std::fs::write(tree.join("data/f.txt"), "verified\n")?;
+    let tar = dir.join("l.tar");
+    crate::tools::run(
+        std::process::Command::new("tar")
+            .args(["--numeric-owner", "--owner=0", "--group=0", "-C"])
+            .arg(&tree)
+            .arg("-cf")
+            .arg(&tar)
+            .arg("."),
+    )?;
+    let blob = dir.join("l.erofs");
+    let report = layerpass::erofs::convert_layer(
+        std::fs::File::open(&tar)?,
+        &blob,
+        &layerpass::erofs::ConvertOptions::default(),
+    )?;
+    let root = report
+        .root_hash
+        .clone()
+        .context("the layer has no root hash")?;
+    Ok((blob, report.diff_id, root))
+}

@@ -14,13 +14,10 @@
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-use layerpass::erofs::{ConvertOptions, convert_layer};
 use layerpass::plan::Upper;
 use layerpass_tests::plans;
-use layerpass_tests::tools::run;
 use layerpass_tests::vm::{
     BOOT_TIMEOUT, Initramfs, VmBuilder, assets, modules, require_vm_tools, static_binary,
 };
@@ -32,30 +29,6 @@ const MARKER: &str = "LAYERPASS-SECRET-MARKER-7f3a9c";
 /// Size of the scratch disk: two ext2 block groups of 128 MiB (the second partial), so the
 /// backup superblock of a second group is written too. Sparse on the host.
 const SCRATCH_BYTES: u64 = 160 << 20;
-
-/// A one-layer EROFS blob (containerd's verity layout) holding `data/f.txt`.
-fn make_layer(d: &Path) -> (PathBuf, String, String) {
-    let tree = d.join("tree");
-    fs::create_dir_all(tree.join("data")).unwrap();
-    fs::write(tree.join("data/f.txt"), "verified\n").unwrap();
-    let tar = d.join("l.tar");
-    run(Command::new("tar")
-        .args(["--numeric-owner", "--owner=0", "--group=0", "-C"])
-        .arg(&tree)
-        .arg("-cf")
-        .arg(&tar)
-        .arg("."))
-    .unwrap();
-    let blob = d.join("l.erofs");
-    let report = convert_layer(
-        fs::File::open(&tar).unwrap(),
-        &blob,
-        &ConvertOptions::default(),
-    )
-    .unwrap();
-    let root = report.root_hash.clone().unwrap();
-    (blob, report.diff_id, root)
-}
 
 const SCRIPT: &str = r#"
 G=/bin/layerpass-guest
@@ -140,7 +113,7 @@ fn encrypted_upper_hides_and_authenticates_the_containers_writes() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let guest_bin = static_binary("layerpass-guest", "layerpass-guest").unwrap();
-    let (blob, digest, root) = make_layer(d);
+    let (blob, digest, root) = plans::verified_file_layer(d).unwrap();
     let layer = plans::on_disk(&blob, &digest, "lp-l0").unwrap();
     let enc = plans::plan_json(
         "enc",

@@ -15,7 +15,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use layerpass::erofs::{ConvertOptions, convert_layer};
 use layerpass::plan::Upper;
 use layerpass_tests::plans;
 use layerpass_tests::tools::{require_tool, run};
@@ -23,30 +22,6 @@ use layerpass_tests::vm::{
     BOOT_TIMEOUT, Initramfs, VmBuilder, assets, require_vm_tools, static_binary,
 };
 use serde_json::Value;
-
-/// A one-layer EROFS blob (containerd's verity layout) holding `data/f.txt`.
-fn make_layer(d: &Path) -> (PathBuf, String, String) {
-    let tree = d.join("tree");
-    fs::create_dir_all(tree.join("data")).unwrap();
-    fs::write(tree.join("data/f.txt"), "verified\n").unwrap();
-    let tar = d.join("l.tar");
-    run(Command::new("tar")
-        .args(["--numeric-owner", "--owner=0", "--group=0", "-C"])
-        .arg(&tree)
-        .arg("-cf")
-        .arg(&tar)
-        .arg("."))
-    .unwrap();
-    let blob = d.join("l.erofs");
-    let report = convert_layer(
-        fs::File::open(&tar).unwrap(),
-        &blob,
-        &ConvertOptions::default(),
-    )
-    .unwrap();
-    let root = report.root_hash.clone().unwrap();
-    (blob, report.diff_id, root)
-}
 
 /// An ext4 scratch image of 32 MiB holding `symlink -> /etc` at its root (none if
 /// `symlink` is empty).
@@ -160,7 +135,7 @@ fn hostile_plans_and_forged_state_are_refused_in_one_guest() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let guest_bin = static_binary("layerpass-guest", "layerpass-guest").unwrap();
-    let (blob, digest, root) = make_layer(d);
+    let (blob, digest, root) = plans::verified_file_layer(d).unwrap();
     let layer = plans::on_disk(&blob, &digest, "lp-l0").unwrap();
     let tmpfs = Upper::Tmpfs {
         size_bytes: 16 << 20,

@@ -145,17 +145,7 @@ fn confidential_mode_refuses_a_scratch_disk_upper_and_keeps_tmpfs() {
     );
     assert!(e.to_string().contains("encrypted-disk"), "{e}");
     // Outside confidential mode the scratch disk stays allowed.
-    for policy in [
-        Policy::default(),
-        Policy {
-            require_verity: true,
-            reference_values: None,
-        },
-        Policy {
-            require_verity: false,
-            reference_values: Some(refs),
-        },
-    ] {
+    for policy in not_confidential(refs) {
         policy.check(&p).unwrap();
     }
 }
@@ -189,17 +179,7 @@ fn confidential_mode_accepts_an_encrypted_disk_upper() {
             true,
         ),
     ];
-    let others = [
-        Policy::default(),
-        Policy {
-            require_verity: true,
-            reference_values: None,
-        },
-        Policy {
-            require_verity: false,
-            reference_values: Some(refs),
-        },
-    ];
+    let others = not_confidential(refs);
     for (upper, confidential_ok) in uppers {
         let mut p = plan(&[Some(1)]);
         p.upper = upper;
@@ -215,4 +195,20 @@ fn confidential_mode_accepts_an_encrypted_disk_upper() {
             policy.check(&p).unwrap();
         }
     }
+}
+
+/// The policies that are not confidential mode: verity optional or required, reference
+/// values without required verity.
+fn not_confidential(refs: ReferenceValues) -> [Policy; 3] {
+    [
+        Policy::default(),
+        Policy {
+            require_verity: true,
+            reference_values: None,
+        },
+        Policy {
+            require_verity: false,
+            reference_values: Some(refs),
+        },
+    ]
 }
