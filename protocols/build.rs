@@ -6,9 +6,12 @@ use std::path::PathBuf;
 
 use ttrpc_codegen::{Codegen, Customize, ProtobufCustomize};
 
-const PROTOS: &[&str] = &["protos/layerpass/v1/guest.proto"];
+const PROTOS: &[&str] = &[
+    "protos/layerpass/v1/guest.proto",
+    "protos/layerpass/v1/host.proto",
+];
 /// The modules ttrpc-codegen writes for [`PROTOS`]: messages and the ttrpc service.
-const MODULES: &[&str] = &["guest", "guest_ttrpc"];
+const MODULES: &[&str] = &["guest", "guest_ttrpc", "host", "host_ttrpc"];
 
 fn main() -> Result<(), Box<dyn Error>> {
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?).join("layerpass_v1");

@@ -1,8 +1,10 @@
-//! ttrpc protocol between the layerpass host and guest agents (`protos/layerpass/v1`).
+//! ttrpc protocols of layerpass (`protos/layerpass/v1`): the guest agent's service and the
+//! host daemon's API.
 //!
 //! [`v1`] holds the generated protobuf messages (`v1::guest`) and the ttrpc service
 //! (`v1::guest_ttrpc`: the `GuestAgent` server trait, `create_guest_agent` and the
-//! `GuestAgentClient`). [`status`] maps error kinds to ttrpc status codes, and [`json`]
+//! `GuestAgentClient`), and the host daemon's messages (`v1::host`) and service
+//! (`v1::host_ttrpc`: `HostAgent`, `create_host_agent`, `HostAgentClient`). [`status`] maps error kinds to ttrpc status codes, and [`json`]
 //! reads and writes a `MountRequest` in the protobuf JSON mapping (the one-shot plan file).
 
 #![deny(missing_docs)]
