@@ -6,11 +6,13 @@
 
 pub mod compression;
 pub mod convert;
+pub mod daemon;
 pub mod erofs;
 pub mod export;
 pub mod fshint;
 pub mod image;
 pub mod plan;
 pub mod ratelog;
+pub mod state;
 pub mod verity;
 pub mod vhost;

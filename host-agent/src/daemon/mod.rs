@@ -1,0 +1,3 @@
+//! The host daemon behind `layerpass serve`.
+
+pub mod config;
