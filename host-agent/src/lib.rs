@@ -11,6 +11,7 @@ pub mod erofs;
 pub mod export;
 pub mod fshint;
 pub mod image;
+pub mod kata;
 pub mod plan;
 pub mod ratelog;
 pub mod state;
