@@ -5,6 +5,7 @@
 //! nothing about vhost-user or ttrpc and works on plain files and buffers.
 
 pub mod compression;
+pub mod containerd;
 pub mod convert;
 pub mod daemon;
 pub mod erofs;
