@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod erofs;
 pub mod export;
 pub mod fshint;
+pub mod guest;
 pub mod image;
 pub mod kata;
 pub mod plan;
