@@ -4,6 +4,7 @@
 //! Modules follow `DESIGN.md`: [`verity`] builds and checks hash trees. The core knows
 //! nothing about vhost-user or ttrpc and works on plain files and buffers.
 
+pub mod api;
 pub mod compression;
 pub mod containerd;
 pub mod convert;

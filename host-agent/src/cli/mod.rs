@@ -1,9 +1,11 @@
 //! Command-line interface of the `layerpass` binary. `main.rs` only parses and reports.
 
+mod api;
 mod blk;
 mod convert;
 mod plan;
 mod progress;
+mod serve;
 mod verity;
 
 use std::io::Write;
@@ -36,6 +38,16 @@ pub enum Command {
     Convert(convert::ConvertCommand),
     /// Print the guest's mount plan (for `layerpass-guest mount --plan`) for layer files.
     Plan(plan::PlanArgs),
+    /// Run the daemon: the host API that exports containers' layers to VMs.
+    Serve(serve::ServeArgs),
+    /// Export a container's layers to a VM through the daemon.
+    Export(api::ExportArgs),
+    /// Undo an export (idempotent).
+    Unexport(api::UnexportArgs),
+    /// List the daemon's exports by sandbox.
+    List(api::ListArgs),
+    /// The daemon's configuration and counters.
+    Status(api::StatusArgs),
     /// Build and check dm-verity hash trees (veritysetup-compatible).
     #[command(subcommand)]
     Verity(verity::VerityCommand),
@@ -49,6 +61,11 @@ impl Cli {
             Command::Convert(cmd) => cmd.run(),
             Command::Plan(args) => args.run(),
             Command::Verity(cmd) => cmd.run(),
+            Command::Serve(a) => a.run(),
+            Command::Export(a) => a.run(),
+            Command::Unexport(a) => a.run(),
+            Command::List(a) => a.run(),
+            Command::Status(a) => a.run(),
         }
     }
 }

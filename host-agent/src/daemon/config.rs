@@ -316,6 +316,12 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_is_the_defaults() {
+        let text = include_str!("../../../kata-config/config.toml");
+        assert_eq!(parse(text).unwrap(), Config::default());
+    }
+
+    #[test]
     fn every_key() {
         let c = parse(
             r#"

@@ -14,7 +14,7 @@ mod verity;
 pub use build::{LayerPlacement, PlanBuilder, PlannedLayer, Upper};
 pub use error::PlanError;
 pub use files::{FilesPlan, plan_layer_files};
-pub use verity::{Found, layer_mapping, mapping};
+pub use verity::{Found, layer_mapping, mapping, read_superblock_at};
 
 #[cfg(test)]
 mod tests;

@@ -47,7 +47,7 @@ pub fn layer_mapping(spec: &LayerFileSpec) -> Result<VerityMapping, PlanError> {
         .len();
     let found = match &spec.tree {
         None => Found {
-            superblock: read_superblock(blob, sidecar.hashoffset).map_err(verity)?,
+            superblock: read_superblock_at(blob, sidecar.hashoffset).map_err(verity)?,
             sidecar,
             blob_len,
             tree_len: None,
@@ -62,7 +62,7 @@ pub fn layer_mapping(spec: &LayerFileSpec) -> Result<VerityMapping, PlanError> {
                 .map_err(tree_err)?
                 .len();
             Found {
-                superblock: read_superblock(tree, 0).map_err(tree_err)?,
+                superblock: read_superblock_at(tree, 0).map_err(tree_err)?,
                 sidecar,
                 blob_len,
                 tree_len: Some(tree_len),
@@ -178,7 +178,7 @@ pub fn mapping(blob: &Path, found: &Found) -> Result<VerityMapping, PlanError> {
 
 /// The veritysetup superblock at `offset` of `path`, or `None` when there is none there
 /// (no signature). A signature with a bad superblock behind it is an error.
-fn read_superblock(path: &Path, offset: u64) -> Result<Option<Superblock>, VerityError> {
+pub fn read_superblock_at(path: &Path, offset: u64) -> Result<Option<Superblock>, VerityError> {
     let f = File::open(path).map_err(VerityError::io("open", path))?;
     let mut b = [0u8; SUPERBLOCK_SIZE];
     match f.read_exact_at(&mut b, offset) {

@@ -70,6 +70,16 @@ pub enum VerityError {
     },
     #[error("recorded leaf digests cannot be used: {0}")]
     Leaves(String),
+    #[error(
+        "the root hash {expected} does not match the hash tree in {path}: its top block at byte \
+         {offset} hashes to {found}"
+    )]
+    RootMismatch {
+        path: PathBuf,
+        offset: u64,
+        expected: String,
+        found: String,
+    },
     #[error("verification failed: {0}")]
     Mismatch(BadBlock),
     #[error("cannot {op} {path}")]
@@ -104,7 +114,7 @@ impl HasKind for VerityError {
         match self {
             Self::Io { source, .. } => Kind::of_io(source),
             // the data does not match its tree: the layer is corrupt
-            Self::Mismatch(_) => Kind::FailedPrecondition,
+            Self::Mismatch(_) | Self::RootMismatch { .. } => Kind::FailedPrecondition,
             Self::Leaves(_) => Kind::Internal,
             Self::Contract(_)
             | Self::SaltTooLong { .. }

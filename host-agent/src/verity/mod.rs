@@ -24,6 +24,7 @@ mod leaves;
 mod params;
 mod sidecar;
 mod superblock;
+mod top;
 mod verify;
 
 #[cfg(test)]
@@ -40,6 +41,7 @@ pub use leaves::LeafDigests;
 pub use params::{HashType, Salt, VerityParams};
 pub use sidecar::{Sidecar, sidecar_path};
 pub use superblock::{SUPERBLOCK_SIZE, Superblock};
+pub use top::check_top_block;
 pub use verify::{BadBlock, VerifyLocation, verify_tree};
 
 /// Progress callback: called with the number of data bytes just hashed.
