@@ -4,5 +4,6 @@ pub mod bench;
 pub mod blk_client;
 pub mod guest_client;
 pub mod plans;
+pub mod snapshots;
 pub mod tools;
 pub mod vm;

@@ -14,7 +14,7 @@ use layerpass_types::{Digest, HashAlgorithm, RootHash};
 use super::DaemonError;
 use super::config::{Config, ExportMode, UpperKind};
 use super::layers::{Resolved, SourceUpper};
-use super::naming::{composite_serial, layer_serial, scratch_serial, serial_stem};
+use super::naming::{MAX_LAYERS, composite_serial, layer_serial, scratch_serial, serial_stem};
 use crate::export::Disk;
 use crate::export::composite::{CompositeDisk, CompositeLayer};
 use crate::export::layer::LayerDisk;
@@ -112,6 +112,13 @@ pub fn assemble(
     upper: Option<UpperRequest>,
     config: &Config,
 ) -> Result<Assembled, DaemonError> {
+    if resolved.layers.len() > MAX_LAYERS {
+        return Err(DaemonError::BadRequest(format!(
+            "{} has {} layers; at most {MAX_LAYERS} can be exported",
+            resolved.description,
+            resolved.layers.len()
+        )));
+    }
     let stem = serial_stem(key);
     let mut disks: Vec<(DiskRecord, Arc<dyn Disk>)> = Vec::new();
     let mut builder =

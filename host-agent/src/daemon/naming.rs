@@ -44,8 +44,12 @@ pub fn serial_stem(key: &ExportKey) -> String {
     format!("{SERIAL_PREFIX}{}", hex::encode(&d[..6]))
 }
 
+/// Most layers an export can have: `lp<12 hex>-l9999` is 20 bytes, the virtio-blk limit
+/// (overlayfs itself stacks at most 500).
+pub const MAX_LAYERS: usize = 10_000;
+
 /// The serial of layer disk `index` (top layer 0): `lp<12 hex>-l<index>`, at most 20 bytes
-/// for up to 99 999 layers.
+/// below [`MAX_LAYERS`].
 pub fn layer_serial(stem: &str, index: usize) -> String {
     format!("{stem}-l{index}")
 }
@@ -102,7 +106,7 @@ mod tests {
         assert_eq!(stem.len(), 14);
         for s in [
             layer_serial(&stem, 0),
-            layer_serial(&stem, 99_999),
+            layer_serial(&stem, MAX_LAYERS - 1),
             composite_serial(&stem),
             scratch_serial(&stem),
         ] {
