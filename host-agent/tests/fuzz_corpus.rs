@@ -1,7 +1,8 @@
 //! The host's fuzz corpora, replayed by `cargo test` through the same harnesses the fuzz
 //! targets call: `virtio_blk_queue` (`layerpass::vhost::fuzz_harness`), `tar_convert`
-//! (`layerpass::erofs::fuzz_harness`) and `verity_metadata`
-//! (`layerpass::verity::fuzz_harness`). Every committed input must pass its oracle, each
+//! (`layerpass::erofs::fuzz_harness`), `verity_metadata`
+//! (`layerpass::verity::fuzz_harness`) and `containerd_mounts`
+//! (`layerpass::containerd::fuzz_harness`). Every committed input must pass its oracle, each
 //! corpus must still reach the code behind the parsers, the seeds must be committed as the
 //! harnesses make them and do what they were made for, and any crash file a local fuzz run
 //! left in `fuzz/artifacts/` is replayed too.
@@ -10,6 +11,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use layerpass::containerd::fuzz_harness as containerd_harness;
 use layerpass::erofs::fuzz_harness::{self as tar_harness, TarHarness};
 use layerpass::verity::fuzz_harness as verity_harness;
 use layerpass_test_support::fuzz_corpus::{
@@ -336,4 +338,45 @@ fn fuzz_seeds_verity_metadata() {
 #[test]
 fn fuzz_artifacts_verity_metadata() {
     replay_artifacts("verity_metadata", verity_harness::run);
+}
+
+/// Files committed in `fuzz/corpus/containerd_mounts/` (raise it when adding files).
+const COMMITTED_CONTAINERD: usize = 0;
+
+#[test]
+fn fuzz_corpus_containerd_mounts() {
+    let files = corpus_files("containerd_mounts", COMMITTED_CONTAINERD);
+    let outcomes = replay_with(&files, containerd_harness::run);
+    let count =
+        |f: fn(&containerd_harness::Outcome) -> bool| outcomes.iter().filter(|o| f(o)).count();
+    let (entries, accepted, several) = (
+        count(|o| o.entries),
+        count(|o| o.accepted),
+        count(|o| o.layers > 1),
+    );
+    eprintln!(
+        "containerd_mounts: {} inputs: {entries} read as mount lists, {accepted} accepted, \
+         {several} with several layers",
+        files.len()
+    );
+    // The corpus reaches the parser behind the JSON, and lists it accepts, not only errors.
+    assert!(
+        entries > files.len() / 4 && accepted > 0 && several > 0,
+        "the containerd_mounts corpus does not reach the parser's accepted lists"
+    );
+}
+
+#[test]
+fn fuzz_seeds_containerd_mounts() {
+    let seeds = containerd_harness::seeds();
+    check_seeds("containerd_mounts", &seeds);
+    for (name, input) in &seeds {
+        let o = containerd_harness::run(input).unwrap();
+        assert!(o.accepted && o.layers > 0, "{name}: {o:?}");
+    }
+}
+
+#[test]
+fn fuzz_artifacts_containerd_mounts() {
+    replay_artifacts("containerd_mounts", containerd_harness::run);
 }
