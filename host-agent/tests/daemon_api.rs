@@ -762,7 +762,7 @@ fn a_killed_daemon_resumes_its_exports_and_a_second_one_is_refused() {
     fs::write(&orphan, b"").unwrap();
     let foreign = fx.dir.path().join("kata/block/sockets/spdk-vol0");
     fs::write(&foreign, b"").unwrap();
-    let _second = serve();
+    let mut second = serve();
     let client = HostClient::connect(&fx.config.api_socket, TIMEOUT).unwrap();
     let list = client.list(None).unwrap();
     assert_eq!(list.sandboxes.len(), 1);
@@ -786,7 +786,27 @@ fn a_killed_daemon_resumes_its_exports_and_a_second_one_is_refused() {
         "an orphan with the daemon's name is swept"
     );
     assert!(foreign.exists(), "what is not the daemon's is left alone");
+    drop(client);
+
+    // SIGTERM: a clean exit that keeps the export; the next start resumes it.
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&second.0),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let status = second.0.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert!(
+        !fx.config.api_socket.exists(),
+        "the API socket is removed at exit"
+    );
+    let _third = serve();
+    let client = HostClient::connect(&fx.config.api_socket, TIMEOUT).unwrap();
+    let list = client.list(None).unwrap();
+    assert_eq!(list.sandboxes[0].exports[0].disks, resp.disks);
+    assert_eq!(client.status().unwrap().resumed, 1);
     client.unexport("s", "c").unwrap();
+    assert_eq!(fx.leftovers(), [foreign]);
 }
 
 struct KillOnDrop(Child);

@@ -21,10 +21,10 @@ use super::{Outcome, emit};
 #[derive(Debug, Args)]
 pub struct ApiArgs {
     /// The daemon's API socket; default: `api_socket` of the configuration.
-    #[arg(long, value_name = "SOCKET", global = true)]
+    #[arg(long, value_name = "SOCKET")]
     api: Option<PathBuf>,
     /// The configuration file that names the API socket.
-    #[arg(long, value_name = "FILE", global = true)]
+    #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
 }
 
@@ -204,8 +204,9 @@ fn disk_json(d: &pb::ExportedDisk) -> Value {
 fn export_json(resp: &pb::ExportResponse) -> anyhow::Result<Value> {
     let mut out = json!({
         "disks": resp.disks.iter().map(disk_json).collect::<Vec<_>>(),
+        // exactly what `layerpass plan` prints and `layerpass-guest mount --plan` reads
         "plan": match resp.plan.as_ref() {
-            Some(p) => message_json(p)?,
+            Some(p) => serde_json::from_str::<Value>(&layerpass_protocols::json::print_plan(p)?)?,
             None => Value::Null,
         },
     });

@@ -25,9 +25,13 @@ use crate::state::{
 use crate::vhost::server::Server;
 use crate::vhost::thread::ServerThread;
 
-/// How long the daemon waits for the guest agent to answer `Mount` (the agent itself waits
-/// for the disks to appear) and `Unmount`.
-pub const GUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the daemon waits to connect to the guest agent.
+pub const GUEST_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long it waits for `Mount`: the agent waits for the disks to appear, and the VMM may
+/// attach them only once it has the sockets (while this call is under way).
+pub const GUEST_MOUNT_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long it waits for `Unmount`.
+pub const GUEST_UNMOUNT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// An export being served, or one that could not be resumed.
 #[derive(Debug)]
@@ -252,8 +256,11 @@ impl Daemon {
 
         let guest = match &spec.guest {
             Some(endpoint) => {
-                let answer = GuestConnection::connect(endpoint, GUEST_TIMEOUT)
-                    .and_then(|c| c.mount(&assembled.plan))?;
+                let answer =
+                    GuestConnection::connect(endpoint, GUEST_CONNECT_TIMEOUT).and_then(|c| {
+                        c.with_call_timeout(GUEST_MOUNT_TIMEOUT)
+                            .mount(&assembled.plan)
+                    })?;
                 Some(answer)
             }
             None => None,
@@ -331,8 +338,11 @@ impl Daemon {
         if let Some(text) = &record.guest {
             let r = text
                 .parse::<GuestEndpoint>()
-                .and_then(|ep| GuestConnection::connect(&ep, GUEST_TIMEOUT))
-                .and_then(|c| c.unmount(&key.container));
+                .and_then(|ep| GuestConnection::connect(&ep, GUEST_CONNECT_TIMEOUT))
+                .and_then(|c| {
+                    c.with_call_timeout(GUEST_UNMOUNT_TIMEOUT)
+                        .unmount(&key.container)
+                });
             if let Err(e) = r {
                 tracing::warn!(export = %key, error = %e, "the guest did not unmount; undoing the host side anyway");
                 guest_error = Some(e.to_string());
