@@ -569,10 +569,37 @@ fn every_bad_input_is_a_typed_error_that_leaves_nothing() {
 struct FakeGuest {
     mounted: Arc<Mutex<Vec<gpb::MountRequest>>>,
     unmounted: Arc<Mutex<Vec<String>>>,
+    /// Told when the `slow` container's Mount arrives (it then takes 1.5 s).
+    arrived: Arc<Mutex<Option<std::sync::mpsc::Sender<()>>>>,
+}
+
+fn fake_guest(socket: &Path, guest: &FakeGuest) -> ttrpc::Server {
+    let mut server = ttrpc::Server::new()
+        .bind(&format!("unix://{}", socket.display()))
+        .unwrap()
+        .register_service(guest_ttrpc::create_guest_agent(Arc::new(guest.clone())));
+    server.start().unwrap();
+    server
+}
+
+fn with_guest(mut req: pb::ExportRequest, socket: &Path) -> pb::ExportRequest {
+    let mut g = pb::GuestEndpoint::new();
+    g.set_unix_socket(socket.display().to_string());
+    req.guest = MessageField::some(g);
+    req
 }
 
 impl guest_ttrpc::GuestAgent for FakeGuest {
     fn mount(&self, _: &TtrpcContext, req: gpb::MountRequest) -> ttrpc::Result<gpb::MountResponse> {
+        if req.container_id == "denied" {
+            return Err(Kind::PermissionDenied.to_ttrpc("root hash not in the reference values"));
+        }
+        if req.container_id == "slow" {
+            if let Some(tx) = self.arrived.lock().unwrap().take() {
+                let _ = tx.send(());
+            }
+            std::thread::sleep(Duration::from_millis(1500));
+        }
         let mut r = gpb::MountResponse::new();
         r.container_id = req.container_id.clone();
         r.rootfs = format!("/run/layerpass/rootfs/{}", req.container_id);
@@ -630,6 +657,83 @@ fn delivers_the_plan_to_the_guest_and_unmounts_it_at_unexport() {
     let u = run.client.unexport("s", "web").unwrap();
     assert!(u.existed && u.guest_error.contains("guest.sock"), "{u:?}");
     assert!(fx.leftovers().is_empty(), "{:?}", fx.leftovers());
+
+    // A guest that refuses the plan: its code comes back and the export is rolled back.
+    let g2 = fx.dir.path().join("guest2.sock");
+    let _refusing = fake_guest(&g2, &guest);
+    let (kind, msg) = err_of(
+        run.client
+            .export(&with_guest(mounts_req("s", "denied", &[fx.erofs(1)]), &g2)),
+    );
+    assert_eq!(kind, Kind::PermissionDenied, "{msg}");
+    assert!(
+        msg.contains("reference values") && msg.contains("guest2.sock"),
+        "{msg}"
+    );
+    assert!(fx.leftovers().is_empty(), "{:?}", fx.leftovers());
+    assert!(run.client.list(None).unwrap().sandboxes.is_empty());
+}
+
+/// SIGTERM while an export waits for its guest: the export finishes and answers, new
+/// exports are refused meanwhile, the daemon exits 0 and the next start resumes it.
+#[test]
+fn sigterm_lets_the_export_under_way_finish() {
+    let fx = Fixture::new(false);
+    fx.layer(1);
+    let guest = FakeGuest::default();
+    let (tx, rx) = std::sync::mpsc::channel();
+    *guest.arrived.lock().unwrap() = Some(tx);
+    let gsock = fx.dir.path().join("guest.sock");
+    let _g = fake_guest(&gsock, &guest);
+    let cfg = fx.dir.path().join("config.toml");
+    fs::write(
+        &cfg,
+        format!(
+            "state_dir = {:?}\nrun_dir = {:?}\nqueues = 1\n",
+            fx.config.state_dir, fx.config.run_dir
+        ),
+    )
+    .unwrap();
+    let spawn = || {
+        let child = KillOnDrop(
+            Command::new(env!("CARGO_BIN_EXE_layerpass"))
+                .args(["serve", "--config"])
+                .arg(&cfg)
+                .spawn()
+                .unwrap(),
+        );
+        let start = Instant::now();
+        while UnixStream::connect(&fx.config.api_socket).is_err() {
+            assert!(start.elapsed() < TIMEOUT, "the daemon did not come up");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child
+    };
+    let mut daemon = spawn();
+    let client = HostClient::connect(&fx.config.api_socket, TIMEOUT).unwrap();
+    let late = HostClient::connect(&fx.config.api_socket, TIMEOUT).unwrap();
+    let req = with_guest(mounts_req("s", "slow", &[fx.erofs(1)]), &gsock);
+    let call = std::thread::spawn(move || client.export(&req));
+    rx.recv_timeout(TIMEOUT).unwrap();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&daemon.0),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    // An open connection may still call, but a new export is refused while stopping.
+    let (kind, msg) = err_of(late.export(&mounts_req("s", "other", &[fx.erofs(1)])));
+    assert_eq!(kind, Kind::Unavailable, "{msg}");
+    let resp = call.join().unwrap().expect("the export under way finished");
+    assert_eq!(resp.guest.container_id, "slow");
+    let status = daemon.0.wait().unwrap();
+    assert!(status.success(), "{status}");
+    drop(late);
+    let _again = spawn();
+    let client = HostClient::connect(&fx.config.api_socket, TIMEOUT).unwrap();
+    let list = client.list(None).unwrap();
+    assert_eq!(list.sandboxes[0].exports[0].container_id, "slow");
+    assert_eq!(client.status().unwrap().resumed, 1);
 }
 
 #[test]

@@ -45,6 +45,7 @@ pub enum ApiServeError {
 pub struct ApiServer {
     server: ttrpc::Server,
     socket: PathBuf,
+    listening: bool,
 }
 
 impl std::fmt::Debug for ApiServer {
@@ -90,12 +91,24 @@ impl ApiServer {
         Ok(Self {
             server,
             socket: socket.to_owned(),
+            listening: true,
         })
     }
 
-    /// Stops accepting, waits for the calls under way, removes the socket.
-    pub fn shutdown(self) {
-        self.server.shutdown();
+    /// Stops accepting connections (the ones open may still call) and removes the socket.
+    #[must_use]
+    pub fn stop_accepting(mut self) -> Self {
+        if self.listening {
+            self.server = self.server.stop_listen();
+            self.listening = false;
+        }
         let _ = std::fs::remove_file(&self.socket);
+        self
+    }
+
+    /// Stops accepting if not done yet, closes the connections, removes the socket.
+    pub fn shutdown(self) {
+        let stopped = self.stop_accepting();
+        stopped.server.disconnect();
     }
 }

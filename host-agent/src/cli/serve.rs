@@ -13,6 +13,10 @@ use layerpass::daemon::config::{Config, DEFAULT_CONFIG_PATH};
 
 use super::Outcome;
 
+/// How long a stopping daemon waits for the calls under way: an export's guest `Mount`
+/// (300 s) and a little more.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(330);
+
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// The configuration file (TOML; every key optional; see docs/daemon.md). Without it,
@@ -51,6 +55,15 @@ impl ServeArgs {
             tracing::info!(
                 signal = sig,
                 "stopping: finishing the calls under way; exports are kept"
+            );
+        }
+        // No new connections; new exports refused; the calls under way finish (an export
+        // may wait for its guest up to 300 s) before the connections close.
+        let server = server.stop_accepting();
+        if !daemon.wait_idle(DRAIN_TIMEOUT) {
+            tracing::warn!(
+                "calls still under way after {DRAIN_TIMEOUT:?}; stopping anyway (the next start \
+                 sweeps what they made)"
             );
         }
         server.shutdown();

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -60,6 +60,23 @@ pub struct Daemon {
     started: Instant,
     resumed: u64,
     stopping: AtomicBool,
+    in_flight: AtomicUsize,
+}
+
+/// Counts an `Export` or `Unexport` under way (for [`Daemon::wait_idle`]).
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl<'a> InFlight<'a> {
+    fn new(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Self(counter)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Undoes a failed export: stops its servers (which removes their sockets), removes its
@@ -124,6 +141,7 @@ impl Daemon {
             started: Instant::now(),
             resumed: 0,
             stopping: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
         };
         let records = daemon.store.all()?;
         daemon.sweep(&records);
@@ -167,6 +185,7 @@ impl Daemon {
 
     /// Exports a container's layers; see `host.proto` for the contract.
     pub fn export(&self, spec: &ExportSpec) -> Result<ExportOutcome, DaemonError> {
+        let _in_flight = InFlight::new(&self.in_flight);
         if self.stopping.load(Ordering::SeqCst) {
             return Err(DaemonError::ShuttingDown);
         }
@@ -312,6 +331,7 @@ impl Daemon {
 
     /// Undoes an export; idempotent.
     pub fn unexport(&self, sandbox: &str, container: &str) -> Result<UnexportOutcome, DaemonError> {
+        let _in_flight = InFlight::new(&self.in_flight);
         let key = export_key(sandbox, container)?;
         let live = {
             let mut t = self.table();
@@ -388,6 +408,21 @@ impl Daemon {
             schema_version: self.store.schema_version()?,
             uptime_seconds: self.started.elapsed().as_secs(),
         })
+    }
+
+    /// SIGTERM, first step: new exports are refused from now on (`UNAVAILABLE`); returns
+    /// when the exports and unexports under way have finished, or after `timeout` (then
+    /// `false`).
+    pub fn wait_idle(&self, timeout: Duration) -> bool {
+        self.stopping.store(true, Ordering::SeqCst);
+        let start = Instant::now();
+        while self.in_flight.load(Ordering::SeqCst) > 0 {
+            if start.elapsed() >= timeout {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
     }
 
     /// SIGTERM: refuse new exports and stop serving; the exports stay in the state and the
