@@ -28,6 +28,7 @@ use layerpass_protocols::ttrpc::{self, TtrpcContext};
 use layerpass_protocols::v1::guest as gpb;
 use layerpass_protocols::v1::guest_ttrpc;
 use layerpass_protocols::v1::host as pb;
+use layerpass_test_support::kata::{rdev, resolve_like_kata};
 use serde_json::{Value, json};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -208,25 +209,9 @@ fn err_of(r: Result<pb::ExportResponse, layerpass::api::ApiError>) -> (Kind, Str
     }
 }
 
-/// Kata's Go runtime (`getVhostUserHostPath`), independently: scan `block/devices/` for
-/// the block node with this major:minor, take its name, expect `block/sockets/<name>`.
+/// Kata's lookup ([`layerpass_test_support::kata::resolve_like_kata`]) of `major:minor`.
 fn kata_resolve(store: &Path, major: u32, minor: u32) -> Option<PathBuf> {
-    for e in fs::read_dir(store.join("block/devices")).ok()? {
-        let e = e.ok()?;
-        let m = fs::metadata(e.path()).ok()?;
-        let rdev = m.rdev();
-        if m.file_type().is_block_device()
-            && libc::major(rdev) == major
-            && libc::minor(rdev) == minor
-        {
-            let sock = store.join("block/sockets").join(e.file_name());
-            return fs::metadata(&sock)
-                .ok()
-                .filter(|m| m.file_type().is_socket())
-                .map(|_| sock);
-        }
-    }
-    None
+    resolve_like_kata(store, rdev(major, minor))
 }
 
 fn root_hash_of(blob: &Path) -> String {

@@ -15,6 +15,7 @@
 pub mod counted;
 pub mod erofs_utils;
 pub mod fuzz_corpus;
+pub mod kata;
 pub mod log;
 pub mod skip;
 pub mod tools;

@@ -21,12 +21,13 @@
 )]
 
 use std::fs;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use layerpass_test_support::kata::resolve_like_kata;
 use layerpass_tests::snapshots::{
     Maker, block_mode_mounts, layer_tar, make_layer, overlay_mounts, snapshot_dir,
 };
@@ -83,22 +84,6 @@ kill $agent
 wait $agent
 echo "GUEST-AGENT-EXIT $?"
 "#;
-
-/// Kata's Go runtime (`getVhostUserHostPath`), written out here: scan `block/devices/` for
-/// the node with this device number, take its name, expect `block/sockets/<name>`.
-fn kata_resolve(store: &Path, rdev: u64) -> Option<PathBuf> {
-    for e in fs::read_dir(store.join("block/devices")).ok()? {
-        let e = e.ok()?;
-        if fs::metadata(e.path()).ok()?.rdev() == rdev {
-            let sock = store.join("block/sockets").join(e.file_name());
-            return fs::metadata(&sock)
-                .ok()
-                .filter(|m| m.file_type().is_socket())
-                .map(|_| sock);
-        }
-    }
-    None
-}
 
 struct Daemon {
     bin: PathBuf,
@@ -174,7 +159,7 @@ fn export_and_attach(
         new.clear();
         for e in fs::read_dir(store.join("block/devices")).unwrap() {
             let m = fs::metadata(e.unwrap().path()).unwrap();
-            if let Some(sock) = kata_resolve(store, m.rdev())
+            if let Some(sock) = resolve_like_kata(store, m.rdev())
                 && !attached.contains(&sock)
             {
                 new.push(sock);

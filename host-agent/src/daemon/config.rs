@@ -263,8 +263,8 @@ impl Config {
 }
 
 /// Bytes, or a number with a K, M, G or T suffix (powers of 1024; a trailing `B` or `iB`
-/// is accepted: `10G`, `10GiB`, `512M`), a multiple of 4096.
-pub fn parse_size(s: &str) -> Result<u64, String> {
+/// is accepted: `10G`, `10GiB`, `512M`). The one size parser of the daemon and the CLI.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let t = t
         .strip_suffix("iB")
@@ -279,7 +279,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
                 'T' => 40,
                 _ => {
                     return Err(format!(
-                        "{s:?}: unknown size suffix {c:?} (use K, M, G or T)"
+                        "unknown size suffix {c:?} in {s:?} (use K, M, G or T)"
                     ));
                 }
             };
@@ -290,9 +290,13 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let n: u64 = digits
         .parse()
         .map_err(|_| format!("{s:?} is not a size (bytes, or a number with K, M, G or T)"))?;
-    let bytes = n
-        .checked_mul(1u64 << shift)
-        .ok_or_else(|| format!("{s:?} is too large"))?;
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// [`parse_bytes`], and a positive multiple of 4096 (a disk or tmpfs size).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let bytes = parse_bytes(s)?;
     if bytes == 0 || !bytes.is_multiple_of(4096) {
         return Err(format!("{s:?} is not a positive multiple of 4096 bytes"));
     }
