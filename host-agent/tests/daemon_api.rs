@@ -894,7 +894,39 @@ fn a_killed_daemon_resumes_its_exports_and_a_second_one_is_refused() {
     let list = client.list(None).unwrap();
     assert_eq!(list.sandboxes[0].exports[0].disks, resp.disks);
     assert_eq!(client.status().unwrap().resumed, 1);
-    client.unexport("s", "c").unwrap();
+    // The CLI's text forms, through the configuration's api_socket.
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_layerpass"))
+            .args(args)
+            .arg("--config")
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(
+        cli(&["list"]),
+        "sandbox s\n  container c: 2 disks, containerd mounts (2 layers)\n"
+    );
+    let status = cli(&["status"]);
+    assert!(
+        status.contains("1 exports in 1 sandboxes, 2 disks; 1 resumed at start")
+            && status.contains("verity require-sidecar"),
+        "{status}"
+    );
+    assert_eq!(
+        cli(&["unexport", "--sandbox", "s", "--container", "c"]),
+        "unexported s/c\n"
+    );
+    assert_eq!(
+        cli(&["unexport", "--sandbox", "s", "--container", "c"]),
+        "s/c was not exported\n"
+    );
     assert_eq!(fx.leftovers(), [foreign]);
 }
 
