@@ -337,6 +337,38 @@ fn exports_lists_and_unexports_over_the_api_socket_with_the_kata_store() {
         0,
         "sparse, unformatted"
     );
+    // The same image for another sandbox: its layers come from the cache (same blobs,
+    // nothing converted again).
+    let cached = |dir: &Path| -> Vec<(PathBuf, std::time::SystemTime)> {
+        let mut v: Vec<_> = walk(dir)
+            .into_iter()
+            .map(|p| {
+                let m = fs::metadata(&p).unwrap().modified().unwrap();
+                (p, m)
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let before = cached(&fx.config.state_dir.join("layers"));
+    assert_eq!(before.len(), 4, "two blobs and their sidecars: {before:?}");
+    req.sandbox_id = "sb3".into();
+    let resp_d = c.export(&req).unwrap();
+    assert_eq!(
+        resp_d
+            .plan
+            .layers
+            .iter()
+            .map(|l| &l.verity.root_hash)
+            .collect::<Vec<_>>(),
+        plan_c
+            .layers
+            .iter()
+            .map(|l| &l.verity.root_hash)
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(cached(&fx.config.state_dir.join("layers")), before);
+    assert!(c.unexport("sb3", "c").unwrap().existed);
 
     // List groups by sandbox; Status counts.
     let list = c.list(None).unwrap();
@@ -928,6 +960,22 @@ fn a_killed_daemon_resumes_its_exports_and_a_second_one_is_refused() {
         "s/c was not exported\n"
     );
     assert_eq!(fx.leftovers(), [foreign]);
+}
+
+/// Every file below `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
 }
 
 struct KillOnDrop(Child);
