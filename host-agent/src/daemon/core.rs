@@ -61,6 +61,8 @@ pub struct Daemon {
     resumed: u64,
     stopping: AtomicBool,
     in_flight: AtomicUsize,
+    /// Held while a request's layers are resolved (trees computed, images converted).
+    cache: Mutex<()>,
 }
 
 /// Counts an `Export` or `Unexport` under way (for [`Daemon::wait_idle`]).
@@ -142,6 +144,7 @@ impl Daemon {
             resumed: 0,
             stopping: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
+            cache: Mutex::new(()),
         };
         let records = daemon.store.all()?;
         daemon.sweep(&records);
@@ -208,6 +211,11 @@ impl Daemon {
             armed: true,
         };
         let trees = self.config.state_dir.join("trees");
+        // One resolution at a time: a tree or converted layer this call makes is removed if
+        // the call fails while resolving, and no other export can have reused it by then.
+        // Once resolved, cache entries are complete and stay (a later failure keeps them
+        // for the next export of the same layers).
+        let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         let (resolved, source): (Resolved, SourceRecord) = match &spec.source {
             SourceSpec::Containerd(mounts) => (
                 from_containerd(mounts, self.config.verity, &trees)?,
@@ -236,7 +244,7 @@ impl Daemon {
                 },
             ),
         };
-        rb.files.extend(resolved.created.iter().cloned());
+        drop(cache);
         let mode = spec.mode.unwrap_or(self.config.export_mode);
         let mut assembled = assemble(&key, &resolved, mode, spec.upper, &self.config)?;
         rb.files.extend(assembled.created.iter().cloned());
