@@ -156,9 +156,14 @@ fn every_host_error_type_has_a_kind_and_so_a_code_and_an_exit_status() {
             "vhost: no thread",
         ),
         (
-            Box::new(VhostError::Daemon("x".into())),
+            Box::new(VhostError::Stopped),
+            Kind::Unavailable,
+            "vhost: engine stopped",
+        ),
+        (
+            Box::new(VhostError::Queue("x".into())),
             Kind::Internal,
-            "vhost: daemon",
+            "vhost: queue set-up",
         ),
         // convert
         (

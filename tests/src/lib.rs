@@ -4,6 +4,7 @@ pub mod bench;
 pub mod blk_client;
 pub mod guest_client;
 pub mod plans;
+pub mod served;
 pub mod snapshots;
 pub mod tools;
 pub mod vm;

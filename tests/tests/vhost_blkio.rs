@@ -15,9 +15,8 @@ use std::sync::Arc;
 use layerpass::export::composite::{CompositeDisk, CompositeLayer};
 use layerpass::export::layer::LayerDisk;
 use layerpass::export::scratch::ScratchDisk;
-use layerpass::vhost::server::Server;
-use layerpass::vhost::thread::ServerThread;
 use layerpass_tests::blk_client::BlkClient;
+use layerpass_tests::served::Served;
 use layerpass_tests::tools::{require_root, require_tool};
 use sha2::{Digest, Sha256};
 
@@ -53,9 +52,7 @@ fn layer_disk_reads_blob_padding_and_separate_tree() {
     )
     .unwrap();
     assert_eq!(disk.tree_offset(), Some(12_288));
-    let server =
-        ServerThread::spawn(Server::bind(&dir.path().join("s.sock"), Arc::new(disk), 2).unwrap())
-            .unwrap();
+    let server = Served::start(&dir.path().join("s.sock"), Arc::new(disk), 2).unwrap();
     let mut c = BlkClient::connect(server.socket(), true, 1 << 20).unwrap();
     assert_eq!(c.capacity(), 12_288 + 8192);
     let mut expected = blob.clone();
@@ -79,9 +76,7 @@ fn reconnecting_clients_keep_reading() {
     let blob = pattern(1 << 20, 3);
     fs::write(dir.path().join("blob"), &blob).unwrap();
     let disk = LayerDisk::open(&dir.path().join("blob"), None, None).unwrap();
-    let server =
-        ServerThread::spawn(Server::bind(&dir.path().join("s.sock"), Arc::new(disk), 1).unwrap())
-            .unwrap();
+    let server = Served::start(&dir.path().join("s.sock"), Arc::new(disk), 1).unwrap();
     for round in 0..5 {
         let mut c = BlkClient::connect(server.socket(), true, 1 << 20).unwrap();
         let at = round * 65_536;
@@ -108,9 +103,7 @@ fn scratch_disk_writes_flushes_and_discards() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("Filesystem magic number:  0xEF53"));
-    let server =
-        ServerThread::spawn(Server::bind(&dir.path().join("s.sock"), Arc::new(disk), 2).unwrap())
-            .unwrap();
+    let server = Served::start(&dir.path().join("s.sock"), Arc::new(disk), 2).unwrap();
     let mut c = BlkClient::connect(server.socket(), false, 1 << 20).unwrap();
     assert_eq!(c.capacity(), 64 << 20);
     let data = pattern(65_536, 9);
@@ -178,9 +171,7 @@ fn composite_disk_is_a_valid_gpt_with_every_layer() {
         .collect();
     let disk = CompositeDisk::build(&spec, 4096, "lp-composite").unwrap();
     let placed = disk.layers().to_vec();
-    let server =
-        ServerThread::spawn(Server::bind(&dir.path().join("s.sock"), Arc::new(disk), 1).unwrap())
-            .unwrap();
+    let server = Served::start(&dir.path().join("s.sock"), Arc::new(disk), 1).unwrap();
     let mut c = BlkClient::connect(server.socket(), true, 1 << 20).unwrap();
     let image = read_all(&mut c);
     let names: std::collections::HashSet<&str> = placed.iter().map(|p| p.name.as_str()).collect();

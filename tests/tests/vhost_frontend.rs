@@ -17,8 +17,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use layerpass::export::layer::LayerDisk;
-use layerpass::vhost::server::Server;
-use layerpass::vhost::thread::ServerThread;
+use layerpass_tests::served::Served;
 use vhost::vhost_user::message::{
     VhostUserConfigFlags, VhostUserProtocolFeatures, VhostUserVirtioFeatures,
 };
@@ -310,13 +309,11 @@ impl Guest {
     }
 }
 
-fn serve(dir: &Path) -> (ServerThread, Vec<u8>) {
+fn serve(dir: &Path) -> (Served, Vec<u8>) {
     let blob: Vec<u8> = (0..10_000u32).map(|i| (i % 241) as u8).collect();
     fs::write(dir.join("blob"), &blob).unwrap();
     let disk = LayerDisk::open(&dir.join("blob"), None, Some("layer-serial-0123456789")).unwrap();
-    let server =
-        ServerThread::spawn(Server::bind(&dir.join("blk.sock"), Arc::new(disk), 2).unwrap())
-            .unwrap();
+    let server = Served::start(&dir.join("blk.sock"), Arc::new(disk), 2).unwrap();
     let mut expected = blob;
     expected.resize(3 * 4096, 0);
     (server, expected)

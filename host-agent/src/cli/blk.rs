@@ -1,4 +1,4 @@
-//! `layerpass blk serve`: one disk on one vhost-user-blk socket.
+//! `layerpass blk serve`: a disk on one or more vhost-user-blk sockets, served by one engine.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,13 +12,13 @@ use layerpass::export::layer::LayerDisk;
 use layerpass::export::scratch::ScratchDisk;
 use layerpass::export::spec::{LayerFileSpec, split_tree};
 use layerpass::vhost::config::MAX_QUEUES;
-use layerpass::vhost::server::{DEFAULT_POLL, Server};
+use layerpass::vhost::engine::{DEFAULT_POLL, Engine, EngineConfig, default_workers};
 
 use super::Outcome;
 
 #[derive(Debug, Subcommand)]
 pub enum BlkCommand {
-    /// Serve one disk until SIGINT or SIGTERM; a VMM may disconnect and reconnect.
+    /// Serve a disk until SIGINT or SIGTERM; a VMM may disconnect and reconnect.
     Serve(ServeArgs),
 }
 
@@ -33,9 +33,11 @@ impl BlkCommand {
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("disk").required(true).args(["layer", "composite", "scratch"])))]
 pub struct ServeArgs {
-    /// Unix socket to listen on (the VMM's `-chardev socket,path=`).
-    #[arg(long, value_name = "PATH")]
-    socket: PathBuf,
+    /// Unix socket to listen on (the VMM's `-chardev socket,path=`). Given several times,
+    /// every socket serves its own instance of the disk (the same files; a scratch disk only
+    /// on one socket), all from the same threads.
+    #[arg(long, value_name = "PATH", required = true)]
+    socket: Vec<PathBuf>,
     /// A read-only layer disk: the blob, then (if given) a separate hash tree file.
     #[arg(long, value_name = "FILE[:TREE]")]
     layer: Option<String>,
@@ -56,38 +58,51 @@ pub struct ServeArgs {
     /// Queues offered (at least the guest's vCPU count for QEMU's default num-queues).
     #[arg(long, default_value_t = MAX_QUEUES, value_parser = parse_queues)]
     queues: usize,
-    /// Microseconds a queue worker busy-polls for the next request after a batch (0: off).
+    /// Microseconds a queue worker keeps polling a queue after its last request (0: off).
     #[arg(long, value_name = "US", default_value_t = DEFAULT_POLL.as_micros() as u64)]
     poll_us: u64,
+    /// Queue worker threads for all sockets (default: one per CPU).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    workers: Option<u16>,
 }
 
 impl ServeArgs {
     fn run(self) -> anyhow::Result<Outcome> {
-        let disk = self.open()?;
-        let server = Server::bind(&self.socket, disk.clone(), self.queues)
-            .map(|s| s.with_poll(Duration::from_micros(self.poll_us)))
-            .with_context(|| format!("cannot serve on {}", self.socket.display()))?;
-        let handle = server.handle();
+        if self.scratch.is_some() && self.socket.len() > 1 {
+            anyhow::bail!("a scratch disk is writable: serve it on one socket only");
+        }
         let mut signals = signal_hook::iterator::Signals::new([
             signal_hook::consts::SIGINT,
             signal_hook::consts::SIGTERM,
         ])
         .context("cannot install signal handlers")?;
-        std::thread::spawn(move || {
-            if signals.forever().next().is_some() {
-                tracing::info!("signal received, stopping");
-                handle.stop();
-            }
-        });
-        tracing::info!(
-            socket = %self.socket.display(),
-            size = disk.size(),
-            read_only = disk.read_only(),
-            serial = %String::from_utf8_lossy(disk.serial()),
-            queues = self.queues,
-            "serving"
-        );
-        server.run()?;
+        let engine = Engine::start(EngineConfig {
+            workers: self.workers.map_or_else(default_workers, usize::from),
+            poll: Duration::from_micros(self.poll_us),
+        })
+        .context("cannot start the vhost engine")?;
+        let mut exports = Vec::with_capacity(self.socket.len());
+        for socket in &self.socket {
+            let disk = self.open()?;
+            let export = engine
+                .serve(socket, disk.clone(), self.queues)
+                .with_context(|| format!("cannot serve on {}", socket.display()))?;
+            tracing::info!(
+                socket = %socket.display(),
+                size = disk.size(),
+                read_only = disk.read_only(),
+                serial = %String::from_utf8_lossy(disk.serial()),
+                queues = self.queues,
+                "serving"
+            );
+            exports.push(export);
+        }
+        tracing::info!(sockets = exports.len(), threads = engine.threads(), "ready");
+        if signals.forever().next().is_some() {
+            tracing::info!("signal received, stopping");
+        }
+        drop(exports);
+        drop(engine);
         Ok(Outcome::Success)
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::vhost::config::MAX_QUEUES;
-use crate::vhost::server::DEFAULT_POLL;
+use crate::vhost::engine::{DEFAULT_POLL, default_workers};
 
 /// Where `layerpass serve` reads its configuration when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/layerpass/config.toml";
@@ -17,6 +17,8 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/layerpass";
 pub const DEFAULT_RUN_DIR: &str = "/run/layerpass";
 /// Default `scratch_size`: containerd's `default_size` for block-mode snapshots.
 pub const DEFAULT_SCRATCH_SIZE: u64 = 10 << 30;
+/// Most queue worker threads (`workers`).
+pub const MAX_WORKERS: usize = 256;
 /// The file name of the API socket inside `run_dir` when `api_socket` is not set.
 pub const API_SOCKET_NAME: &str = "api.sock";
 
@@ -91,6 +93,7 @@ struct RawConfig {
     kata_vhost_user_store: Option<PathBuf>,
     queues: Option<usize>,
     poll_us: Option<u64>,
+    workers: Option<usize>,
 }
 
 /// The daemon's settings, defaults filled in.
@@ -114,8 +117,10 @@ pub struct Config {
     pub kata_vhost_user_store: Option<PathBuf>,
     /// Queues each disk offers.
     pub queues: usize,
-    /// Busy-poll after a batch of requests.
+    /// Busy-poll of a queue after its last request.
     pub poll: Duration,
+    /// Queue worker threads serving every disk.
+    pub workers: usize,
 }
 
 impl Default for Config {
@@ -132,6 +137,7 @@ impl Default for Config {
             kata_vhost_user_store: None,
             queues: MAX_QUEUES,
             poll: DEFAULT_POLL,
+            workers: default_workers(),
         }
     }
 }
@@ -247,6 +253,13 @@ impl Config {
                 format!("{poll_us} is above 1000000 (one second)"),
             ));
         }
+        let workers = match raw.workers {
+            None | Some(0) => d.workers,
+            Some(n) if n <= MAX_WORKERS => n,
+            Some(n) => {
+                return Err(bad("workers", format!("{n} is above {MAX_WORKERS}")));
+            }
+        };
         Ok(Self {
             state_dir,
             run_dir,
@@ -258,6 +271,7 @@ impl Config {
             kata_vhost_user_store,
             queues,
             poll: Duration::from_micros(poll_us),
+            workers,
         })
     }
 }

@@ -22,8 +22,7 @@ use crate::state::{
     DiskBacking, DiskRecord, ExportKey, ExportRecord, MountRecord, SourceRecord, StateLock,
     StateStore,
 };
-use crate::vhost::server::Server;
-use crate::vhost::thread::ServerThread;
+use crate::vhost::{Engine, EngineConfig, Export};
 
 /// How long the daemon waits to connect to the guest agent.
 pub const GUEST_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -37,7 +36,7 @@ pub const GUEST_UNMOUNT_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 struct Live {
     record: ExportRecord,
-    servers: Vec<ServerThread>,
+    servers: Vec<Export>,
     error: Option<String>,
 }
 
@@ -57,6 +56,8 @@ pub struct Daemon {
     _lock: StateLock,
     kata: Option<KataStore>,
     table: Mutex<Table>,
+    /// Serves every disk (after `table`: exports end before the engine does).
+    engine: Engine,
     started: Instant,
     resumed: u64,
     stopping: AtomicBool,
@@ -90,7 +91,7 @@ struct Rollback<'a> {
     files: Vec<PathBuf>,
     sockets: Vec<PathBuf>,
     nodes: Vec<String>,
-    servers: Vec<ServerThread>,
+    servers: Vec<Export>,
     armed: bool,
 }
 
@@ -98,9 +99,7 @@ impl Drop for Rollback<'_> {
     fn drop(&mut self) {
         if self.armed {
             for s in self.servers.drain(..) {
-                if let Err(e) = s.stop() {
-                    tracing::warn!(error = %e, "stopping a server of a failed export");
-                }
+                s.stop();
             }
             remove_files(&self.sockets);
             if let Some(kata) = &self.daemon.kata {
@@ -134,12 +133,21 @@ impl Daemon {
             .as_deref()
             .map(KataStore::open)
             .transpose()?;
+        let engine = Engine::start(EngineConfig {
+            workers: config.workers,
+            poll: config.poll,
+        })
+        .map_err(|source| DaemonError::Serve {
+            socket: config.run_dir.clone(),
+            source,
+        })?;
         let mut daemon = Self {
             config,
             store,
             _lock: lock,
             kata,
             table: Mutex::default(),
+            engine,
             started: Instant::now(),
             resumed: 0,
             stopping: AtomicBool::new(false),
@@ -377,9 +385,7 @@ impl Daemon {
             }
         }
         for s in servers {
-            if let Err(e) = s.stop() {
-                tracing::warn!(export = %key, error = %e, "stopping a server");
-            }
+            s.stop();
         }
         self.remove_disk_files(&record.disks);
         self.store.remove(&key)?;
@@ -438,29 +444,26 @@ impl Daemon {
     pub fn shutdown(&self) {
         self.stopping.store(true, Ordering::SeqCst);
         let mut t = self.table();
-        for (key, live) in &mut t.live {
+        for live in t.live.values_mut() {
             for s in live.servers.drain(..) {
-                if let Err(e) = s.stop() {
-                    tracing::warn!(export = %key, error = %e, "stopping a server");
-                }
+                s.stop();
             }
         }
     }
 
-    fn serve(&self, socket: &Path, disk: Arc<dyn Disk>) -> Result<ServerThread, DaemonError> {
+    fn serve(&self, socket: &Path, disk: Arc<dyn Disk>) -> Result<Export, DaemonError> {
         let serve_err = |source| DaemonError::Serve {
             socket: socket.to_owned(),
             source,
         };
-        let server = Server::bind(socket, disk, self.config.queues)
-            .map_err(serve_err)?
-            .with_poll(self.config.poll);
-        ServerThread::spawn(server).map_err(serve_err)
+        self.engine
+            .serve(socket, disk, self.config.queues)
+            .map_err(serve_err)
     }
 
     /// Serves a stored export again: its disks opened (and checked to have their sizes), its
     /// Kata nodes made again if they went missing, its sockets bound.
-    fn serve_record(&self, record: &ExportRecord) -> Result<Vec<ServerThread>, DaemonError> {
+    fn serve_record(&self, record: &ExportRecord) -> Result<Vec<Export>, DaemonError> {
         let mut servers = Vec::with_capacity(record.disks.len());
         for d in &record.disks {
             let disk = open_disk(d)?;

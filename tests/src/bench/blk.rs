@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use layerpass::export::layer::LayerDisk;
-use layerpass::vhost::server::Server;
 
 use super::stats::median;
 use super::verity::write_data;
 use crate::blk_client::BlkClient;
+use crate::served::Served;
 use crate::tools::find_tool;
-use layerpass::vhost::thread::ServerThread;
+use layerpass::vhost::EngineConfig;
 
 /// One workload.
 #[derive(Debug, Clone, Copy)]
@@ -125,8 +125,15 @@ pub fn run_bench(dir: &Path, size: u64, rounds: usize, poll: Duration) -> anyhow
     let lp_socket = dir.join("layerpass.sock");
     let qsd_socket = dir.join("qsd.sock");
     let disk = LayerDisk::open(&image, None, Some("bench"))?;
-    let _server =
-        ServerThread::spawn(Server::bind(&lp_socket, Arc::new(disk), 1)?.with_poll(poll))?;
+    let _server = Served::with_config(
+        &lp_socket,
+        Arc::new(disk),
+        1,
+        EngineConfig {
+            poll,
+            ..EngineConfig::default()
+        },
+    )?;
     let _qsd = Qsd::start(&qsd, &image, &qsd_socket)?;
 
     let mut out = std::io::stdout().lock();

@@ -1,0 +1,331 @@
+//! The control thread: one epoll over every export's listening socket and frontend
+//! connection, and the engine's command eventfd.
+//!
+//! Per export one frontend is served at a time: while it is connected the listening socket
+//! leaves the epoll set (a second connection waits in the backlog, as with QEMU's
+//! `reconnect-ms`), and it comes back when the frontend goes. A vhost-user message is read
+//! whole by the vhost crate's handler; the connection socket has a receive timeout, so a
+//! frontend that sends half a message delays the other disks' control messages by at most
+//! [`READ_TIMEOUT`] and then loses its connection. Queue requests never pass through here.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use vhost::vhost_user::{BackendReqHandler, Error as ProtoError};
+use vmm_sys_util::epoll::{ControlOperation, EpollEvent, EventSet};
+
+use super::conn::Conn;
+use super::engine::{Command, ExportStats, Shared};
+use super::worker::Pool;
+use crate::export::Disk;
+use crate::warn_limited;
+
+/// Longest wait for the rest of a message a frontend has begun, and for a reply to be sent.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(1);
+/// The epoll token of the command eventfd; an export `id` has tokens `2 id` (listener) and
+/// `2 id + 1` (connection).
+const WAKE: u64 = 0;
+const EVENTS: usize = 64;
+
+type Handler = BackendReqHandler<Mutex<Conn>>;
+
+/// A frontend being served.
+struct Live {
+    handler: Handler,
+    conn: Arc<Mutex<Conn>>,
+    number: u64,
+}
+
+/// One disk's socket.
+struct Entry {
+    socket: PathBuf,
+    listener: UnixListener,
+    disk: Arc<dyn Disk>,
+    queues: usize,
+    stats: Arc<ExportStats>,
+    live: Option<Live>,
+}
+
+struct Loop<'a> {
+    shared: &'a Shared,
+    pool: &'a Arc<Pool>,
+    entries: HashMap<u64, Entry>,
+}
+
+/// Runs until [`Command::Stop`]; everything it still serves is closed on the way out.
+pub(super) fn run(shared: &Shared, pool: &Arc<Pool>) {
+    let mut l = Loop {
+        shared,
+        pool,
+        entries: HashMap::new(),
+    };
+    if let Err(e) = l.ctl(ControlOperation::Add, shared.wake.as_raw_fd(), WAKE) {
+        tracing::error!(error = %e, "vhost control: cannot watch the command eventfd");
+        l.finish();
+        return;
+    }
+    let mut events = vec![EpollEvent::default(); EVENTS];
+    loop {
+        let n = match shared.epoll.wait(-1, &mut events) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                tracing::error!(error = %e, "vhost control: epoll_wait failed");
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        for ev in &events[..n] {
+            let token = ev.data();
+            if token == WAKE {
+                if !l.commands() {
+                    l.finish();
+                    return;
+                }
+            } else if token % 2 == 0 {
+                l.accept(token / 2);
+            } else {
+                l.message(token / 2, ev.event_set());
+            }
+        }
+    }
+}
+
+impl Loop<'_> {
+    fn ctl(&self, op: ControlOperation, fd: i32, token: u64) -> io::Result<()> {
+        self.shared
+            .epoll
+            .ctl(op, fd, EpollEvent::new(EventSet::IN, token))
+    }
+
+    /// Takes the queued commands; `false` on Stop.
+    fn commands(&mut self) -> bool {
+        let _ = self.shared.wake.read();
+        let commands = std::mem::take(
+            &mut self
+                .shared
+                .commands
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .0,
+        );
+        for c in commands {
+            match c {
+                Command::Add {
+                    id,
+                    socket,
+                    listener,
+                    disk,
+                    queues,
+                    stats,
+                    done,
+                } => {
+                    let r = self.ctl(ControlOperation::Add, listener.as_raw_fd(), 2 * id);
+                    if r.is_ok() {
+                        self.entries.insert(
+                            id,
+                            Entry {
+                                socket,
+                                listener,
+                                disk,
+                                queues,
+                                stats,
+                                live: None,
+                            },
+                        );
+                    }
+                    let _ = done.send(r);
+                }
+                Command::Remove { id, done } => {
+                    if let Some(e) = self.entries.remove(&id) {
+                        self.close(e);
+                    }
+                    let _ = done.send(());
+                }
+                Command::Stop => return false,
+            }
+        }
+        true
+    }
+
+    /// Ends every export: the engine is stopping. Later commands are refused.
+    fn finish(&mut self) {
+        let pending = {
+            let mut q = self
+                .shared
+                .commands
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            q.1 = false;
+            std::mem::take(&mut q.0)
+        };
+        for c in pending {
+            match c {
+                Command::Add {
+                    done,
+                    listener,
+                    socket,
+                    ..
+                } => {
+                    drop(listener);
+                    let _ = std::fs::remove_file(&socket);
+                    let _ = done.send(Err(io::Error::other("the engine is stopping")));
+                }
+                Command::Remove { done, .. } => {
+                    let _ = done.send(());
+                }
+                Command::Stop => {}
+            }
+        }
+        for (_, e) in std::mem::take(&mut self.entries) {
+            self.close(e);
+        }
+    }
+
+    /// Stops an export's connection and queues, closes its listener, removes its socket file.
+    fn close(&self, mut e: Entry) {
+        if let Some(live) = e.live.take() {
+            self.end(&e, &live, "disk removed");
+        }
+        let _ = self.shared.epoll.ctl(
+            ControlOperation::Delete,
+            e.listener.as_raw_fd(),
+            EpollEvent::default(),
+        );
+        if let Err(err) = std::fs::remove_file(&e.socket)
+            && err.kind() != io::ErrorKind::NotFound
+        {
+            tracing::warn!(socket = %e.socket.display(), error = %err, "cannot remove the socket file");
+        }
+    }
+
+    fn accept(&mut self, id: u64) {
+        let shared = self.shared;
+        let Some(e) = self.entries.get_mut(&id) else {
+            return;
+        };
+        if e.live.is_some() {
+            return;
+        }
+        let stream = match e.listener.accept() {
+            Ok((s, _)) => s,
+            Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
+            Err(err) => {
+                warn_limited!(socket = %e.socket.display(), error = %err, "cannot accept a frontend");
+                return;
+            }
+        };
+        match start(stream, &e.disk, e.queues, self.pool.clone()) {
+            Ok((handler, conn)) => {
+                let fd = handler.as_raw_fd();
+                if let Err(err) = shared.epoll.ctl(
+                    ControlOperation::Add,
+                    fd,
+                    EpollEvent::new(EventSet::IN, 2 * id + 1),
+                ) {
+                    tracing::error!(error = %err, "cannot watch a frontend connection");
+                    return;
+                }
+                let _ = shared.epoll.ctl(
+                    ControlOperation::Delete,
+                    e.listener.as_raw_fd(),
+                    EpollEvent::default(),
+                );
+                let number = e.stats.connections.fetch_add(1, Ordering::Relaxed) + 1;
+                e.stats.connected.store(true, Ordering::Relaxed);
+                tracing::info!(socket = %e.socket.display(), connection = number, "frontend connected");
+                e.live = Some(Live {
+                    handler,
+                    conn,
+                    number,
+                });
+            }
+            Err(err) => {
+                warn_limited!(socket = %e.socket.display(), error = %err, "cannot set up a frontend connection");
+            }
+        }
+    }
+
+    fn message(&mut self, id: u64, events: EventSet) {
+        let Some(e) = self.entries.get_mut(&id) else {
+            return;
+        };
+        let Some(live) = e.live.as_mut() else {
+            return;
+        };
+        let ended = if events.contains(EventSet::IN) {
+            match live.handler.handle_request() {
+                Ok(()) => None,
+                Err(err) if is_transport(&err) => Some(err.to_string()),
+                Err(err) => {
+                    // The frontend was told (REPLY_ACK) and the connection stays usable.
+                    warn_limited!(socket = %e.socket.display(), error = %err, "vhost-user request refused");
+                    None
+                }
+            }
+        } else {
+            Some("hang-up".to_owned())
+        };
+        if let Some(why) = ended {
+            let live = e.live.take();
+            if let (Some(e), Some(live)) = (self.entries.get(&id), live) {
+                self.end(e, &live, &why);
+                if let Err(err) = self.ctl(ControlOperation::Add, e.listener.as_raw_fd(), 2 * id) {
+                    tracing::error!(socket = %e.socket.display(), error = %err, "cannot listen again");
+                }
+            }
+        }
+    }
+
+    /// Ends a frontend connection: its queues stop before its socket closes.
+    fn end(&self, e: &Entry, live: &Live, why: &str) {
+        let _ = self.shared.epoll.ctl(
+            ControlOperation::Delete,
+            live.handler.as_raw_fd(),
+            EpollEvent::default(),
+        );
+        let requests = {
+            let mut c = live.conn.lock().unwrap_or_else(PoisonError::into_inner);
+            c.stop_all();
+            c.requests_served()
+        };
+        e.stats.requests.fetch_add(requests, Ordering::Relaxed);
+        e.stats.connected.store(false, Ordering::Relaxed);
+        tracing::info!(socket = %e.socket.display(), connection = live.number, requests, reason = why, "frontend disconnected");
+    }
+}
+
+/// A connection's handler, its socket made to time out on a half-sent message.
+fn start(
+    stream: UnixStream,
+    disk: &Arc<dyn Disk>,
+    queues: usize,
+    pool: Arc<Pool>,
+) -> io::Result<(Handler, Arc<Mutex<Conn>>)> {
+    stream.set_nonblocking(false)?;
+    stream.set_read_timeout(Some(READ_TIMEOUT))?;
+    stream.set_write_timeout(Some(READ_TIMEOUT))?;
+    let conn = Conn::new(disk, queues, pool).map_err(io::Error::other)?;
+    let conn = Arc::new(Mutex::new(conn));
+    Ok((BackendReqHandler::from_stream(stream, conn.clone()), conn))
+}
+
+/// Errors after which the connection cannot go on: the socket failed or the byte stream is
+/// out of step.
+fn is_transport(e: &ProtoError) -> bool {
+    !matches!(
+        e,
+        ProtoError::InvalidParam
+            | ProtoError::InvalidOperation(_)
+            | ProtoError::InactiveFeature(_)
+            | ProtoError::InactiveOperation(_)
+            | ProtoError::ReqHandlerError(_)
+            | ProtoError::FeatureMismatch
+    )
+}

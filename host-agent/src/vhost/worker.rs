@@ -1,0 +1,241 @@
+//! The queue workers: a fixed pool of threads serving the virtqueues of every disk of an
+//! [`super::engine::Engine`], however many disks and queues there are.
+//!
+//! Each worker waits in its own epoll on the kick eventfds of the queues assigned to it (the
+//! least-loaded worker takes each newly started queue). A kick runs a batch; with a poll
+//! interval set, the queue then joins the worker's hot list: the worker keeps serving hot
+//! queues without waiting for kicks (notifications off) and a queue that saw no request for
+//! the poll interval goes back to notifications. With no hot queue the worker sleeps in
+//! `epoll_wait` with no timeout, so an idle engine uses no CPU whatever its number of disks.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
+use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
+
+use super::vring::{Idle, Pass, Vring};
+
+/// The epoll token of a worker's wake eventfd (queue tokens start at 1).
+const WAKE: u64 = 0;
+/// Events taken per `epoll_wait`.
+const EVENTS: usize = 64;
+
+/// Where a queue's kick fd is registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Registration {
+    worker: usize,
+    token: u64,
+}
+
+/// What one worker thread shares with the control thread.
+#[derive(Debug)]
+struct Shared {
+    epoll: Epoll,
+    wake: EventFd,
+    stop: AtomicBool,
+    /// Queues by epoll token.
+    queues: Mutex<HashMap<u64, Arc<Vring>>>,
+}
+
+/// The pool.
+#[derive(Debug)]
+pub struct Pool {
+    shared: Vec<Arc<Shared>>,
+    threads: Vec<JoinHandle<()>>,
+    next_token: AtomicU64,
+    /// Queues registered per worker (the assignment's load measure).
+    load: Vec<AtomicUsize>,
+}
+
+impl Pool {
+    /// Starts `workers` threads (at least one) that poll a hot queue for `poll` after its
+    /// last request.
+    pub fn start(workers: usize, poll: Duration) -> io::Result<Self> {
+        let workers = workers.max(1);
+        let mut pool = Self {
+            shared: Vec::with_capacity(workers),
+            threads: Vec::with_capacity(workers),
+            next_token: AtomicU64::new(WAKE + 1),
+            load: (0..workers).map(|_| AtomicUsize::new(0)).collect(),
+        };
+        for i in 0..workers {
+            let shared = Arc::new(Shared {
+                epoll: Epoll::new()?,
+                wake: EventFd::new(EFD_NONBLOCK)?,
+                stop: AtomicBool::new(false),
+                queues: Mutex::new(HashMap::new()),
+            });
+            shared.epoll.ctl(
+                ControlOperation::Add,
+                shared.wake.as_raw_fd(),
+                EpollEvent::new(EventSet::IN, WAKE),
+            )?;
+            let s = shared.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("vhost-q{i}"))
+                .spawn(move || run(&s, poll));
+            match thread {
+                Ok(t) => {
+                    pool.shared.push(shared);
+                    pool.threads.push(t);
+                }
+                Err(e) => {
+                    // Dropping `pool` stops the workers already started.
+                    return Err(e);
+                }
+            }
+        }
+        Ok(pool)
+    }
+
+    /// Worker threads.
+    pub fn workers(&self) -> usize {
+        self.threads.len()
+    }
+
+    /// Assigns a started queue to the least-loaded worker and waits for its kicks there.
+    pub fn register(&self, vring: &Arc<Vring>, kick: &File) -> io::Result<Registration> {
+        let worker = self
+            .load
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, l)| l.load(Ordering::Relaxed))
+            .map_or(0, |(i, _)| i);
+        let shared = &self.shared[worker];
+        let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+        lock(&shared.queues).insert(token, vring.clone());
+        if let Err(e) = shared.epoll.ctl(
+            ControlOperation::Add,
+            kick.as_raw_fd(),
+            EpollEvent::new(EventSet::IN, token),
+        ) {
+            lock(&shared.queues).remove(&token);
+            return Err(e);
+        }
+        self.load[worker].fetch_add(1, Ordering::Relaxed);
+        Ok(Registration { worker, token })
+    }
+
+    /// Stops waiting for a queue's kicks. The caller holds the queue's state lock and has
+    /// marked it stopped, so a batch the worker has already begun is over and none follows.
+    pub fn unregister(&self, reg: Registration, kick: &File) {
+        let Some(shared) = self.shared.get(reg.worker) else {
+            return;
+        };
+        if let Err(e) = shared.epoll.ctl(
+            ControlOperation::Delete,
+            kick.as_raw_fd(),
+            EpollEvent::default(),
+        ) {
+            tracing::warn!(error = %e, "cannot remove a kick eventfd from its worker");
+        }
+        if lock(&shared.queues).remove(&reg.token).is_some() {
+            self.load[reg.worker].fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Queues registered, over all workers.
+    pub fn queues(&self) -> usize {
+        self.load.iter().map(|l| l.load(Ordering::Relaxed)).sum()
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        for s in &self.shared {
+            s.stop.store(true, Ordering::SeqCst);
+            if let Err(e) = s.wake.write(1) {
+                tracing::error!(error = %e, "cannot wake a queue worker to stop it");
+            }
+        }
+        for t in self.threads.drain(..) {
+            if t.join().is_err() {
+                tracing::error!("a queue worker panicked");
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A queue being polled, with the time of its last request.
+struct Hot {
+    token: u64,
+    vring: Arc<Vring>,
+    last_work: Instant,
+}
+
+/// The worker thread.
+fn run(shared: &Shared, poll: Duration) {
+    let mut events = vec![EpollEvent::default(); EVENTS];
+    let mut hot: Vec<Hot> = Vec::new();
+    let polling = !poll.is_zero();
+    loop {
+        let timeout = if hot.is_empty() { -1 } else { 0 };
+        let n = match shared.epoll.wait(timeout, &mut events) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                tracing::error!(error = %e, "queue worker: epoll_wait failed");
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        for ev in &events[..n] {
+            let token = ev.data();
+            if token == WAKE {
+                let _ = shared.wake.read();
+                if shared.stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                continue;
+            }
+            let Some(vring) = lock(&shared.queues).get(&token).cloned() else {
+                // Unregistered after this event was taken.
+                continue;
+            };
+            let pass = vring.serve(true, polling);
+            if polling && pass != Pass::Stopped && !hot.iter().any(|h| h.token == token) {
+                hot.push(Hot {
+                    token,
+                    vring,
+                    last_work: Instant::now(),
+                });
+            }
+        }
+        if hot.is_empty() {
+            continue;
+        }
+        hot.retain_mut(|h| match h.vring.serve(false, true) {
+            Pass::Stopped => false,
+            Pass::Served(n) if n > 0 => {
+                h.last_work = Instant::now();
+                true
+            }
+            Pass::Served(_) => {
+                if h.last_work.elapsed() < poll {
+                    return true;
+                }
+                match h.vring.go_idle() {
+                    Idle::Work => {
+                        h.last_work = Instant::now();
+                        true
+                    }
+                    Idle::Rearmed | Idle::Stopped => false,
+                }
+            }
+        });
+        if !hot.is_empty() {
+            std::hint::spin_loop();
+        }
+    }
+}
