@@ -50,6 +50,7 @@ impl Fixture {
             kata_vhost_user_store: kata.then(|| d.join("kata")),
             scratch_size: 32 << 20,
             queues: 1,
+            workers: 2,
             ..Config::default()
         };
         Self { dir, config }
@@ -387,6 +388,9 @@ fn exports_lists_and_unexports_over_the_api_socket_with_the_kata_store() {
     assert_eq!(c.list(Some("sb2")).unwrap().sandboxes.len(), 1);
     let st = c.status().unwrap();
     assert_eq!((st.sandboxes, st.exports, st.disks), (2, 3, 3 + 2 + 3));
+    // Eight disks, the same threads as none: a control thread and two queue workers.
+    assert_eq!(st.vhost_threads, 3);
+    assert_eq!((st.connected_disks, st.running_queues), (0, 0));
     assert_eq!(st.verity, "require-sidecar");
     assert_eq!(st.kata_store, store.display().to_string());
 
@@ -947,7 +951,8 @@ fn a_killed_daemon_resumes_its_exports_and_a_second_one_is_refused() {
     );
     let status = cli(&["status"]);
     assert!(
-        status.contains("1 exports in 1 sandboxes, 2 disks; 1 resumed at start")
+        status.contains("1 exports in 1 sandboxes, 2 disks (0 connected, 0 queues running, ")
+            && status.contains(" threads); 1 resumed at start")
             && status.contains("verity require-sidecar"),
         "{status}"
     );

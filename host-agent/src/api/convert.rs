@@ -212,5 +212,8 @@ pub fn status_response(config: &Config, s: &DaemonStatus) -> pb::HostStatusRespo
         .unwrap_or_default();
     out.resumed = s.resumed;
     out.uptime_seconds = s.uptime_seconds;
+    out.vhost_threads = u32::try_from(s.vhost_threads).unwrap_or(u32::MAX);
+    out.connected_disks = s.connected_disks;
+    out.running_queues = s.running_queues;
     out
 }

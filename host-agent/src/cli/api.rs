@@ -301,11 +301,14 @@ impl StatusArgs {
             emit(&layerpass_protocols::json::print(&r)?)?;
         } else {
             emit(&format!(
-                "layerpass {}: {} exports in {} sandboxes, {} disks; {} resumed at start; up {} s\nstate {} (schema {}), upper {}, verity {}, kata store {}",
+                "layerpass {}: {} exports in {} sandboxes, {} disks ({} connected, {} queues running, {} threads); {} resumed at start; up {} s\nstate {} (schema {}), upper {}, verity {}, kata store {}",
                 r.version,
                 r.exports,
                 r.sandboxes,
                 r.disks,
+                r.connected_disks,
+                r.running_queues,
+                r.vhost_threads,
                 r.resumed,
                 r.uptime_seconds,
                 r.state_dir,

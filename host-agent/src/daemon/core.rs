@@ -421,6 +421,14 @@ impl Daemon {
             resumed: self.resumed,
             schema_version: self.store.schema_version()?,
             uptime_seconds: self.started.elapsed().as_secs(),
+            vhost_threads: self.engine.threads() as u64,
+            connected_disks: t
+                .live
+                .values()
+                .flat_map(|l| &l.servers)
+                .filter(|s| s.stats().connected.load(Ordering::Relaxed))
+                .count() as u64,
+            running_queues: self.engine.running_queues() as u64,
         })
     }
 

@@ -86,4 +86,10 @@ pub struct DaemonStatus {
     pub schema_version: u64,
     /// Seconds since start.
     pub uptime_seconds: u64,
+    /// The vhost engine's threads (control plus queue workers).
+    pub vhost_threads: u64,
+    /// Disks with a frontend connected.
+    pub connected_disks: u64,
+    /// Queues started by frontends.
+    pub running_queues: u64,
 }
