@@ -76,6 +76,7 @@ impl ServeArgs {
             signal_hook::consts::SIGTERM,
         ])
         .context("cannot install signal handlers")?;
+        let fds = super::raise_fd_limit();
         let engine = Engine::start(EngineConfig {
             workers: self.workers.map_or_else(default_workers, usize::from),
             poll: Duration::from_micros(self.poll_us),
@@ -97,7 +98,12 @@ impl ServeArgs {
             );
             exports.push(export);
         }
-        tracing::info!(sockets = exports.len(), threads = engine.threads(), "ready");
+        tracing::info!(
+            sockets = exports.len(),
+            threads = engine.threads(),
+            open_files_limit = fds,
+            "ready"
+        );
         if signals.forever().next().is_some() {
             tracing::info!("signal received, stopping");
         }

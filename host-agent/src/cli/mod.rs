@@ -80,3 +80,20 @@ pub(crate) fn emit(text: &str) -> anyhow::Result<()> {
     out.flush()?;
     Ok(())
 }
+
+/// Raises the soft limit on open files to the hard limit: a process serving hundreds of disks
+/// holds several descriptors per connected disk (its socket, each ring's kick and call
+/// eventfds, the frontend's memory fds), past the usual soft limit of 1024. Returns the limit
+/// now in force.
+pub fn raise_fd_limit() -> Option<u64> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut l = getrlimit(Resource::Nofile);
+    if l.current != l.maximum {
+        l.current = l.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, l) {
+            tracing::warn!(error = %e, "cannot raise the open-file limit");
+            return getrlimit(Resource::Nofile).current;
+        }
+    }
+    l.current
+}

@@ -42,6 +42,8 @@ impl ServeArgs {
         ])
         .context("cannot install signal handlers")?;
         let api_socket = config.api_socket.clone();
+        let fds = super::raise_fd_limit();
+        tracing::debug!(open_files_limit = fds, "open-file limit");
         let daemon = Arc::new(Daemon::start(config)?);
         let server = ApiServer::start(daemon.clone(), &api_socket)?;
         let status = daemon.status()?;
