@@ -491,3 +491,71 @@ fn a_new_connection_after_a_disconnect_is_served() {
         drop(g);
     }
 }
+
+/// Whether the peer closed `s` within the deadline (a read returns 0 or fails).
+fn closed_by_peer(s: &mut std::os::unix::net::UnixStream) -> bool {
+    use std::io::Read;
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut buf = [0u8; 64];
+    match s.read(&mut buf) {
+        Ok(0) => true,
+        Err(e) => e.kind() == io::ErrorKind::ConnectionReset,
+        Ok(_) => false,
+    }
+}
+
+#[test]
+fn a_hostile_frontend_loses_only_its_own_connection() {
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (first, disk) = serve(dir.path());
+    let engine = first.engine();
+    let other = engine
+        .serve(
+            &dir.path().join("other.sock"),
+            Arc::new(LayerDisk::open(&dir.path().join("blob"), None, Some("other")).unwrap()),
+            2,
+        )
+        .unwrap();
+
+    // A message code nobody knows with an absurd size: the stream is out of step, the
+    // connection goes.
+    let mut garbage = UnixStream::connect(first.socket()).unwrap();
+    let mut msg = Vec::new();
+    msg.extend(9999u32.to_le_bytes());
+    msg.extend(1u32.to_le_bytes());
+    msg.extend(u32::MAX.to_le_bytes());
+    garbage.write_all(&msg).unwrap();
+    assert!(closed_by_peer(&mut garbage), "garbage kept its connection");
+    drop(garbage);
+
+    // Half a header, then silence: the control thread never blocks on it (it reads only whole
+    // messages), so every other disk is served meanwhile.
+    let mut half = UnixStream::connect(first.socket()).unwrap();
+    half.write_all(&1u32.to_le_bytes()[..3]).unwrap();
+    let mut g = Guest::connect(other.socket(), false);
+    g.header(VIRTIO_BLK_T_IN, 8);
+    g.submit(
+        &[(HDR, 16, false), (DATA, 4096, true), (STATUS, 1, true)],
+        None,
+    );
+    g.interrupts();
+    assert_eq!(g.status(), 0);
+    assert_eq!(g.bytes(DATA, 4096), disk[4096..8192]);
+    // Once the frontend goes, its connection ends and the socket serves the next one.
+    drop(half);
+
+    // The socket the hostile frontends used serves a well-behaved one.
+    let mut g = Guest::connect(first.socket(), true);
+    g.header(VIRTIO_BLK_T_IN, 16);
+    g.submit(
+        &[(HDR, 16, false), (DATA, 4096, true), (STATUS, 1, true)],
+        Some(0),
+    );
+    g.interrupts();
+    assert_eq!(g.status(), 0);
+    assert_eq!(g.bytes(DATA, 4096), disk[8192..12_288]);
+    assert!(first.export().stats().connections.load(Ordering::Relaxed) >= 3);
+}

@@ -3,10 +3,11 @@
 //!
 //! Per export one frontend is served at a time: while it is connected the listening socket
 //! leaves the epoll set (a second connection waits in the backlog, as with QEMU's
-//! `reconnect-ms`), and it comes back when the frontend goes. A vhost-user message is read
-//! whole by the vhost crate's handler; the connection socket has a receive timeout, so a
-//! frontend that sends half a message delays the other disks' control messages by at most
-//! [`READ_TIMEOUT`] and then loses its connection. Queue requests never pass through here.
+//! `reconnect-ms`), and it comes back when the frontend goes. The vhost crate's handler reads
+//! a message with blocking reads (retrying on `EAGAIN`), so it is called only once the whole
+//! message has arrived ([`frame`]): a frontend that sends half a message, or stops reading
+//! its replies, holds up nobody. A frontend sending without pause gets [`BUDGET`] messages
+//! per turn, then the others have theirs. Queue requests never pass through here.
 
 use std::collections::HashMap;
 use std::io;
@@ -22,12 +23,13 @@ use vmm_sys_util::epoll::{ControlOperation, EpollEvent, EventSet};
 
 use super::conn::Conn;
 use super::engine::{Command, ExportStats, Shared};
+use super::frame::{self, Ready};
 use super::worker::Pool;
 use crate::export::Disk;
 use crate::warn_limited;
 
-/// Longest wait for the rest of a message a frontend has begun, and for a reply to be sent.
-pub const READ_TIMEOUT: Duration = Duration::from_secs(1);
+/// Messages of one frontend handled before the next frontend's turn.
+pub const BUDGET: usize = 32;
 /// The epoll token of the command eventfd; an export `id` has tokens `2 id` (listener) and
 /// `2 id + 1` (connection).
 const WAKE: u64 = 0;
@@ -38,6 +40,8 @@ type Handler = BackendReqHandler<Mutex<Conn>>;
 /// A frontend being served.
 struct Live {
     handler: Handler,
+    /// The connection's socket, to look at its queues (a second descriptor of it).
+    probe: UnixStream,
     conn: Arc<Mutex<Conn>>,
     number: u64,
 }
@@ -56,6 +60,9 @@ struct Loop<'a> {
     shared: &'a Shared,
     pool: &'a Arc<Pool>,
     entries: HashMap<u64, Entry>,
+    /// Connections that used up their budget with messages still queued (edge-triggered:
+    /// no event comes for those).
+    again: Vec<u64>,
 }
 
 /// Runs until [`Command::Stop`]; everything it still serves is closed on the way out.
@@ -64,6 +71,7 @@ pub(super) fn run(shared: &Shared, pool: &Arc<Pool>) {
         shared,
         pool,
         entries: HashMap::new(),
+        again: Vec::new(),
     };
     if let Err(e) = l.ctl(ControlOperation::Add, shared.wake.as_raw_fd(), WAKE) {
         tracing::error!(error = %e, "vhost control: cannot watch the command eventfd");
@@ -72,7 +80,8 @@ pub(super) fn run(shared: &Shared, pool: &Arc<Pool>) {
     }
     let mut events = vec![EpollEvent::default(); EVENTS];
     loop {
-        let n = match shared.epoll.wait(-1, &mut events) {
+        let timeout = if l.again.is_empty() { -1 } else { 0 };
+        let n = match shared.epoll.wait(timeout, &mut events) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
@@ -91,8 +100,14 @@ pub(super) fn run(shared: &Shared, pool: &Arc<Pool>) {
             } else if token % 2 == 0 {
                 l.accept(token / 2);
             } else {
-                l.message(token / 2, ev.event_set());
+                let hup = ev
+                    .event_set()
+                    .intersects(EventSet::READ_HANG_UP | EventSet::HANG_UP | EventSet::ERROR);
+                l.messages(token / 2, hup);
             }
+        }
+        for id in std::mem::take(&mut l.again) {
+            l.messages(id, false);
         }
     }
 }
@@ -222,12 +237,15 @@ impl Loop<'_> {
             }
         };
         match start(stream, &e.disk, e.queues, self.pool.clone()) {
-            Ok((handler, conn)) => {
+            Ok((handler, probe, conn)) => {
                 let fd = handler.as_raw_fd();
                 if let Err(err) = shared.epoll.ctl(
                     ControlOperation::Add,
                     fd,
-                    EpollEvent::new(EventSet::IN, 2 * id + 1),
+                    EpollEvent::new(
+                        EventSet::IN | EventSet::READ_HANG_UP | EventSet::EDGE_TRIGGERED,
+                        2 * id + 1,
+                    ),
                 ) {
                     tracing::error!(error = %err, "cannot watch a frontend connection");
                     return;
@@ -242,9 +260,12 @@ impl Loop<'_> {
                 tracing::info!(socket = %e.socket.display(), connection = number, "frontend connected");
                 e.live = Some(Live {
                     handler,
+                    probe,
                     conn,
                     number,
                 });
+                // Messages sent before the socket was watched raise no edge.
+                self.again.push(id);
             }
             Err(err) => {
                 warn_limited!(socket = %e.socket.display(), error = %err, "cannot set up a frontend connection");
@@ -252,25 +273,45 @@ impl Loop<'_> {
         }
     }
 
-    fn message(&mut self, id: u64, events: EventSet) {
+    /// Handles the frontend's whole messages, up to [`BUDGET`]. `hup`: the frontend has shut
+    /// its end, so a partial message will never be whole.
+    fn messages(&mut self, id: u64, hup: bool) {
         let Some(e) = self.entries.get_mut(&id) else {
             return;
         };
         let Some(live) = e.live.as_mut() else {
             return;
         };
-        let ended = if events.contains(EventSet::IN) {
+        let mut handled = 0;
+        let ended = loop {
+            if handled == BUDGET {
+                self.again.push(id);
+                break None;
+            }
+            match frame::ready(&live.probe) {
+                Ok(Ready::Message) => {}
+                Ok(Ready::Partial | Ready::Empty) if hup => {
+                    break Some("peer disconnected".to_owned());
+                }
+                Ok(Ready::Partial | Ready::Empty) => break None,
+                Ok(Ready::Closed) => break Some("peer disconnected".to_owned()),
+                Ok(Ready::Oversized(n)) => {
+                    break Some(format!("a message announces {n} bytes of payload"));
+                }
+                Ok(Ready::NotReading(n)) => {
+                    break Some(format!("the frontend leaves {n} bytes of replies unread"));
+                }
+                Err(err) => break Some(err.to_string()),
+            }
+            handled += 1;
             match live.handler.handle_request() {
-                Ok(()) => None,
-                Err(err) if is_transport(&err) => Some(err.to_string()),
+                Ok(()) => {}
+                Err(err) if is_transport(&err) => break Some(err.to_string()),
                 Err(err) => {
                     // The frontend was told (REPLY_ACK) and the connection stays usable.
                     warn_limited!(socket = %e.socket.display(), error = %err, "vhost-user request refused");
-                    None
                 }
             }
-        } else {
-            Some("hang-up".to_owned())
         };
         if let Some(why) = ended {
             let live = e.live.take();
@@ -301,19 +342,23 @@ impl Loop<'_> {
     }
 }
 
-/// A connection's handler, its socket made to time out on a half-sent message.
+/// A connection's handler (on a blocking socket: it reads only whole messages) and a second
+/// descriptor of its socket to look at the queues with.
 fn start(
     stream: UnixStream,
     disk: &Arc<dyn Disk>,
     queues: usize,
     pool: Arc<Pool>,
-) -> io::Result<(Handler, Arc<Mutex<Conn>>)> {
+) -> io::Result<(Handler, UnixStream, Arc<Mutex<Conn>>)> {
     stream.set_nonblocking(false)?;
-    stream.set_read_timeout(Some(READ_TIMEOUT))?;
-    stream.set_write_timeout(Some(READ_TIMEOUT))?;
+    let probe = stream.try_clone()?;
     let conn = Conn::new(disk, queues, pool).map_err(io::Error::other)?;
     let conn = Arc::new(Mutex::new(conn));
-    Ok((BackendReqHandler::from_stream(stream, conn.clone()), conn))
+    Ok((
+        BackendReqHandler::from_stream(stream, conn.clone()),
+        probe,
+        conn,
+    ))
 }
 
 /// Errors after which the connection cannot go on: the socket failed or the byte stream is

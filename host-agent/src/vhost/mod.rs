@@ -14,6 +14,7 @@ mod conn;
 mod control;
 pub mod engine;
 mod error;
+mod frame;
 pub mod fuzz_harness;
 pub mod memory;
 pub mod queue;

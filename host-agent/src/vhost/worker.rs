@@ -167,67 +167,86 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// A queue being polled, with the time of its last request.
+/// A queue being polled.
 struct Hot {
     token: u64,
     vring: Arc<Vring>,
-    last_work: Instant,
+    /// When polling it last found no request after finding some (`None`: it just did).
+    idle_since: Option<Instant>,
+    /// Polls in a row that found nothing.
+    empty_polls: u32,
 }
+
+/// While queues are hot, the kicks of the others are looked for once per this many passes
+/// (an `epoll_wait` is a system call; a pass over a hot queue is a few loads).
+const EPOLL_EVERY: u32 = 16;
+/// An idle hot queue reads the clock once per this many empty polls.
+const CLOCK_EVERY: u32 = 8;
 
 /// The worker thread.
 fn run(shared: &Shared, poll: Duration) {
     let mut events = vec![EpollEvent::default(); EVENTS];
     let mut hot: Vec<Hot> = Vec::new();
     let polling = !poll.is_zero();
+    let mut pass: u32 = 0;
     loop {
-        let timeout = if hot.is_empty() { -1 } else { 0 };
-        let n = match shared.epoll.wait(timeout, &mut events) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                tracing::error!(error = %e, "queue worker: epoll_wait failed");
-                std::thread::sleep(Duration::from_millis(10));
-                continue;
-            }
-        };
-        for ev in &events[..n] {
-            let token = ev.data();
-            if token == WAKE {
-                let _ = shared.wake.read();
-                if shared.stop.load(Ordering::SeqCst) {
-                    return;
+        if hot.is_empty() || pass.is_multiple_of(EPOLL_EVERY) {
+            let timeout = if hot.is_empty() { -1 } else { 0 };
+            let n = match shared.epoll.wait(timeout, &mut events) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::error!(error = %e, "queue worker: epoll_wait failed");
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
                 }
-                continue;
-            }
-            let Some(vring) = lock(&shared.queues).get(&token).cloned() else {
-                // Unregistered after this event was taken.
-                continue;
             };
-            let pass = vring.serve(true, polling);
-            if polling && pass != Pass::Stopped && !hot.iter().any(|h| h.token == token) {
-                hot.push(Hot {
-                    token,
-                    vring,
-                    last_work: Instant::now(),
-                });
+            for ev in &events[..n] {
+                let token = ev.data();
+                if token == WAKE {
+                    let _ = shared.wake.read();
+                    if shared.stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    continue;
+                }
+                let Some(vring) = lock(&shared.queues).get(&token).cloned() else {
+                    // Unregistered after this event was taken.
+                    continue;
+                };
+                let served = vring.serve(true, polling);
+                if polling && served != Pass::Stopped && !hot.iter().any(|h| h.token == token) {
+                    hot.push(Hot {
+                        token,
+                        vring,
+                        idle_since: None,
+                        empty_polls: 0,
+                    });
+                }
             }
         }
-        if hot.is_empty() {
-            continue;
-        }
+        pass = pass.wrapping_add(1);
         hot.retain_mut(|h| match h.vring.serve(false, true) {
             Pass::Stopped => false,
             Pass::Served(n) if n > 0 => {
-                h.last_work = Instant::now();
+                h.idle_since = None;
+                h.empty_polls = 0;
                 true
             }
             Pass::Served(_) => {
-                if h.last_work.elapsed() < poll {
+                h.empty_polls = h.empty_polls.wrapping_add(1);
+                if !h.empty_polls.is_multiple_of(CLOCK_EVERY) {
+                    return true;
+                }
+                let now = Instant::now();
+                let since = *h.idle_since.get_or_insert(now);
+                if now.duration_since(since) < poll {
                     return true;
                 }
                 match h.vring.go_idle() {
                     Idle::Work => {
-                        h.last_work = Instant::now();
+                        h.idle_since = None;
+                        h.empty_polls = 0;
                         true
                     }
                     Idle::Rearmed | Idle::Stopped => false,
