@@ -5,6 +5,11 @@
 //! The mapped regions sit behind a [`GuestMemoryAtomic`]: a queue worker loads the current
 //! table once per batch, and a region removed while a batch runs stays mapped until that batch
 //! drops its guard, so a table update never pulls memory from under a request.
+//!
+//! A region must lie inside its file when the file is a regular one (a memfd, tmpfs or
+//! hugetlbfs file, what VMMs share): a page of the mapping past the end of the file raises
+//! SIGBUS when touched, which would end the whole process and every disk it serves. (A
+//! frontend that shrinks the file after sharing it can still do that; QEMU does not.)
 
 use std::fs::File;
 use std::sync::Arc;
@@ -176,6 +181,17 @@ fn map(r: &VhostUserMemoryRegion, file: File) -> Result<GuestRegionMmap<()>, Mem
     if r.memory_size == 0 || usize::try_from(r.memory_size).is_err() {
         return Err(fail("bad size".into()));
     }
+    let end = r
+        .mmap_offset
+        .checked_add(r.memory_size)
+        .ok_or_else(|| fail("the offset and size overflow".into()))?;
+    let meta = file.metadata().map_err(|e| fail(e.to_string()))?;
+    if meta.is_file() && meta.len() < end {
+        return Err(fail(format!(
+            "it ends at byte {end} of a file of {} bytes",
+            meta.len()
+        )));
+    }
     let mmap = r.mmap_region::<()>(file).map_err(|e| fail(e.to_string()))?;
     GuestRegionMmap::new(mmap, GuestAddress(r.guest_phys_addr))
         .ok_or_else(|| fail("the region wraps the guest address space".into()))
@@ -229,6 +245,28 @@ mod tests {
         ));
         t.remove(0x10_0000, 0x1_0000).expect("last region");
         assert_eq!(t.atomic().memory().num_regions(), 0);
+    }
+
+    #[test]
+    fn a_region_past_the_end_of_its_file_is_refused() {
+        let mut t = MemoryTable::default();
+        // Touching the second page would be a SIGBUS.
+        assert!(matches!(
+            t.set(
+                &[region(0x10_0000, 0x2000, 0x7f00_0000)],
+                vec![memfd(0x1000)]
+            ),
+            Err(MemoryError::Map { .. })
+        ));
+        let at_offset = VhostUserMemoryRegion::new(0x10_0000, 0x1000, 0x7f00_0000, 0x1000);
+        assert!(matches!(
+            t.add(&at_offset, memfd(0x1000)),
+            Err(MemoryError::Map { .. })
+        ));
+        assert_eq!(t.regions(), 0);
+        // Exactly the file, at an offset: fine.
+        t.add(&at_offset, memfd(0x2000)).expect("inside the file");
+        assert_eq!(t.to_gpa(0x7f00_0fff).expect("mapped"), 0x10_0fff);
     }
 
     #[test]
