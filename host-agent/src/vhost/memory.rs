@@ -75,7 +75,7 @@ impl MemoryTable {
         self.mappings.len()
     }
 
-    /// SET_MEM_TABLE: replaces every region.
+    /// SET_MEM_TABLE: replaces every region. The frontend may list them in any order.
     pub fn set(
         &mut self,
         regions: &[VhostUserMemoryRegion],
@@ -90,9 +90,13 @@ impl MemoryTable {
         if regions.len() as u64 > MAX_MEM_SLOTS {
             return Err(MemoryError::TooManyRegions);
         }
+        // The guest memory collection wants its regions in address order (and refuses an
+        // overlap, which is what it must refuse).
+        let mut sorted: Vec<_> = regions.iter().zip(files).collect();
+        sorted.sort_by_key(|(r, _)| r.guest_phys_addr);
         let mut mapped = Vec::with_capacity(regions.len());
         let mut mappings = Vec::with_capacity(regions.len());
-        for (r, file) in regions.iter().zip(files) {
+        for (r, file) in sorted {
             mapped.push(Arc::new(map(r, file)?));
             mappings.push(Mapping {
                 frontend_addr: r.user_addr,
@@ -245,6 +249,35 @@ mod tests {
         ));
         t.remove(0x10_0000, 0x1_0000).expect("last region");
         assert_eq!(t.atomic().memory().num_regions(), 0);
+    }
+
+    #[test]
+    fn a_table_in_any_order_is_accepted() {
+        let mut t = MemoryTable::default();
+        t.set(
+            &[
+                region(0x20_0000, 0x1000, 0x8000_0000),
+                region(0x10_0000, 0x1000, 0x7f00_0000),
+            ],
+            vec![memfd(0x1000), memfd(0x1000)],
+        )
+        .expect("two regions, the higher first");
+        assert_eq!(t.to_gpa(0x8000_0010).expect("mapped"), 0x20_0010);
+        assert_eq!(t.to_gpa(0x7f00_0010).expect("mapped"), 0x10_0010);
+        let mem = t.atomic().memory();
+        assert!(mem.find_region(GuestAddress(0x20_0000)).is_some());
+        assert!(mem.find_region(GuestAddress(0x10_0000)).is_some());
+        // Overlapping regions stay refused in any order.
+        assert!(matches!(
+            t.set(
+                &[
+                    region(0x10_1000, 0x2000, 0x8000_0000),
+                    region(0x10_0000, 0x2000, 0x7f00_0000),
+                ],
+                vec![memfd(0x2000), memfd(0x2000)],
+            ),
+            Err(MemoryError::Layout(_))
+        ));
     }
 
     #[test]
