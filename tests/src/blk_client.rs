@@ -2,8 +2,8 @@
 //! `blkio` crate, driver `virtio-blk-vhost-user`). Used by tests and by `layerpass-bench blk`.
 
 use std::mem::MaybeUninit;
-use std::path::Path;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail, ensure};
 use blkio::{Blkio, Blkioq, Completion, MemoryRegion, ReqFlags};
@@ -15,11 +15,13 @@ pub struct BlkClient {
     blkio: Blkio,
     region: MemoryRegion,
     capacity: u64,
+    socket: PathBuf,
 }
 
 impl std::fmt::Debug for BlkClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BlkClient")
+            .field("socket", &self.socket)
             .field("capacity", &self.capacity)
             .finish_non_exhaustive()
     }
@@ -28,6 +30,19 @@ impl std::fmt::Debug for BlkClient {
 #[allow(clippy::needless_pass_by_value, reason = "used as map_err(err)")]
 fn err(e: blkio::Error) -> anyhow::Error {
     anyhow!("blkio: {} (errno {})", e.message(), e.errno())
+}
+
+/// How long [`BlkClient::read_stream`] waits for a completion before giving up (a server
+/// that died never completes anything, and nothing else wakes the client).
+const COMPLETION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `-5` as `Input/output error`: the errno text without the `(os error 5)` suffix.
+pub fn errno_text(ret: i32) -> String {
+    let text = std::io::Error::from_raw_os_error(ret.saturating_neg()).to_string();
+    match text.rfind(" (os error ") {
+        Some(at) => text[..at].to_owned(),
+        None => text,
+    }
 }
 
 impl BlkClient {
@@ -53,6 +68,7 @@ impl BlkClient {
             blkio,
             region,
             capacity,
+            socket: socket.to_owned(),
         })
     }
 
@@ -116,46 +132,111 @@ impl BlkClient {
         self.wait(offsets.len())
     }
 
-    /// Submits reads keeping `depth` in flight until `total` have completed; for benchmarks.
+    /// Submits reads of `len` bytes at the offsets `next` returns, keeping `depth` in flight,
+    /// until `next` returns `None` and every read has completed; for benchmarks. Returns the
+    /// number of reads completed.
+    ///
+    /// With `latencies`, each successful read's time from submission to completion is pushed
+    /// in nanoseconds (saturating at `u32::MAX`, 4.3 s). libblkio hands queued requests to
+    /// the device in `do_io`, so one clock read before each `do_io` stamps the requests it
+    /// submits and one after it stamps the completions it returns: two `Instant::now()` per
+    /// batch, whatever the depth. Preallocate the vector so pushes never reallocate.
+    ///
+    /// A failed read stops further submissions; the reads in flight are still waited for
+    /// (the buffer stays mapped until they are done), then the first failure is returned
+    /// with its offset, length, socket and errno.
     pub fn read_stream(
         &mut self,
         depth: usize,
         len: usize,
-        total: usize,
-        mut next: impl FnMut() -> u64,
-    ) -> anyhow::Result<()> {
+        mut next: impl FnMut() -> Option<u64>,
+        mut latencies: Option<&mut Vec<u32>>,
+    ) -> anyhow::Result<u64> {
         ensure!(
-            depth * len <= self.region.len,
-            "queue depth exceeds the buffer"
+            depth > 0 && depth * len <= self.region.len,
+            "queue depth {depth} x {len} bytes does not fit the {}-byte buffer",
+            self.region.len
         );
         let mut completions: Vec<MaybeUninit<Completion>> =
             (0..depth).map(|_| MaybeUninit::uninit()).collect();
-        let mut submitted = 0;
-        let mut done = 0;
-        let mut free: Vec<usize> = (0..depth).collect();
-        while done < total {
-            while submitted < total
+        let mut free: Vec<usize> = (0..depth).rev().collect();
+        // Per slot: the offset being read and when its request went to the device.
+        let mut offsets = vec![0u64; depth];
+        let mut started = vec![Instant::now(); depth];
+        let mut queued: Vec<usize> = Vec::with_capacity(depth);
+        let mut in_flight = 0usize;
+        let mut done = 0u64;
+        let mut more = true;
+        let mut failures = 0u64;
+        let mut first_failure: Option<(u64, i32)> = None;
+        loop {
+            while more
+                && first_failure.is_none()
                 && let Some(slot) = free.pop()
             {
+                let Some(offset) = next() else {
+                    free.push(slot);
+                    more = false;
+                    break;
+                };
+                offsets[slot] = offset;
+                // slot * len + len <= depth * len <= region.len, checked above.
                 let ptr = (self.region.addr + slot * len) as *mut u8;
-                self.queue.read(next(), ptr, len, slot, ReqFlags::empty());
-                submitted += 1;
+                self.queue.read(offset, ptr, len, slot, ReqFlags::empty());
+                queued.push(slot);
+                in_flight += 1;
             }
+            if in_flight == 0 {
+                break;
+            }
+            if latencies.is_some() {
+                let now = Instant::now();
+                for &slot in &queued {
+                    started[slot] = now;
+                }
+            }
+            queued.clear();
+            let mut timeout = COMPLETION_TIMEOUT;
             let n = self
                 .queue
-                .do_io(&mut completions, 1, None, None)
-                .map_err(err)?;
+                .do_io(&mut completions, 1, Some(&mut timeout), None)
+                .map_err(err)
+                .with_context(|| format!("reading from {}", self.socket.display()))?;
+            ensure!(
+                n > 0,
+                "no completion within {} s from {} ({in_flight} reads in flight)",
+                COMPLETION_TIMEOUT.as_secs(),
+                self.socket.display()
+            );
+            let now = latencies.is_some().then(Instant::now);
             for c in &completions[..n] {
                 // SAFETY: do_io initialised the first n completions.
                 let c = unsafe { c.assume_init_ref() };
+                let slot = c.user_data;
+                ensure!(slot < depth, "completion for unknown slot {slot}");
+                free.push(slot);
+                in_flight -= 1;
                 if c.ret != 0 {
-                    bail!("read failed: {}", c.ret);
+                    failures += 1;
+                    first_failure.get_or_insert((offsets[slot], c.ret));
+                    continue;
                 }
-                free.push(c.user_data);
+                done += 1;
+                if let (Some(lat), Some(now)) = (latencies.as_deref_mut(), now) {
+                    let ns = now.saturating_duration_since(started[slot]).as_nanos();
+                    lat.push(u32::try_from(ns).unwrap_or(u32::MAX));
+                }
             }
-            done += n;
         }
-        Ok(())
+        if let Some((offset, ret)) = first_failure {
+            bail!(
+                "read failed at offset {offset} (+{len}) on {}: {ret} ({}); {failures} of {} reads failed",
+                self.socket.display(),
+                errno_text(ret),
+                done + failures
+            );
+        }
+        Ok(done)
     }
 
     fn wait(&mut self, count: usize) -> anyhow::Result<()> {
@@ -173,15 +254,20 @@ impl BlkClient {
                     None,
                 )
                 .map_err(err)?;
-            ensure!(n > 0, "no completion within 30 s");
+            ensure!(
+                n > 0,
+                "no completion within 30 s from {}",
+                self.socket.display()
+            );
             for c in &completions[got..got + n] {
                 // SAFETY: do_io initialised these n completions.
                 let c = unsafe { c.assume_init_ref() };
                 if c.ret != 0 {
                     bail!(
-                        "request failed with {} ({})",
+                        "request failed on {}: {} ({})",
+                        self.socket.display(),
                         c.ret,
-                        std::io::Error::from_raw_os_error(-c.ret)
+                        errno_text(c.ret)
                     );
                 }
             }
@@ -195,5 +281,16 @@ impl Drop for BlkClient {
     fn drop(&mut self) {
         self.blkio.unmap_mem_region(&self.region);
         self.blkio.free_mem_region(&self.region);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errno_text_drops_the_os_error_suffix() {
+        assert_eq!(errno_text(-5), "Input/output error");
+        assert_eq!(errno_text(-95), "Operation not supported");
     }
 }

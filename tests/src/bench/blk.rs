@@ -98,8 +98,10 @@ fn run_workload(socket: &Path, w: Workload, size: u64) -> anyhow::Result<f64> {
     let blocks = size / w.len as u64;
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut seq = 0u64;
+    let mut left = w.ops;
     let next = || {
-        if w.random {
+        left = left.checked_sub(1)?;
+        Some(if w.random {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
@@ -108,10 +110,10 @@ fn run_workload(socket: &Path, w: Workload, size: u64) -> anyhow::Result<f64> {
             let at = (seq % blocks) * w.len as u64;
             seq += 1;
             at
-        }
+        })
     };
     let t = Instant::now();
-    c.read_stream(w.depth, w.len, w.ops, next)?;
+    c.read_stream(w.depth, w.len, next, None)?;
     Ok(w.ops as f64 / t.elapsed().as_secs_f64())
 }
 
