@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 
+use super::layerpass_binary;
 use super::stats::{list, median};
 use crate::tools::{find_tool, run};
 
@@ -303,18 +304,6 @@ fn remove_dir(p: &Path) -> anyhow::Result<()> {
         }
         _ => Ok(()),
     }
-}
-
-/// The `layerpass` binary built next to this one (same profile).
-fn layerpass_binary() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let p = exe.with_file_name("layerpass");
-    ensure!(
-        p.is_file(),
-        "{} not found: build it with the same profile first, e.g. `cargo build --release -p layerpass --bin layerpass`",
-        p.display()
-    );
-    Ok(p)
 }
 
 fn count_entries(tar: &Path) -> anyhow::Result<usize> {
