@@ -137,10 +137,11 @@ impl BlkClient {
     /// number of reads completed.
     ///
     /// With `latencies`, each successful read's time from submission to completion is pushed
-    /// in nanoseconds (saturating at `u32::MAX`, 4.3 s). libblkio hands queued requests to
-    /// the device in `do_io`, so one clock read before each `do_io` stamps the requests it
-    /// submits and one after it stamps the completions it returns: two `Instant::now()` per
-    /// batch, whatever the depth. Preallocate the vector so pushes never reallocate.
+    /// in nanoseconds (saturating at `u32::MAX`, 4.3 s): one `Instant` per slot, taken just
+    /// before the request is queued (libblkio publishes it in the avail ring right away, and
+    /// a polling server may start on it before `do_io` kicks), and one clock read after each
+    /// `do_io` for all the completions it returns. Preallocate the vector so pushes never
+    /// reallocate.
     ///
     /// A failed read stops further submissions; the reads in flight are still waited for
     /// (the buffer stays mapped until they are done), then the first failure is returned
@@ -163,7 +164,7 @@ impl BlkClient {
         // Per slot: the offset being read and when its request went to the device.
         let mut offsets = vec![0u64; depth];
         let mut started = vec![Instant::now(); depth];
-        let mut queued: Vec<usize> = Vec::with_capacity(depth);
+        let recording = latencies.is_some();
         let mut in_flight = 0usize;
         let mut done = 0u64;
         let mut more = true;
@@ -182,20 +183,15 @@ impl BlkClient {
                 offsets[slot] = offset;
                 // slot * len + len <= depth * len <= region.len, checked above.
                 let ptr = (self.region.addr + slot * len) as *mut u8;
+                if recording {
+                    started[slot] = Instant::now();
+                }
                 self.queue.read(offset, ptr, len, slot, ReqFlags::empty());
-                queued.push(slot);
                 in_flight += 1;
             }
             if in_flight == 0 {
                 break;
             }
-            if latencies.is_some() {
-                let now = Instant::now();
-                for &slot in &queued {
-                    started[slot] = now;
-                }
-            }
-            queued.clear();
             let mut timeout = COMPLETION_TIMEOUT;
             let n = self
                 .queue
@@ -208,7 +204,7 @@ impl BlkClient {
                 COMPLETION_TIMEOUT.as_secs(),
                 self.socket.display()
             );
-            let now = latencies.is_some().then(Instant::now);
+            let now = recording.then(Instant::now);
             for c in &completions[..n] {
                 // SAFETY: do_io initialised the first n completions.
                 let c = unsafe { c.assume_init_ref() };

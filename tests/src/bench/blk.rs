@@ -1,177 +1,240 @@
-//! `layerpass-bench blk`: a page-cache-hot 1 GiB file served by layerpass and by
-//! `qemu-storage-daemon --export type=vhost-user-blk` (aio=io_uring), both driven by the same
-//! libblkio client in the same run, alternating: 4 KiB random reads at QD1 and QD32, 1 MiB
-//! sequential reads at QD4. Medians of several rounds and the ratios.
+//! `layerpass-bench blk`: layerpass against qemu-storage-daemon (qsd) over vhost-user-blk,
+//! both driven by the same libblkio client (`blkio` 0.5.1, driver `virtio-blk-vhost-user`,
+//! one thread in the bench process, a fresh connection per run).
+//!
+//! Both servers run as their own processes, each in its best configuration for this
+//! load: `layerpass blk serve --queues 1` (the binary built beside the bench, its busy-poll
+//! at the server's default unless `--poll-us`), and `qemu-storage-daemon` with an iothread
+//! for the export, `aio=io_uring`, `cache.direct=off`, read-only, one queue. They serve the
+//! same page-cache-hot file (`--size-mib`, default 1 GiB). Socket files left by an earlier
+//! run are removed before a server starts, a server counts as started once `/proc/net/unix`
+//! shows all its sockets listening, and it must still be alive before every run.
+//!
+//! Workloads: 4 KiB random reads at QD1 and QD32, 1 MiB sequential reads at QD4, each
+//! `--rounds` times per server for `--secs` seconds, the order alternating each round
+//! (round 0 qsd first, round 1 layerpass first, …). Per run:
+//! - IOPS (MiB/s for sequential): reads completed / time;
+//! - server CPU per I/O: the server process's utime + stime (all threads, from
+//!   `/proc/PID/stat`, 10 ms ticks) over the run / reads completed;
+//! - latency p50 and p99: submission to completion of each read, timed in the client.
+//!
+//! The report gives each figure as the median and the min–max over the rounds, then the
+//! layerpass/qsd ratios of the medians for IOPS and CPU per I/O.
 
-use std::fs;
+mod servers;
+mod workload;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, bail};
-use layerpass::export::layer::LayerDisk;
+use anyhow::{Context, ensure};
 
-use super::stats::median;
+use super::procfs;
+use super::stats::{median_f64, median_range, percentile, ratio};
 use super::verity::write_data;
 use crate::blk_client::BlkClient;
-use crate::served::Served;
 use crate::tools::find_tool;
-use layerpass::vhost::EngineConfig;
+use servers::{LayerpassOptions, ServerProc, qsd_version, start_layerpass, start_qsd};
+use workload::{WORKLOADS, Workload, timed_reads};
 
-/// One workload.
+/// Options of `layerpass-bench blk`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BlkArgs {
+    /// File size in MiB.
+    #[arg(long, default_value_t = 1024)]
+    pub size_mib: u64,
+    /// Rounds per workload (the order of the servers alternates).
+    #[arg(long, default_value_t = 5)]
+    pub rounds: usize,
+    /// Seconds per run (long against the 10 ms CPU tick: 2 s gives 0.5 %).
+    #[arg(long, default_value_t = 2.0)]
+    pub secs: f64,
+    /// layerpass `--poll-us` (busy-poll after a batch); default: the server's own default.
+    #[arg(long)]
+    pub poll_us: Option<u64>,
+}
+
+/// The two servers, in report order.
+const LAYERPASS: usize = 0;
+const QSD: usize = 1;
+
+/// One run of one workload against one server.
 #[derive(Debug, Clone, Copy)]
-struct Workload {
-    name: &'static str,
-    depth: usize,
-    len: usize,
-    ops: usize,
-    random: bool,
+struct Sample {
+    /// Reads (or MiB for bandwidth workloads) per second.
+    rate: f64,
+    /// Server CPU per read, µs.
+    cpu_us: f64,
+    p50_us: f64,
+    p99_us: f64,
 }
 
-const WORKLOADS: [Workload; 3] = [
-    Workload {
-        name: "4 KiB random read, QD1",
-        depth: 1,
-        len: 4096,
-        ops: 20_000,
-        random: true,
-    },
-    Workload {
-        name: "4 KiB random read, QD32",
-        depth: 32,
-        len: 4096,
-        ops: 200_000,
-        random: true,
-    },
-    Workload {
-        name: "1 MiB sequential read, QD4",
-        depth: 4,
-        len: 1 << 20,
-        ops: 4096,
-        random: false,
-    },
-];
-
-/// qemu-storage-daemon exporting `image` read-only on `socket`; killed on drop.
-struct Qsd(Child);
-
-impl Qsd {
-    fn start(qsd: &Path, image: &Path, socket: &Path) -> anyhow::Result<Self> {
-        let child = Command::new(qsd)
-            .arg("--blockdev")
-            .arg(format!(
-                "driver=file,filename={},node-name=n0,read-only=on,aio=io_uring,cache.direct=off",
-                image.display()
-            ))
-            .arg("--export")
-            .arg(format!(
-                "type=vhost-user-blk,id=e0,node-name=n0,addr.type=unix,addr.path={},writable=off,num-queues=1",
-                socket.display()
-            ))
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("cannot start qemu-storage-daemon")?;
-        let guard = Self(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !socket.exists() {
-            if Instant::now() > deadline {
-                bail!("qemu-storage-daemon did not create {}", socket.display());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Ok(guard)
-    }
-}
-
-impl Drop for Qsd {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn run_workload(socket: &Path, w: Workload, size: u64) -> anyhow::Result<f64> {
-    let mut c = BlkClient::connect(socket, true, w.depth * w.len)?;
-    let blocks = size / w.len as u64;
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut seq = 0u64;
-    let mut left = w.ops;
-    let next = || {
-        left = left.checked_sub(1)?;
-        Some(if w.random {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % blocks) * w.len as u64
-        } else {
-            let at = (seq % blocks) * w.len as u64;
-            seq += 1;
-            at
-        })
-    };
-    let t = Instant::now();
-    c.read_stream(w.depth, w.len, next, None)?;
-    Ok(w.ops as f64 / t.elapsed().as_secs_f64())
-}
-
-/// Runs the benchmark in `dir` with a `size`-byte file, `rounds` rounds.
-pub fn run_bench(dir: &Path, size: u64, rounds: usize, poll: Duration) -> anyhow::Result<()> {
+/// Runs `layerpass-bench blk` in `dir`.
+pub fn run_bench(dir: &Path, args: &BlkArgs) -> anyhow::Result<()> {
+    ensure!(args.size_mib > 0, "--size-mib must be at least 1");
+    ensure!(args.secs > 0.0, "--secs must be positive");
+    // Absolute socket paths: /proc/net/unix shows them as bound.
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", dir.display()))?;
+    let layerpass = super::layerpass_binary()?;
+    let image: PathBuf = dir.join("image");
+    write_data(&image, args.size_mib << 20)?;
+    // Page cache hot.
+    std::io::copy(&mut std::fs::File::open(&image)?, &mut std::io::sink())?;
     let qsd = find_tool("qemu-storage-daemon")
         .context("qemu-storage-daemon not found (Debian package qemu-system-common)")?;
-    let image: PathBuf = dir.join("image");
-    write_data(&image, size)?;
-    let _ = fs::read(&image)?; // page cache hot
-    let lp_socket = dir.join("layerpass.sock");
-    let qsd_socket = dir.join("qsd.sock");
-    let disk = LayerDisk::open(&image, None, Some("bench"))?;
-    let _server = Served::with_config(
-        &lp_socket,
-        Arc::new(disk),
-        1,
-        EngineConfig {
-            poll,
-            ..EngineConfig::default()
-        },
-    )?;
-    let _qsd = Qsd::start(&qsd, &image, &qsd_socket)?;
+    compare(&dir, &layerpass, &qsd, &image, args)
+}
 
+fn layerpass_options(args: &BlkArgs) -> LayerpassOptions {
+    LayerpassOptions {
+        poll: args.poll_us.map(Duration::from_micros),
+        workers: None,
+    }
+}
+
+/// The busy-poll the server runs with: `--poll-us`, or the default its `--help` states.
+fn poll_text(layerpass: &Path, args: &BlkArgs) -> String {
+    match args.poll_us {
+        Some(us) => format!("--poll-us {us}"),
+        None => format!(
+            "its default --poll-us ({})",
+            servers::default_poll_us(layerpass).unwrap_or_else(|| "unknown".to_owned())
+        ),
+    }
+}
+
+fn compare(
+    dir: &Path,
+    layerpass: &Path,
+    qsd: &Path,
+    image: &Path,
+    args: &BlkArgs,
+) -> anyhow::Result<()> {
+    let tick = procfs::clock_ticks_per_sec()?;
+    let time = Duration::from_secs_f64(args.secs);
+    let mut servers = [
+        start_layerpass(
+            layerpass,
+            image,
+            &[dir.join("layerpass.sock")],
+            layerpass_options(args),
+        )?,
+        start_qsd(qsd, image, &dir.join("qsd.sock"))?,
+    ];
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "blk: {} MiB page-cache-hot file, 1 queue each, libblkio client, {rounds} rounds, alternating, layerpass busy-poll {} us",
-        size >> 20,
-        poll.as_micros()
+        "blk: {} MiB page-cache-hot file, {} rounds x {} s per workload and server, order alternating (even rounds qemu-storage-daemon first), {cores} cores\n\
+         client: libblkio 0.5.1 virtio-blk-vhost-user, one thread in the bench process, a new connection per run\n\
+         layerpass, {}: {}\n\
+         {}: {}\n\
+         CPU/IO: server utime+stime over the run (/proc/PID/stat, {} ms ticks) / reads; latency: submit to completion in the client; each cell: median (min–max) over the rounds",
+        args.size_mib,
+        args.rounds,
+        args.secs,
+        poll_text(layerpass, args),
+        servers[LAYERPASS].command(),
+        qsd_version(qsd)?,
+        servers[QSD].command(),
+        1000 / tick,
     )?;
+    // Room for about 1 M latencies per run; grows once if a run completes more.
+    let mut latencies: Vec<u32> = Vec::with_capacity(1 << 20);
     for w in WORKLOADS {
-        let mut ours = Vec::new();
-        let mut theirs = Vec::new();
-        for _ in 0..rounds {
-            theirs.push(run_workload(&qsd_socket, w, size)?);
-            ours.push(run_workload(&lp_socket, w, size)?);
-        }
-        let med = |v: &[f64]| {
-            let d: Vec<Duration> = v.iter().map(|&x| Duration::from_secs_f64(x)).collect();
-            median(&d).as_secs_f64()
-        };
-        let (m_lp, m_qsd) = (med(&ours), med(&theirs));
-        let unit = |iops: f64| {
-            if w.len >= 1 << 20 {
-                format!("{:.0} MiB/s", iops * w.len as f64 / f64::from(1 << 20))
+        let mut samples: [Vec<Sample>; 2] = [Vec::new(), Vec::new()];
+        for round in 0..args.rounds {
+            let order = if round % 2 == 0 {
+                [QSD, LAYERPASS]
             } else {
-                format!("{iops:.0} IOPS")
+                [LAYERPASS, QSD]
+            };
+            for s in order {
+                let sample = run_once(&mut servers[s], w, time, tick, &mut latencies)?;
+                samples[s].push(sample);
             }
-        };
+        }
+        report(&mut out, w, &samples)?;
+    }
+    Ok(())
+}
+
+/// One connection, one workload for `time`, against `server`'s first socket.
+fn run_once(
+    server: &mut ServerProc,
+    w: Workload,
+    time: Duration,
+    tick: u64,
+    latencies: &mut Vec<u32>,
+) -> anyhow::Result<Sample> {
+    server.check_alive()?;
+    let socket = server.sockets()[0].clone();
+    let mut client = BlkClient::connect(&socket, true, w.depth * w.len)?;
+    latencies.clear();
+    let cpu0 = server.cpu_ticks()?;
+    let (reads, elapsed) = timed_reads(
+        &mut client,
+        w.depth,
+        w.len,
+        w.random,
+        1,
+        time,
+        Some(latencies),
+    )
+    .with_context(|| format!("{} against {}", w.name, server.name()))?;
+    let cpu1 = server.cpu_ticks()?;
+    drop(client);
+    ensure!(reads > 0, "no read completed against {}", server.name());
+    latencies.sort_unstable();
+    let us = |p: f64| f64::from(percentile(latencies, p).unwrap_or(0)) / 1000.0;
+    let per_sec = reads as f64 / elapsed.as_secs_f64();
+    Ok(Sample {
+        rate: if w.is_bandwidth() {
+            per_sec * w.len as f64 / f64::from(1 << 20)
+        } else {
+            per_sec
+        },
+        cpu_us: procfs::ticks_to_duration(cpu1 - cpu0, tick).as_secs_f64() * 1e6 / reads as f64,
+        p50_us: us(50.0),
+        p99_us: us(99.0),
+    })
+}
+
+fn report(out: &mut impl Write, w: Workload, samples: &[Vec<Sample>; 2]) -> anyhow::Result<()> {
+    let unit = if w.is_bandwidth() { "MiB/s" } else { "IOPS" };
+    writeln!(out, "\n{}", w.name)?;
+    writeln!(
+        out,
+        "  {:<21} {:<26} {:<22} {:<22} {:<22}",
+        "server", unit, "CPU µs/IO", "p50 µs", "p99 µs"
+    )?;
+    let col = |s: &[Sample], f: fn(&Sample) -> f64, decimals| {
+        median_range(&s.iter().map(f).collect::<Vec<_>>(), decimals)
+    };
+    for (i, name) in [(LAYERPASS, "layerpass"), (QSD, "qemu-storage-daemon")] {
+        let s = &samples[i];
         writeln!(
             out,
-            "{:<28} layerpass {:>12}   qemu-storage-daemon {:>12}   ratio {:.2}x",
-            w.name,
-            unit(m_lp),
-            unit(m_qsd),
-            m_lp / m_qsd
+            "  {name:<21} {:<26} {:<22} {:<22} {:<22}",
+            col(s, |x| x.rate, 0),
+            col(s, |x| x.cpu_us, 2),
+            col(s, |x| x.p50_us, 1),
+            col(s, |x| x.p99_us, 1),
         )?;
     }
+    let med =
+        |i: usize, f: fn(&Sample) -> f64| median_f64(&samples[i].iter().map(f).collect::<Vec<_>>());
+    writeln!(
+        out,
+        "  layerpass/qsd: {unit} {:.2}x, CPU per I/O {:.2}x, p50 {:.2}x, p99 {:.2}x",
+        ratio(med(LAYERPASS, |x| x.rate), med(QSD, |x| x.rate)),
+        ratio(med(LAYERPASS, |x| x.cpu_us), med(QSD, |x| x.cpu_us)),
+        ratio(med(LAYERPASS, |x| x.p50_us), med(QSD, |x| x.p50_us)),
+        ratio(med(LAYERPASS, |x| x.p99_us), med(QSD, |x| x.p99_us)),
+    )?;
+    out.flush()?;
     Ok(())
 }

@@ -36,18 +36,10 @@ enum Cmd {
         gzip: bool,
     },
     /// 4 KiB random and 1 MiB sequential reads over vhost-user-blk: layerpass against
-    /// qemu-storage-daemon (io_uring), both driven by libblkio.
-    Blk {
-        /// File size in MiB.
-        #[arg(long, default_value_t = 1024)]
-        size_mib: u64,
-        /// Rounds per workload (alternating servers).
-        #[arg(long, default_value_t = 5)]
-        rounds: usize,
-        /// layerpass queue workers' busy-poll after a batch, in microseconds.
-        #[arg(long, default_value_t = 20)]
-        poll_us: u64,
-    },
+    /// qemu-storage-daemon (iothread, io_uring), both separate processes driven by
+    /// libblkio: IOPS, server CPU per I/O, latency percentiles. Or `--disks N`: one
+    /// layerpass process serving N disks.
+    Blk(bench::blk::BlkArgs),
     /// dm-verity tree of a 1 GiB file: layerpass against `veritysetup format`.
     Verity {
         /// File size in MiB.
@@ -81,16 +73,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     match args.command {
-        Cmd::Blk {
-            size_mib,
-            rounds,
-            poll_us,
-        } => bench::blk::run_bench(
-            &dir,
-            size_mib << 20,
-            rounds,
-            std::time::Duration::from_micros(poll_us),
-        ),
+        Cmd::Blk(a) => bench::blk::run_bench(&dir, &a),
         Cmd::Convert { tar, runs, gzip } => bench::convert::run_bench(&dir, tar, runs, gzip),
         Cmd::Verity { size_mib, runs } => bench::verity::run_bench(&dir, size_mib << 20, runs),
     }
