@@ -20,7 +20,10 @@
 //!
 //! The report gives each figure as the median and the min–max over the rounds, then the
 //! layerpass/qsd ratios of the medians for IOPS and CPU per I/O.
+//!
+//! `--disks N` measures one layerpass process serving N disks instead (see [`disks`]).
 
+mod disks;
 mod servers;
 mod workload;
 
@@ -53,6 +56,27 @@ pub struct BlkArgs {
     /// layerpass `--poll-us` (busy-poll after a batch); default: the server's own default.
     #[arg(long)]
     pub poll_us: Option<u64>,
+    /// Instead of the comparison: one layerpass process serving this many disks (one socket
+    /// each, the same file): threads, memory, idle CPU, aggregate IOPS.
+    #[arg(long, value_name = "N")]
+    pub disks: Option<usize>,
+    /// With --disks: numbers of disks read at once (capped at N).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1,8,50",
+        requires = "disks"
+    )]
+    pub active: Vec<usize>,
+    /// With --disks: seconds each idle measurement lasts.
+    #[arg(long, default_value_t = 30, requires = "disks")]
+    pub idle_secs: u64,
+    /// With --disks: queue depth of each active disk's client (4 KiB random reads).
+    #[arg(long, default_value_t = 32, requires = "disks")]
+    pub depth: usize,
+    /// With --disks: layerpass `--workers` (default: the server's own default).
+    #[arg(long, requires = "disks")]
+    pub workers: Option<usize>,
 }
 
 /// The two servers, in report order.
@@ -83,6 +107,9 @@ pub fn run_bench(dir: &Path, args: &BlkArgs) -> anyhow::Result<()> {
     write_data(&image, args.size_mib << 20)?;
     // Page cache hot.
     std::io::copy(&mut std::fs::File::open(&image)?, &mut std::io::sink())?;
+    if let Some(n) = args.disks {
+        return disks::run(&dir, &layerpass, &image, n, args);
+    }
     let qsd = find_tool("qemu-storage-daemon")
         .context("qemu-storage-daemon not found (Debian package qemu-system-common)")?;
     compare(&dir, &layerpass, &qsd, &image, args)
@@ -91,7 +118,7 @@ pub fn run_bench(dir: &Path, args: &BlkArgs) -> anyhow::Result<()> {
 fn layerpass_options(args: &BlkArgs) -> LayerpassOptions {
     LayerpassOptions {
         poll: args.poll_us.map(Duration::from_micros),
-        workers: None,
+        workers: args.workers,
     }
 }
 
