@@ -21,9 +21,12 @@
 //! The report gives each figure as the median and the min–max over the rounds, then the
 //! layerpass/qsd ratios of the medians for IOPS and CPU per I/O.
 //!
-//! `--disks N` measures one layerpass process serving N disks instead (see [`disks`]).
+//! `--disks N` measures one layerpass process serving N disks instead (see [`disks`]),
+//! and `--repeat N` opens N short QD32 connections to each server, counting failed reads
+//! instead of stopping at the first (see [`repeat`]).
 
 mod disks;
+mod repeat;
 mod servers;
 mod workload;
 
@@ -77,6 +80,13 @@ pub struct BlkArgs {
     /// With --disks: layerpass `--workers` (default: the server's own default).
     #[arg(long, requires = "disks")]
     pub workers: Option<usize>,
+    /// Instead of the comparison: N connections per server, each reading 4 KiB at QD32
+    /// for --repeat-secs, counting failed reads instead of stopping at the first.
+    #[arg(long, value_name = "N", conflicts_with = "disks")]
+    pub repeat: Option<usize>,
+    /// With --repeat: seconds per connection.
+    #[arg(long, default_value_t = 0.2, requires = "repeat")]
+    pub repeat_secs: f64,
 }
 
 /// The two servers, in report order.
@@ -112,6 +122,9 @@ pub fn run_bench(dir: &Path, args: &BlkArgs) -> anyhow::Result<()> {
     }
     let qsd = find_tool("qemu-storage-daemon")
         .context("qemu-storage-daemon not found (Debian package qemu-system-common)")?;
+    if let Some(n) = args.repeat {
+        return repeat::run(&dir, &layerpass, &qsd, &image, n, args);
+    }
     compare(&dir, &layerpass, &qsd, &image, args)
 }
 
