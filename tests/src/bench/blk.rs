@@ -31,6 +31,7 @@ mod servers;
 mod workload;
 
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -113,8 +114,16 @@ pub fn run_bench(dir: &Path, args: &BlkArgs) -> anyhow::Result<()> {
         .canonicalize()
         .with_context(|| format!("cannot resolve {}", dir.display()))?;
     let layerpass = super::layerpass_binary()?;
+    let _lock = lock_dir(&dir)?;
     let image: PathBuf = dir.join("image");
-    write_data(&image, args.size_mib << 20)?;
+    // Written beside and renamed into place, never rewritten in place: layerpass fixes a
+    // layer's size when it opens it (layers are immutable), so a server still reading the
+    // old file (another run in the same --dir, an orphan of a killed one) would fail every
+    // read past the new end with EIO. That gave `read failed: -5` from layerpass only
+    // (qemu-storage-daemon reads zeros past the end of its file).
+    let part = dir.join("image.part");
+    write_data(&part, args.size_mib << 20)?;
+    std::fs::rename(&part, &image)?;
     // Page cache hot.
     std::io::copy(&mut std::fs::File::open(&image)?, &mut std::io::sink())?;
     if let Some(n) = args.disks {
@@ -126,6 +135,26 @@ pub fn run_bench(dir: &Path, args: &BlkArgs) -> anyhow::Result<()> {
         return repeat::run(&dir, &layerpass, &qsd, &image, n, args);
     }
     compare(&dir, &layerpass, &qsd, &image, args)
+}
+
+/// An exclusive lock on `dir/blk.lock` for the whole run: two runs in one directory would
+/// replace each other's sockets and image under their servers.
+fn lock_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
+    let path = dir.join("blk.lock");
+    let f = std::fs::File::create(&path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    // SAFETY: flock on a descriptor `f` owns; no memory is involved.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+            anyhow::bail!(
+                "another layerpass-bench blk is running in {}; use another --dir",
+                dir.display()
+            );
+        }
+        return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+    }
+    Ok(f)
 }
 
 fn layerpass_options(args: &BlkArgs) -> LayerpassOptions {
