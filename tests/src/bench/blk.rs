@@ -8,7 +8,8 @@
 //! for the export, `aio=io_uring`, `cache.direct=off`, read-only, one queue. They serve the
 //! same page-cache-hot file (`--size-mib`, default 1 GiB). Socket files left by an earlier
 //! run are removed before a server starts, a server counts as started once `/proc/net/unix`
-//! shows all its sockets listening, and it must still be alive before every run.
+//! shows all its sockets listening, and it must still be alive before every run. The
+//! servers die with the bench (`PR_SET_PDEATHSIG`), and `--dir` is locked for the run.
 //!
 //! Workloads: 4 KiB random reads at QD1 and QD32, 1 MiB sequential reads at QD4, each
 //! `--rounds` times per server for `--secs` seconds, the order alternating each round
@@ -103,7 +104,12 @@ struct Sample {
     cpu_us: f64,
     p50_us: f64,
     p99_us: f64,
+    /// Server CPU over the run in clock ticks (its resolution).
+    cpu_ticks: u64,
 }
+
+/// Below this many ticks of server CPU in a run, CPU per I/O is off by more than 1 %.
+const FEW_TICKS: u64 = 100;
 
 /// Runs `layerpass-bench blk` in `dir`.
 pub fn run_bench(dir: &Path, args: &BlkArgs) -> anyhow::Result<()> {
@@ -269,6 +275,7 @@ fn run_once(
         cpu_us: procfs::ticks_to_duration(cpu1 - cpu0, tick).as_secs_f64() * 1e6 / reads as f64,
         p50_us: us(50.0),
         p99_us: us(99.0),
+        cpu_ticks: cpu1 - cpu0,
     })
 }
 
@@ -304,6 +311,13 @@ fn report(out: &mut impl Write, w: Workload, samples: &[Vec<Sample>; 2]) -> anyh
         ratio(med(LAYERPASS, |x| x.p50_us), med(QSD, |x| x.p50_us)),
         ratio(med(LAYERPASS, |x| x.p99_us), med(QSD, |x| x.p99_us)),
     )?;
+    let fewest = samples.iter().flatten().map(|x| x.cpu_ticks).min();
+    if let Some(t) = fewest.filter(|&t| t < FEW_TICKS) {
+        writeln!(
+            out,
+            "  note: a run used only {t} ticks of server CPU, so its CPU per I/O is only good to ±1 tick; use a longer --secs"
+        )?;
+    }
     out.flush()?;
     Ok(())
 }

@@ -42,6 +42,10 @@ fn snapshot(server: &mut ServerProc) -> anyhow::Result<Snapshot> {
     })
 }
 
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
@@ -67,8 +71,9 @@ pub fn run(
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "disks: one layerpass process serving {n} disks (one socket each, the same {} MiB page-cache-hot file, --queues 1, poll {}, workers {}), RLIMIT_NOFILE {nofile} (bench and server), {cores} cores\n\
+        "disks: one layerpass process serving {n} disk{} (one socket each, the same {} MiB page-cache-hot file, --queues 1, poll {}, workers {}), RLIMIT_NOFILE {nofile} (bench and server), {cores} cores\n\
          clients: libblkio, one thread per active disk in the bench process, sharing the {cores} cores with the server: with more active disks than cores the client threads are CPU-bound and the totals measure the machine, not the server alone",
+        plural(n),
         args.size_mib,
         args.poll_us.map_or_else(
             || format!(
@@ -94,7 +99,8 @@ pub fn run(
     let started = snapshot(&mut server)?;
     writeln!(
         out,
-        "after start, {n} disks: {} threads, RSS {:.1} MiB",
+        "after start, {n} disk{}: {} threads, RSS {:.1} MiB",
+        plural(n),
         started.threads,
         mib(started.rss_kib)
     )?;
@@ -134,7 +140,8 @@ pub fn run(
     let cpu = idle_cpu(&mut server, idle, tick)?;
     writeln!(
         out,
-        "idle, {n} clients connected, no I/O: {} threads, RSS {:.1} MiB; {} ms CPU over {} s = {:.3} % of one core",
+        "idle, {n} client{} connected, no I/O: {} threads, RSS {:.1} MiB; {} ms CPU over {} s = {:.3} % of one core",
+        plural(n),
         connected.threads,
         mib(connected.rss_kib),
         cpu.as_millis(),
@@ -155,7 +162,8 @@ pub fn run(
         let (reads, elapsed, cpu) = active(&mut server, &mut clients[..k], args.depth, time, tick)?;
         writeln!(
             out,
-            "{k} active disk(s), 4 KiB random QD{} each, {:.1} s: {:.0} IOPS total, server CPU {:.2} µs/IO ({:.0} % of one core)",
+            "{k} active disk{}, 4 KiB random QD{} each, {:.1} s: {:.0} IOPS total, server CPU {:.2} µs/IO ({:.0} % of one core)",
+            plural(k),
             args.depth,
             elapsed.as_secs_f64(),
             reads as f64 / elapsed.as_secs_f64(),
