@@ -19,6 +19,8 @@ use layerpass_test_support::fuzz_corpus::{
 };
 
 use layerpass::vhost::fuzz_harness::disks::{BLOB2_BYTE, TREE_BYTE};
+use layerpass::vhost::fuzz_harness::engine::seeds as engine_seeds;
+use layerpass::vhost::fuzz_harness::engine::{Checks, EngineHarness, EngineOutcome};
 use layerpass::vhost::fuzz_harness::seeds::{
     BASIC, SEED_DATA, SEED_READ_BACK, SEED_STATUS, pattern, read,
 };
@@ -379,4 +381,86 @@ fn fuzz_seeds_containerd_mounts() {
 #[test]
 fn fuzz_artifacts_containerd_mounts() {
     replay_artifacts("containerd_mounts", containerd_harness::run);
+}
+
+/// Files committed in `fuzz/corpus/vhost_engine/` (raise it when adding files).
+const COMMITTED_ENGINE: usize = 8;
+
+fn engine_harness() -> EngineHarness {
+    EngineHarness::new(Checks::Engine).expect("engine harness set-up")
+}
+
+#[test]
+fn fuzz_corpus_vhost_engine() {
+    let files = corpus_files("vhost_engine", COMMITTED_ENGINE);
+    let harness = engine_harness();
+    let start = Instant::now();
+    let outcomes = replay_with(&files, |input| harness.run(input));
+    let mut total = EngineOutcome::default();
+    for o in &outcomes {
+        total.add(o);
+    }
+    eprintln!(
+        "vhost_engine: {} inputs replayed in {:.2?}: {total:?}",
+        files.len(),
+        start.elapsed()
+    );
+}
+
+#[test]
+fn fuzz_seeds_vhost_engine() {
+    let seeds = engine_seeds::seeds();
+    check_seeds("vhost_engine", &seeds);
+    let harness = engine_harness();
+    let run = |name: &str| {
+        let (_, input) = seeds.iter().find(|(s, _)| *s == name).unwrap();
+        let start = Instant::now();
+        let o = harness.run(input).unwrap_or_else(|e| panic!("{name}: {e}"));
+        eprintln!("{name}: {o:?} in {:.2?}", start.elapsed());
+        o
+    };
+    // The fresh frontends of the health check read once per queue: 7 reads.
+    const HEALTH_READS: u64 = 7;
+    for name in [
+        "seed-read-layer",
+        "seed-read-layer-tree",
+        "seed-read-composite",
+    ] {
+        let o = run(name);
+        assert!(
+            o.submitted >= 4 && o.completed == o.submitted && o.disk_reads > HEALTH_READS + 1,
+            "{name}: {o:?}"
+        );
+    }
+    let o = run("seed-scratch-write-read");
+    assert!(
+        o.completed == o.submitted && o.disk_writes == 2,
+        "written and read back: {o:?}"
+    );
+    // The reconnect leaves requests to the old connection; the new one is served.
+    let o = run("seed-reconnect-mid-io");
+    assert_eq!(
+        (o.connections, o.submitted, o.completed, o.vring_bases),
+        (2, 8, 4, 1),
+        "{o:?}"
+    );
+    // SET_MEM_TABLE, ADD_MEM_REG, REM_MEM_REG, ADD_MEM_REG; every request completed (the one
+    // whose buffer went with its region too).
+    let o = run("seed-mem-add-remove");
+    assert_eq!(
+        (o.tables, o.submitted, o.completed, o.disk_writes),
+        (4, 4, 4, 1),
+        "{o:?}"
+    );
+    // Garbage on a live connection and on a fresh one; both disks served afterwards.
+    let o = run("seed-garbage");
+    assert_eq!((o.garbage, o.connections, o.completed), (2, 4, 2), "{o:?}");
+    let o = run("seed-stop-restart");
+    assert_eq!((o.vring_bases, o.completed), (1, 3), "{o:?}");
+}
+
+#[test]
+fn fuzz_artifacts_vhost_engine() {
+    let harness = engine_harness();
+    replay_artifacts("vhost_engine", |input| harness.run(input));
 }

@@ -11,6 +11,7 @@
 //!   back) before every run that serves it, so every run starts from zeros.
 
 use std::fs::{self, File, OpenOptions};
+use std::sync::Arc;
 
 use layerpass_types::Digest;
 use tempfile::TempDir;
@@ -45,8 +46,21 @@ pub const COMPOSITE_LBA: u64 = 4096;
 /// A disk and the bytes it holds at the start of a run.
 #[derive(Debug)]
 struct Known<D> {
-    disk: D,
-    bytes: Vec<u8>,
+    disk: Arc<D>,
+    bytes: Arc<[u8]>,
+}
+
+impl<D: Disk + 'static> Known<D> {
+    fn new(disk: D, bytes: Vec<u8>) -> Self {
+        Self {
+            disk: Arc::new(disk),
+            bytes: bytes.into(),
+        }
+    }
+
+    fn shared(&self) -> (Arc<dyn Disk>, Arc<[u8]>) {
+        (self.disk.clone(), self.bytes.clone())
+    }
 }
 
 /// Every disk of the harness.
@@ -125,22 +139,10 @@ impl Disks {
         let scratch = ScratchDisk::open_or_create(&scratch_path, None, Some(SERIAL))
             .map_err(HarnessError::Disk)?;
         Ok(Self {
-            layer: Known {
-                disk: layer,
-                bytes: layer_bytes,
-            },
-            layer_tree: Known {
-                disk: layer2,
-                bytes: layer2_bytes,
-            },
-            composite: Known {
-                disk: composite,
-                bytes: composite_bytes,
-            },
-            scratch: Known {
-                disk: scratch,
-                bytes: vec![0; SCRATCH_LEN as usize],
-            },
+            layer: Known::new(layer, layer_bytes),
+            layer_tree: Known::new(layer2, layer2_bytes),
+            composite: Known::new(composite, composite_bytes),
+            scratch: Known::new(scratch, vec![0; SCRATCH_LEN as usize]),
             scratch_file,
             _dir: dir,
         })
@@ -149,17 +151,33 @@ impl Disks {
     /// The disk of `kind` and what it holds now; the scratch disk is emptied first.
     pub fn get(&self, kind: DiskKind) -> Result<(&dyn Disk, &[u8]), HarnessError> {
         Ok(match kind {
-            DiskKind::Layer => (&self.layer.disk, &self.layer.bytes),
-            DiskKind::LayerWithTree => (&self.layer_tree.disk, &self.layer_tree.bytes),
-            DiskKind::Composite => (&self.composite.disk, &self.composite.bytes),
+            DiskKind::Layer => (&*self.layer.disk, &self.layer.bytes),
+            DiskKind::LayerWithTree => (&*self.layer_tree.disk, &self.layer_tree.bytes),
+            DiskKind::Composite => (&*self.composite.disk, &self.composite.bytes),
             DiskKind::Scratch => {
-                self.scratch_file
-                    .set_len(0)
-                    .and_then(|()| self.scratch_file.set_len(SCRATCH_LEN))
-                    .map_err(HarnessError::Files)?;
-                (&self.scratch.disk, &self.scratch.bytes)
+                self.empty_scratch()?;
+                (&*self.scratch.disk, &self.scratch.bytes)
             }
         })
+    }
+
+    /// The disk of `kind` and what it holds at the start of a run, as handles that outlive
+    /// a run (for a long-lived engine); the caller empties the scratch disk between runs.
+    pub fn shared(&self, kind: DiskKind) -> (Arc<dyn Disk>, Arc<[u8]>) {
+        match kind {
+            DiskKind::Layer => self.layer.shared(),
+            DiskKind::LayerWithTree => self.layer_tree.shared(),
+            DiskKind::Composite => self.composite.shared(),
+            DiskKind::Scratch => self.scratch.shared(),
+        }
+    }
+
+    /// Empties the scratch disk (truncated to 0 and back): it reads as zeros again.
+    pub fn empty_scratch(&self) -> Result<(), HarnessError> {
+        self.scratch_file
+            .set_len(0)
+            .and_then(|()| self.scratch_file.set_len(SCRATCH_LEN))
+            .map_err(HarnessError::Files)
     }
 }
 

@@ -1,4 +1,6 @@
-//! The fuzz harness of the virtio-blk queue, in one place for the fuzz target and the tests.
+//! The fuzz harnesses of the vhost-user-blk backend, in one place for the fuzz targets and
+//! the tests: the virtio-blk queue (here) and the whole engine ([`engine`], the `vhost_engine`
+//! target, on the same disks and disk oracle).
 //!
 //! `fuzz/fuzz_targets/virtio_blk_queue.rs` hands every input to [`QueueHarness::run`], and so
 //! does `host-agent/tests/fuzz_corpus.rs` for every file of the committed corpus, so
@@ -23,6 +25,7 @@
 //!   used ring's `idx` in guest memory matches `next_used`.
 
 pub mod disks;
+pub mod engine;
 pub mod layout;
 pub mod seeds;
 mod watched;
@@ -66,6 +69,16 @@ pub enum HarnessError {
     /// An invariant of the oracle was broken: a bug in the backend (or in the harness).
     #[error("invariant broken: {0}")]
     Violation(#[from] Violation),
+    /// The engine could not be started, or a disk not served.
+    #[error("cannot start the vhost engine")]
+    Start(#[source] super::VhostError),
+    /// The harness's own frontend failed outside the protocol (a harness bug, or no fds).
+    #[error("the harness's frontend failed: {0}")]
+    Frontend(String),
+    /// An invariant of the engine harness was broken: a bug in the engine (or in the
+    /// harness's model of it).
+    #[error("engine invariant broken: {0}")]
+    Engine(#[from] engine::EngineViolation),
 }
 
 /// A broken invariant.
@@ -224,8 +237,8 @@ impl QueueHarness {
                 }
                 .into());
             }
-            if let Some(v) = disk.violation.get() {
-                return Err(v.clone().into());
+            if let Some(v) = disk.violation() {
+                return Err(v.into());
             }
             match completed {
                 Some(0) => break,
