@@ -268,6 +268,12 @@ impl EngineHarness {
                 )));
             }
         }
+        if r.engine.threads() != WORKERS + 1 {
+            return Ok(Some(format!(
+                "the engine runs {} threads",
+                r.engine.threads()
+            )));
+        }
         let queues = r.engine.running_queues();
         if queues != 0 {
             return Ok(Some(format!("{queues} queues still registered")));
