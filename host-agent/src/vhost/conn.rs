@@ -42,6 +42,9 @@ pub struct Conn {
     memory: MemoryTable,
     vrings: Vec<Arc<Vring>>,
     pool: Arc<Pool>,
+    /// A request whose answer is a reply (not an ack) failed: the vhost crate sends nothing
+    /// then, and the frontend would wait for ever, so the connection must end.
+    unanswered: bool,
 }
 
 impl Conn {
@@ -76,7 +79,19 @@ impl Conn {
             memory,
             vrings,
             pool,
+            unanswered: false,
         })
+    }
+
+    /// Whether the last failed request was one that expects a reply (and got none).
+    pub fn take_unanswered(&mut self) -> bool {
+        std::mem::take(&mut self.unanswered)
+    }
+
+    /// Records that a reply-carrying request failed.
+    fn no_reply<T>(&mut self, e: ProtoError) -> ProtoResult<T> {
+        self.unanswered = true;
+        Err(e)
     }
 
     /// Requests completed on every queue of this connection.
@@ -254,7 +269,10 @@ impl VhostUserBackendReqHandlerMut for Conn {
     }
 
     fn get_vring_base(&mut self, index: u32) -> ProtoResult<VhostUserVringState> {
-        let v = self.vring(index)?.clone();
+        let v = match self.vring(index) {
+            Ok(v) => v.clone(),
+            Err(e) => return self.no_reply(e),
+        };
         let mut st = v.lock();
         st.started = false;
         self.unregister(&mut st);
@@ -336,14 +354,14 @@ impl VhostUserBackendReqHandlerMut for Conn {
     }
 
     fn get_shared_object(&mut self, _uuid: VhostUserSharedMsg) -> ProtoResult<File> {
-        Err(unsupported("shared objects are not offered"))
+        self.no_reply(unsupported("shared objects are not offered"))
     }
 
     fn get_inflight_fd(
         &mut self,
         _inflight: &VhostUserInflight,
     ) -> ProtoResult<(VhostUserInflight, File)> {
-        Err(unsupported("INFLIGHT_SHMFD is not offered"))
+        self.no_reply(unsupported("INFLIGHT_SHMFD is not offered"))
     }
 
     fn set_inflight_fd(&mut self, _inflight: &VhostUserInflight, _file: File) -> ProtoResult<()> {
@@ -381,15 +399,17 @@ impl VhostUserBackendReqHandlerMut for Conn {
         _phase: VhostTransferStatePhase,
         _fd: File,
     ) -> ProtoResult<Option<File>> {
+        // Answered with an error code by the vhost crate.
         Err(unsupported("device state transfer is not offered"))
     }
 
     fn check_device_state(&mut self) -> ProtoResult<()> {
+        // Answered with an error code by the vhost crate.
         Err(unsupported("device state transfer is not offered"))
     }
 
     fn get_shmem_config(&mut self) -> ProtoResult<VhostUserShMemConfig> {
-        Err(unsupported("shared memory regions are not offered"))
+        self.no_reply(unsupported("shared memory regions are not offered"))
     }
 
     fn set_log_base(&mut self, _log: &VhostUserLog, _file: File) -> ProtoResult<()> {

@@ -308,6 +308,15 @@ impl Loop<'_> {
                 Ok(()) => {}
                 Err(err) if is_transport(&err) => break Some(err.to_string()),
                 Err(err) => {
+                    let unanswered = live
+                        .conn
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .take_unanswered();
+                    if unanswered {
+                        // It waits for a reply the vhost crate did not send.
+                        break Some(format!("a request expecting a reply was refused: {err}"));
+                    }
                     // The frontend was told (REPLY_ACK) and the connection stays usable.
                     warn_limited!(socket = %e.socket.display(), error = %err, "vhost-user request refused");
                 }
@@ -361,15 +370,14 @@ fn start(
     ))
 }
 
-/// Errors after which the connection cannot go on: the socket failed or the byte stream is
-/// out of step.
+/// Errors after which the connection cannot go on: the socket failed, the byte stream is out
+/// of step, or the frontend broke the protocol (a request for a feature it did not
+/// negotiate, which may expect a reply nobody sends).
 fn is_transport(e: &ProtoError) -> bool {
     !matches!(
         e,
         ProtoError::InvalidParam
             | ProtoError::InvalidOperation(_)
-            | ProtoError::InactiveFeature(_)
-            | ProtoError::InactiveOperation(_)
             | ProtoError::ReqHandlerError(_)
             | ProtoError::FeatureMismatch
     )
