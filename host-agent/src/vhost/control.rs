@@ -371,13 +371,15 @@ fn start(
 }
 
 /// Errors after which the connection cannot go on: the socket failed, the byte stream is out
-/// of step, or the frontend broke the protocol (a request for a feature it did not
-/// negotiate, which may expect a reply nobody sends).
+/// of step, or the frontend sent a request of a protocol feature it did not negotiate (the
+/// vhost crate refuses it before anything else, and some of those expect a reply nobody
+/// sends). SET_VRING_ENABLE without PROTOCOL_FEATURES (`InactiveFeature`) expects none.
 fn is_transport(e: &ProtoError) -> bool {
     !matches!(
         e,
         ProtoError::InvalidParam
             | ProtoError::InvalidOperation(_)
+            | ProtoError::InactiveFeature(_)
             | ProtoError::ReqHandlerError(_)
             | ProtoError::FeatureMismatch
     )

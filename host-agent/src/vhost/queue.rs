@@ -13,7 +13,18 @@ pub fn serve_available(
     mem: &GuestMem,
     disk: &dyn Disk,
 ) -> Result<usize, virtio_queue::Error> {
-    let chains: Vec<_> = queue.iter(mem)?.collect();
+    serve_some(queue, mem, disk, usize::MAX)
+}
+
+/// Serves at most `max` of the chains the driver has made available, in order. Returns how
+/// many were completed.
+pub fn serve_some(
+    queue: &mut Queue,
+    mem: &GuestMem,
+    disk: &dyn Disk,
+    max: usize,
+) -> Result<usize, virtio_queue::Error> {
+    let chains: Vec<_> = queue.iter(mem)?.take(max).collect();
     let mut done = 0;
     for chain in chains {
         let head = chain.head_index();

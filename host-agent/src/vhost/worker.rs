@@ -175,6 +175,15 @@ struct Hot {
     idle_since: Option<Instant>,
     /// Polls in a row that found nothing.
     empty_polls: u32,
+    /// How long it is polled without a request before it goes back to notifications.
+    window: Duration,
+}
+
+/// The poll window of a queue that went back to notifications, kept to adapt it.
+#[derive(Debug, Clone, Copy)]
+struct Cold {
+    window: Duration,
+    since: Instant,
 }
 
 /// While queues are hot, the kicks of the others are looked for once per this many passes
@@ -182,12 +191,32 @@ struct Hot {
 const EPOLL_EVERY: u32 = 16;
 /// An idle hot queue reads the clock once per this many empty polls.
 const CLOCK_EVERY: u32 = 8;
+/// A queue's poll window grows up to this many times the configured poll.
+const MAX_WINDOW_FACTOR: u32 = 8;
+
+/// The poll window for a queue kicked `gap` after it went back to notifications with
+/// `window`: doubled (up to `max`) when polling a little longer would have caught the
+/// request — the driver's turnaround is just longer than the window, as when a client
+/// waits for an interrupt before submitting again, and every miss then costs a kick and a
+/// wakeup on both sides —, halved (down to `base`) when the queue was idle for much longer
+/// than `max` anyway.
+fn adapt(window: Duration, gap: Duration, base: Duration, max: Duration) -> Duration {
+    if gap < max {
+        (window * 2).min(max)
+    } else if gap > max * 8 {
+        (window / 2).max(base)
+    } else {
+        window
+    }
+}
 
 /// The worker thread.
 fn run(shared: &Shared, poll: Duration) {
     let mut events = vec![EpollEvent::default(); EVENTS];
     let mut hot: Vec<Hot> = Vec::new();
+    let mut cold: HashMap<u64, Cold> = HashMap::new();
     let polling = !poll.is_zero();
+    let max_window = poll * MAX_WINDOW_FACTOR;
     let mut pass: u32 = 0;
     loop {
         if hot.is_empty() || pass.is_multiple_of(EPOLL_EVERY) {
@@ -212,17 +241,32 @@ fn run(shared: &Shared, poll: Duration) {
                 }
                 let Some(vring) = lock(&shared.queues).get(&token).cloned() else {
                     // Unregistered after this event was taken.
+                    cold.remove(&token);
                     continue;
                 };
                 let served = vring.serve(true, polling);
-                if polling && served != Pass::Stopped && !hot.iter().any(|h| h.token == token) {
+                if served == Pass::Stopped {
+                    cold.remove(&token);
+                    continue;
+                }
+                if polling && !hot.iter().any(|h| h.token == token) {
+                    let window = cold.remove(&token).map_or(poll, |c| {
+                        adapt(c.window, c.since.elapsed(), poll, max_window)
+                    });
                     hot.push(Hot {
                         token,
                         vring,
                         idle_since: None,
                         empty_polls: 0,
+                        window,
                     });
                 }
+            }
+            // Queues unregistered while cold leave their entry behind: drop those now and
+            // then, so the map stays as small as the worker's queues.
+            if cold.len() > 64 && cold.len() > 2 * lock(&shared.queues).len() {
+                let queues = lock(&shared.queues);
+                cold.retain(|t, _| queues.contains_key(t));
             }
         }
         pass = pass.wrapping_add(1);
@@ -240,7 +284,7 @@ fn run(shared: &Shared, poll: Duration) {
                 }
                 let now = Instant::now();
                 let since = *h.idle_since.get_or_insert(now);
-                if now.duration_since(since) < poll {
+                if now.duration_since(since) < h.window {
                     return true;
                 }
                 match h.vring.go_idle() {
@@ -249,12 +293,41 @@ fn run(shared: &Shared, poll: Duration) {
                         h.empty_polls = 0;
                         true
                     }
-                    Idle::Rearmed | Idle::Stopped => false,
+                    Idle::Rearmed => {
+                        cold.insert(
+                            h.token,
+                            Cold {
+                                window: h.window,
+                                since: now,
+                            },
+                        );
+                        false
+                    }
+                    Idle::Stopped => false,
                 }
             }
         });
         if !hot.is_empty() {
             std::hint::spin_loop();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_poll_window_follows_the_drivers_turnaround() {
+        let us = Duration::from_micros;
+        let (base, max) = (us(20), us(160));
+        // Kicked soon after going cold: a longer window would have caught it.
+        assert_eq!(adapt(us(20), us(30), base, max), us(40));
+        assert_eq!(adapt(us(120), us(10), base, max), max);
+        // Idle for long: back towards the configured poll.
+        assert_eq!(adapt(us(160), Duration::from_millis(5), base, max), us(80));
+        assert_eq!(adapt(us(20), Duration::from_secs(1), base, max), base);
+        // In between: unchanged.
+        assert_eq!(adapt(us(80), us(500), base, max), us(80));
     }
 }

@@ -102,6 +102,8 @@ struct Sample {
     rate: f64,
     /// Server CPU per read, µs.
     cpu_us: f64,
+    /// The client thread's CPU per read, µs (the client shares the 2 cores).
+    client_us: f64,
     p50_us: f64,
     p99_us: f64,
     /// Server CPU over the run in clock ticks (its resolution).
@@ -207,7 +209,7 @@ fn compare(
          client: libblkio 0.5.1 virtio-blk-vhost-user, one thread in the bench process, a new connection per run\n\
          layerpass, {}: {}\n\
          {}: {}\n\
-         CPU/IO: server utime+stime over the run (/proc/PID/stat, {} ms ticks) / reads; latency: submit to completion in the client; each cell: median (min–max) over the rounds",
+         CPU/IO: server utime+stime over the run (/proc/PID/stat, {} ms ticks) / reads; client CPU/IO: the same for the bench's client thread; latency: submit to completion in the client; each cell: median (min–max) over the rounds",
         args.size_mib,
         args.rounds,
         args.secs,
@@ -250,6 +252,7 @@ fn run_once(
     let mut client = BlkClient::connect(&socket, true, w.depth * w.len)?;
     latencies.clear();
     let cpu0 = server.cpu_ticks()?;
+    let client0 = procfs::thread_cpu_ticks()?;
     let (reads, elapsed) = timed_reads(
         &mut client,
         w.depth,
@@ -261,6 +264,7 @@ fn run_once(
     )
     .with_context(|| format!("{} against {}", w.name, server.name()))?;
     let cpu1 = server.cpu_ticks()?;
+    let client1 = procfs::thread_cpu_ticks()?;
     drop(client);
     ensure!(reads > 0, "no read completed against {}", server.name());
     latencies.sort_unstable();
@@ -273,6 +277,8 @@ fn run_once(
             per_sec
         },
         cpu_us: procfs::ticks_to_duration(cpu1 - cpu0, tick).as_secs_f64() * 1e6 / reads as f64,
+        client_us: procfs::ticks_to_duration(client1 - client0, tick).as_secs_f64() * 1e6
+            / reads as f64,
         p50_us: us(50.0),
         p99_us: us(99.0),
         cpu_ticks: cpu1 - cpu0,
@@ -284,8 +290,8 @@ fn report(out: &mut impl Write, w: Workload, samples: &[Vec<Sample>; 2]) -> anyh
     writeln!(out, "\n{}", w.name)?;
     writeln!(
         out,
-        "  {:<21} {:<26} {:<22} {:<22} {:<22}",
-        "server", unit, "CPU µs/IO", "p50 µs", "p99 µs"
+        "  {:<21} {:<26} {:<22} {:<22} {:<22} {:<22}",
+        "server", unit, "CPU µs/IO", "client CPU µs/IO", "p50 µs", "p99 µs"
     )?;
     let col = |s: &[Sample], f: fn(&Sample) -> f64, decimals| {
         median_range(&s.iter().map(f).collect::<Vec<_>>(), decimals)
@@ -294,9 +300,10 @@ fn report(out: &mut impl Write, w: Workload, samples: &[Vec<Sample>; 2]) -> anyh
         let s = &samples[i];
         writeln!(
             out,
-            "  {name:<21} {:<26} {:<22} {:<22} {:<22}",
+            "  {name:<21} {:<26} {:<22} {:<22} {:<22} {:<22}",
             col(s, |x| x.rate, 0),
             col(s, |x| x.cpu_us, 2),
+            col(s, |x| x.client_us, 2),
             col(s, |x| x.p50_us, 1),
             col(s, |x| x.p99_us, 1),
         )?;

@@ -27,6 +27,13 @@ pub fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     parse_cpu_ticks(&stat).with_context(|| format!("cannot parse {path}: {stat:?}"))
 }
 
+/// User + system CPU time of the calling thread, in clock ticks.
+pub fn thread_cpu_ticks() -> anyhow::Result<u64> {
+    let path = "/proc/thread-self/stat";
+    let stat = fs::read_to_string(path).with_context(|| format!("cannot read {path}"))?;
+    parse_cpu_ticks(&stat).with_context(|| format!("cannot parse {path}: {stat:?}"))
+}
+
 /// `ticks` as a duration.
 pub fn ticks_to_duration(ticks: u64, per_sec: u64) -> Duration {
     Duration::from_secs_f64(ticks as f64 / per_sec.max(1) as f64)

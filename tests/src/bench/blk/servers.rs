@@ -41,11 +41,7 @@ impl ServerProc {
                 _ => {}
             }
         }
-        let command = std::iter::once(cmd.get_program())
-            .chain(cmd.get_args())
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect::<Vec<_>>()
-            .join(" ");
+        let command = command_line(&cmd, sockets.len());
         let parent = std::process::id();
         // SAFETY: the closure runs in the forked child before exec and only makes
         // async-signal-safe calls (prctl, getppid), allocating nothing.
@@ -246,4 +242,27 @@ pub fn start_layerpass(
             "layerpass blk serve".to_owned()
         }
     })
+}
+
+/// The command line for the report; with many sockets only the first two `--socket`
+/// arguments are shown, then how many there are.
+fn command_line(cmd: &Command, sockets: usize) -> String {
+    let mut shown = 0;
+    let mut words = vec![cmd.get_program().to_string_lossy().into_owned()];
+    let mut args = cmd.get_args().peekable();
+    while let Some(a) = args.next() {
+        if a == "--socket" && sockets > 3 {
+            shown += 1;
+            let value = args.next();
+            if shown <= 2 {
+                words.push(a.to_string_lossy().into_owned());
+                words.extend(value.map(|v| v.to_string_lossy().into_owned()));
+            } else if shown == 3 {
+                words.push(format!("… ({sockets} sockets)"));
+            }
+            continue;
+        }
+        words.push(a.to_string_lossy().into_owned());
+    }
+    words.join(" ")
 }
