@@ -41,7 +41,7 @@ impl ServerProc {
                 _ => {}
             }
         }
-        let command = command_line(&cmd, sockets.len());
+        let command = command_line(cmd, sockets.len());
         let parent = std::process::id();
         // SAFETY: the closure runs in the forked child before exec and only makes
         // async-signal-safe calls (prctl, getppid), allocating nothing.
