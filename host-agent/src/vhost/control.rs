@@ -16,7 +16,6 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use vhost::vhost_user::{BackendReqHandler, Error as ProtoError};
 use vmm_sys_util::epoll::{ControlOperation, EpollEvent, EventSet};
@@ -81,14 +80,9 @@ pub(super) fn run(shared: &Shared, pool: &Arc<Pool>) {
     let mut events = vec![EpollEvent::default(); EVENTS];
     loop {
         let timeout = if l.again.is_empty() { -1 } else { 0 };
-        let n = match shared.epoll.wait(timeout, &mut events) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                tracing::error!(error = %e, "vhost control: epoll_wait failed");
-                std::thread::sleep(Duration::from_millis(10));
-                continue;
-            }
+        let Some(n) = super::worker::wait(&shared.epoll, timeout, &mut events, "vhost control")
+        else {
+            continue;
         };
         for ev in &events[..n] {
             let token = ev.data();

@@ -163,6 +163,25 @@ impl Drop for Pool {
     }
 }
 
+/// `epoll_wait`; `None` when interrupted or failed (logged, after a short pause so a broken
+/// epoll cannot spin), so the caller's loop simply goes round again.
+pub(super) fn wait(
+    epoll: &Epoll,
+    timeout: i32,
+    events: &mut [EpollEvent],
+    who: &str,
+) -> Option<usize> {
+    match epoll.wait(timeout, events) {
+        Ok(n) => Some(n),
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => None,
+        Err(e) => {
+            tracing::error!(error = %e, "{who}: epoll_wait failed");
+            std::thread::sleep(Duration::from_millis(10));
+            None
+        }
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -221,14 +240,8 @@ fn run(shared: &Shared, poll: Duration) {
     loop {
         if hot.is_empty() || pass.is_multiple_of(EPOLL_EVERY) {
             let timeout = if hot.is_empty() { -1 } else { 0 };
-            let n = match shared.epoll.wait(timeout, &mut events) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    tracing::error!(error = %e, "queue worker: epoll_wait failed");
-                    std::thread::sleep(Duration::from_millis(10));
-                    continue;
-                }
+            let Some(n) = wait(&shared.epoll, timeout, &mut events, "queue worker") else {
+                continue;
             };
             for ev in &events[..n] {
                 let token = ev.data();

@@ -165,6 +165,25 @@ fn lock_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
     Ok(f)
 }
 
+/// Both servers on the same image, in the order [`LAYERPASS`], [`QSD`].
+fn start_pair(
+    layerpass: &Path,
+    qsd: &Path,
+    image: &Path,
+    dir: &Path,
+    args: &BlkArgs,
+) -> anyhow::Result<[ServerProc; 2]> {
+    Ok([
+        start_layerpass(
+            layerpass,
+            image,
+            &[dir.join("layerpass.sock")],
+            layerpass_options(args),
+        )?,
+        start_qsd(qsd, image, &dir.join("qsd.sock"))?,
+    ])
+}
+
 fn layerpass_options(args: &BlkArgs) -> LayerpassOptions {
     LayerpassOptions {
         poll: args.poll_us.map(Duration::from_micros),
@@ -192,15 +211,7 @@ fn compare(
 ) -> anyhow::Result<()> {
     let tick = procfs::clock_ticks_per_sec()?;
     let time = Duration::from_secs_f64(args.secs);
-    let mut servers = [
-        start_layerpass(
-            layerpass,
-            image,
-            &[dir.join("layerpass.sock")],
-            layerpass_options(args),
-        )?,
-        start_qsd(qsd, image, &dir.join("qsd.sock"))?,
-    ];
+    let mut servers = start_pair(layerpass, qsd, image, dir, args)?;
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     let mut out = std::io::stdout().lock();
     writeln!(

@@ -9,9 +9,8 @@ use std::time::Duration;
 
 use anyhow::ensure;
 
-use super::servers::{start_layerpass, start_qsd};
 use super::workload::timed_reads;
-use super::{BlkArgs, LAYERPASS, QSD, layerpass_options};
+use super::{BlkArgs, LAYERPASS, QSD, start_pair};
 use crate::blk_client::BlkClient;
 
 const DEPTH: usize = 32;
@@ -27,15 +26,7 @@ pub fn run(
 ) -> anyhow::Result<()> {
     ensure!(args.repeat_secs > 0.0, "--repeat-secs must be positive");
     let time = Duration::from_secs_f64(args.repeat_secs);
-    let mut servers = [
-        start_layerpass(
-            layerpass,
-            image,
-            &[dir.join("layerpass.sock")],
-            layerpass_options(args),
-        )?,
-        start_qsd(qsd, image, &dir.join("qsd.sock"))?,
-    ];
+    let mut servers = start_pair(layerpass, qsd, image, dir, args)?;
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
