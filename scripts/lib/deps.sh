@@ -24,6 +24,23 @@ ensure_apt_packages() {
   fi
 }
 
+# debian_mirror: the Debian archive URI this machine's own apt sources use (deb822
+# `.sources` files or one-line `sources.list` entries); no host is ever assumed.
+debian_mirror() {
+  local uri
+  uri=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null |
+    awk '/^URIs:/ { for (i = 2; i <= NF; i++) if ($i ~ /\/debian\/?$/) { print $i; exit } }')
+  if [ -z "$uri" ]; then
+    uri=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+      awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z+]+:\/\// && $i ~ /\/debian\/?$/) { print $i; exit } }')
+  fi
+  if [ -z "$uri" ]; then
+    echo "no Debian archive found in this machine's apt sources (/etc/apt/sources.list, /etc/apt/sources.list.d/): add the Debian mirror you use, then run this again" >&2
+    return 1
+  fi
+  echo "${uri%/}"
+}
+
 # ensure_qemu: QEMU 10 (qemu-system-x86_64, qemu-storage-daemon) from bookworm-backports,
 # for the VM tests. Adds the backports source (same mirror as the main Debian source) once.
 ensure_qemu() {
@@ -31,9 +48,7 @@ ensure_qemu() {
   if ! command -v qemu-system-x86_64 >/dev/null || ! command -v qemu-storage-daemon >/dev/null; then
     if [ ! -e "$src" ]; then
       local uri
-      uri=$(awk '/^URIs:/ && $2 ~ /\/debian\/?$/ { print $2; exit }' \
-        /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
-      uri=${uri:-http://deb.debian.org/debian}
+      uri=$(debian_mirror) || exit 1
       echo "==> adding bookworm-backports ($uri) in $src" >&2
       printf 'Types: deb\nURIs: %s\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
         "$uri" | as_root tee "$src" >/dev/null
