@@ -15,6 +15,7 @@ pub mod fshint;
 pub mod guest;
 pub mod image;
 pub mod kata;
+pub mod microvm;
 pub mod plan;
 pub mod ratelog;
 pub mod state;

@@ -45,6 +45,7 @@ impl Fixture {
         let d = dir.path();
         let config = Config {
             state_dir: d.join("state"),
+            cache_dir: d.join("state"),
             run_dir: d.join("run"),
             api_socket: d.join("run/api.sock"),
             kata_vhost_user_store: kata.then(|| d.join("kata")),
@@ -821,6 +822,7 @@ fn compute_builds_trees_into_the_cache_and_off_plans_without_verity() {
     let mut off = fx.config.clone();
     off.verity = VerityMode::Off;
     off.state_dir = fx.dir.path().join("state-off");
+    off.cache_dir = fx.dir.path().join("state-off");
     off.run_dir = fx.dir.path().join("run-off");
     off.api_socket = fx.dir.path().join("run-off/api.sock");
     off.export_mode = ExportMode::PerLayer;

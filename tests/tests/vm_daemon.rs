@@ -34,7 +34,7 @@ use layerpass_tests::snapshots::{
 use layerpass_tests::tools::pseudo_random;
 use layerpass_tests::vm::process::ChildGuard;
 use layerpass_tests::vm::{
-    BOOT_TIMEOUT, Initramfs, VhostUserBlk, VmBuilder, VmGuard, assets, require_vm_tools,
+    BOOT_TIMEOUT, Initramfs, TestImage, VhostUserBlk, VmBuilder, VmGuard, assets, require_vm_tools,
     static_binary,
 };
 use serde_json::Value;

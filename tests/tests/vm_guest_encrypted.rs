@@ -19,7 +19,7 @@ use std::path::Path;
 use layerpass::plan::Upper;
 use layerpass_tests::plans;
 use layerpass_tests::vm::{
-    BOOT_TIMEOUT, Initramfs, VmBuilder, assets, modules, require_vm_tools, static_binary,
+    BOOT_TIMEOUT, Initramfs, TestImage, VmBuilder, assets, modules, require_vm_tools, static_binary,
 };
 
 /// The virtio-serial port on which the host says it has tampered with the disk.

@@ -19,7 +19,7 @@ use layerpass::plan::Upper;
 use layerpass_tests::plans;
 use layerpass_tests::tools::{require_tool, run};
 use layerpass_tests::vm::{
-    BOOT_TIMEOUT, Initramfs, VmBuilder, assets, require_vm_tools, static_binary,
+    BOOT_TIMEOUT, Initramfs, TestImage, VmBuilder, assets, require_vm_tools, static_binary,
 };
 use serde_json::Value;
 

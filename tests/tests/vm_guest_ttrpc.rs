@@ -23,7 +23,7 @@ use layerpass_tests::guest_client::GuestClient;
 use layerpass_tests::plans;
 use layerpass_tests::tools::run;
 use layerpass_tests::vm::{
-    BOOT_TIMEOUT, Initramfs, VhostUserBlk, VmBuilder, assets, require_vm_tools, serve_blk,
+    BOOT_TIMEOUT, Initramfs, TestImage, VhostUserBlk, VmBuilder, assets, require_vm_tools, serve_blk,
     static_binary,
 };
 

@@ -84,6 +84,7 @@ impl VerityMode {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     state_dir: Option<PathBuf>,
+    cache_dir: Option<PathBuf>,
     run_dir: Option<PathBuf>,
     api_socket: Option<PathBuf>,
     export_mode: Option<ExportMode>,
@@ -101,6 +102,9 @@ struct RawConfig {
 pub struct Config {
     /// The state database, the layer cache, computed trees and the daemon's scratch files.
     pub state_dir: PathBuf,
+    /// Converted image layers (`layers/`) and computed dm-verity trees (`trees/`); the
+    /// state directory unless set. Several daemons (and `layerpass run`s) may share it.
+    pub cache_dir: PathBuf,
     /// Sockets (the API socket and the disks' sockets when the Kata store is off).
     pub run_dir: PathBuf,
     /// The host API's unix socket.
@@ -128,6 +132,7 @@ impl Default for Config {
         let run_dir = PathBuf::from(DEFAULT_RUN_DIR);
         Self {
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            cache_dir: PathBuf::from(DEFAULT_STATE_DIR),
             api_socket: run_dir.join(API_SOCKET_NAME),
             run_dir,
             export_mode: ExportMode::PerLayer,
@@ -215,6 +220,7 @@ impl Config {
             None => Ok(default),
         };
         let state_dir = absolute("state_dir", raw.state_dir, d.state_dir)?;
+        let cache_dir = absolute("cache_dir", raw.cache_dir, state_dir.clone())?;
         let run_dir = absolute("run_dir", raw.run_dir, d.run_dir)?;
         let api_socket = absolute("api_socket", raw.api_socket, run_dir.join(API_SOCKET_NAME))?;
         let kata_vhost_user_store = match raw.kata_vhost_user_store {
@@ -262,6 +268,7 @@ impl Config {
         };
         Ok(Self {
             state_dir,
+            cache_dir,
             run_dir,
             api_socket,
             export_mode: raw.export_mode.unwrap_or(d.export_mode),

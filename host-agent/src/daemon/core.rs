@@ -218,7 +218,7 @@ impl Daemon {
             servers: Vec::new(),
             armed: true,
         };
-        let trees = self.config.state_dir.join("trees");
+        let trees = self.config.cache_dir.join("trees");
         // One resolution at a time: a tree or converted layer this call makes is removed if
         // the call fails while resolving, and no other export can have reused it by then.
         // Once resolved, cache entries are complete and stay (a later failure keeps them
@@ -242,7 +242,7 @@ impl Daemon {
                 from_image(
                     path,
                     platform.as_deref(),
-                    &self.config.state_dir.join("layers"),
+                    &self.config.cache_dir.join("layers"),
                     self.config.verity,
                     &trees,
                 )?,

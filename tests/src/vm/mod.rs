@@ -9,7 +9,7 @@
 //! ```no_run
 //! # fn main() -> anyhow::Result<()> {
 //! use std::time::Duration;
-//! use layerpass_tests::vm::{Initramfs, VmBuilder, assets};
+//! use layerpass_tests::vm::{Initramfs, TestImage, VmBuilder, assets};
 //!
 //! let kernel = assets::cloud_kernel()?;
 //! let dir = tempfile::tempdir()?;
@@ -30,7 +30,6 @@ pub mod accel;
 pub mod assets;
 pub mod blk_serve;
 pub mod console;
-pub mod cpio;
 pub mod guard;
 pub mod initramfs;
 pub mod modules;
@@ -44,7 +43,7 @@ use std::time::Duration;
 pub use accel::Accel;
 pub use blk_serve::{serve_blk, serve_blk_logged};
 pub use guard::VmGuard;
-pub use initramfs::{BOOTED_MARKER, Initramfs, RESULT_MARKER};
+pub use initramfs::{BOOTED_MARKER, Initramfs, RESULT_MARKER, TestImage};
 pub use process::ChildGuard;
 pub use qemu::{VhostUserBlk, VmBuilder};
 pub use static_bin::static_binary;

@@ -14,11 +14,8 @@ use super::console::Console;
 use super::guard::VmGuard;
 use super::process::ChildGuard;
 
-/// The QEMU binary.
-pub const QEMU: &str = "qemu-system-x86_64";
-/// Default kernel command line: serial console, reboot (which `-no-reboot` turns into an
-/// exit) right after a panic, warnings and worse on the console.
-pub const DEFAULT_APPEND: &str = "console=ttyS0 panic=-1 loglevel=4";
+pub use layerpass::microvm::qemu::{DEFAULT_APPEND, QEMU};
+use layerpass::microvm::qemu::{self, Machine, escape};
 
 /// A `vhost-user-blk-pci` device on a backend's unix socket.
 #[derive(Debug, Clone)]
@@ -137,31 +134,15 @@ impl VmBuilder {
 
     /// The QEMU command line for sockets in `dir` with accelerator `accel`.
     pub fn command(&self, qemu: &Path, dir: &Path, accel: Accel) -> Command {
-        let mut cmd = Command::new(qemu);
-        let mem = self.memory_mib;
-        cmd.args([
-            "-nodefaults",
-            "-no-user-config",
-            "-display",
-            "none",
-            "-vga",
-            "none",
-        ])
-        .args(["-serial", "stdio", "-monitor", "none", "-no-reboot"])
-        .args(["-accel", accel.name(), "-cpu", accel.cpu()])
-        .arg("-object")
-        .arg(format!("memory-backend-memfd,id=mem,size={mem}M,share=on"))
-        .args(["-machine", "q35,memory-backend=mem"])
-        .arg("-m")
-        .arg(format!("{mem}M"))
-        .arg("-smp")
-        .arg(self.smp.to_string())
-        .arg("-kernel")
-        .arg(&self.kernel)
-        .arg("-initrd")
-        .arg(&self.initrd)
-        .arg("-append")
-        .arg(&self.append);
+        let machine = Machine {
+            kernel: self.kernel.clone(),
+            initrd: self.initrd.clone(),
+            append: self.append.clone(),
+            memory_mib: self.memory_mib,
+            cpus: self.smp,
+            accel,
+        };
+        let mut cmd = machine.command(qemu);
         // QEMU 10 no longer takes `serial` on `-drive`: it is a property of the device.
         for (i, (image, serial, ro)) in self.drives.iter().enumerate() {
             let ro = if *ro { ",readonly=on" } else { "" };
@@ -174,36 +155,13 @@ impl VmBuilder {
                 .arg(format!("virtio-blk-pci,drive=disk{i},serial={serial}"));
         }
         for (i, dev) in self.vhost_user_blk.iter().enumerate() {
-            let reconnect = dev
-                .reconnect_ms
-                .map(|ms| format!(",reconnect-ms={ms}"))
-                .unwrap_or_default();
-            let queues = dev
-                .num_queues
-                .map(|n| format!(",num-queues={n}"))
-                .unwrap_or_default();
-            cmd.arg("-chardev")
-                .arg(format!(
-                    "socket,id=vub{i},path={}{reconnect}",
-                    escape(&dev.socket)
-                ))
-                .arg("-device")
-                .arg(format!("vhost-user-blk-pci,chardev=vub{i}{queues}"));
+            qemu::vhost_user_blk(&mut cmd, i, &dev.socket, dev.num_queues, dev.reconnect_ms);
         }
         if !self.ports.is_empty() {
-            cmd.args(["-device", "virtio-serial-pci,id=vser0"]);
+            qemu::serial_controller(&mut cmd);
         }
         for (i, name) in self.ports.iter().enumerate() {
-            let sock = port_socket(dir, name);
-            cmd.arg("-chardev")
-                .arg(format!(
-                    "socket,id=port{i},path={},server=on,wait=off",
-                    escape(&sock)
-                ))
-                .arg("-device")
-                .arg(format!(
-                    "virtserialport,bus=vser0.0,chardev=port{i},name={name}"
-                ));
+            qemu::serial_port(&mut cmd, i, name, &port_socket(dir, name));
         }
         for i in 0..self.hotplug_ports {
             cmd.arg("-device").arg(format!(
@@ -273,7 +231,3 @@ pub fn qmp_socket(dir: &Path) -> PathBuf {
     dir.join("qmp.sock")
 }
 
-/// QEMU option values double their commas.
-fn escape(path: &Path) -> String {
-    path.to_string_lossy().replace(',', ",,")
-}

@@ -1,0 +1,116 @@
+//! Choosing the accelerator. `/dev/kvm` may exist and open while ordinary guest kernels
+//! still fail under it (nested virtualisation), so KVM is used only after a probe guest
+//! booted with it to userspace. The verdict is kept in `<cache>/accel-verdict`, keyed by
+//! host kernel, QEMU version and guest kernel, so the probe runs once per combination.
+
+use std::fs::{self, OpenOptions};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use super::assets::{AssetCache, Kernel};
+use super::error::VmError;
+use super::initramfs::Initramfs;
+use super::process::VmProcess;
+use super::qemu::{DEFAULT_APPEND, Machine};
+use super::tool::run;
+
+/// A QEMU accelerator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    /// Hardware virtualisation (`-accel kvm -cpu host`).
+    Kvm,
+    /// Emulation (`-accel tcg -cpu max`).
+    Tcg,
+}
+
+impl Accel {
+    /// The `-accel` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Kvm => "kvm",
+            Self::Tcg => "tcg",
+        }
+    }
+
+    /// The `-cpu` value that goes with it.
+    pub fn cpu(self) -> &'static str {
+        match self {
+            Self::Kvm => "host",
+            Self::Tcg => "max",
+        }
+    }
+}
+
+const PROBE_MARKER: &str = "LAYERPASS-KVM-PROBE-OK";
+const PROBE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// KVM if `/dev/kvm` opens and a probe guest of `kernel` boots under it to userspace
+/// (verdict cached), else TCG. `why` is told the reason for TCG.
+pub fn detect(
+    qemu: &Path,
+    cache: &AssetCache,
+    kernel: &Kernel,
+    busybox: &Path,
+) -> Result<(Accel, String), VmError> {
+    if let Err(e) = OpenOptions::new().read(true).write(true).open("/dev/kvm") {
+        return Ok((Accel::Tcg, format!("/dev/kvm unusable ({e})")));
+    }
+    let key = verdict_key(qemu, kernel)?;
+    let _lock = cache.lock("accel.lock")?;
+    let path = cache.dir().join("accel-verdict");
+    if let Ok(text) = fs::read_to_string(&path)
+        && let Some((cached_key, verdict)) = text.trim_end().rsplit_once('\n')
+        && cached_key == key
+    {
+        match verdict {
+            "kvm" => return Ok((Accel::Kvm, "KVM probe passed (cached)".into())),
+            "tcg" => return Ok((Accel::Tcg, "KVM probe failed (cached)".into())),
+            _ => {}
+        }
+    }
+    let (verdict, why) = probe_kvm(qemu, kernel, busybox)?;
+    fs::write(&path, format!("{key}\n{}\n", verdict.name()))
+        .map_err(VmError::io("write", &path))?;
+    Ok((verdict, why))
+}
+
+fn verdict_key(qemu: &Path, kernel: &Kernel) -> Result<String, VmError> {
+    let host = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let out = run(Command::new(qemu).arg("--version"))?;
+    let version = String::from_utf8_lossy(&out.stdout);
+    Ok(format!(
+        "host={} qemu={} guest={}",
+        host.trim(),
+        version.lines().next().unwrap_or_default().trim(),
+        kernel.release
+    ))
+}
+
+/// Boots a tiny guest under KVM: KVM is usable if its init runs.
+fn probe_kvm(qemu: &Path, kernel: &Kernel, busybox: &Path) -> Result<(Accel, String), VmError> {
+    let dir = tempfile::tempdir().map_err(VmError::io("create", std::env::temp_dir()))?;
+    let initrd = dir.path().join("probe.cpio.gz");
+    let mut image = Initramfs::empty();
+    image.busybox(busybox)?.init(&format!(
+        "#!/bin/sh\necho {PROBE_MARKER}\n/bin/poweroff -f\n"
+    ));
+    image.write(&initrd)?;
+    let machine = Machine {
+        kernel: kernel.vmlinuz.clone(),
+        initrd,
+        append: DEFAULT_APPEND.to_owned(),
+        memory_mib: 256,
+        cpus: 1,
+        accel: Accel::Kvm,
+    };
+    let vm = VmProcess::spawn(&mut machine.command(qemu))?;
+    if vm.wait_for(PROBE_MARKER, PROBE_TIMEOUT) {
+        Ok((Accel::Kvm, "KVM probe passed".into()))
+    } else {
+        Ok((
+            Accel::Tcg,
+            format!("KVM probe failed: {}", vm.console_tail(3).replace('\n', " | ")),
+        ))
+    }
+}
