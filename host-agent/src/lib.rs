@@ -17,6 +17,7 @@ pub mod image;
 pub mod kata;
 pub mod plan;
 pub mod ratelog;
+pub mod run;
 pub mod state;
 pub mod verity;
 pub mod vhost;

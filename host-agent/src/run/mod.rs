@@ -1,0 +1,6 @@
+//! `layerpass run`: a container image in a microVM.
+
+pub mod error;
+pub mod process;
+
+pub use error::RunError;
