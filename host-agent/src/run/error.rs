@@ -42,6 +42,17 @@ pub enum RunError {
     NotEmpty { path: PathBuf },
 }
 
+impl RunError {
+    pub(crate) fn io(
+        what: impl Into<String>,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(io::Error) -> Self {
+        let what = what.into();
+        let path = path.into();
+        move |source| Self::Io { what, path, source }
+    }
+}
+
 impl From<layerpass_fsutil::FsError> for RunError {
     fn from(e: layerpass_fsutil::FsError) -> Self {
         Self::Io {

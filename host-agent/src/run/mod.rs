@@ -2,5 +2,6 @@
 
 pub mod error;
 pub mod process;
+pub mod sample;
 
 pub use error::RunError;
