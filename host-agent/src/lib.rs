@@ -18,6 +18,7 @@ pub mod kata;
 pub mod microvm;
 pub mod plan;
 pub mod ratelog;
+pub mod run;
 pub mod state;
 pub mod verity;
 pub mod vhost;

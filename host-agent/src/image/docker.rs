@@ -25,6 +25,7 @@ struct Chosen {
     what: String,
     config_digest: Digest,
     config: ImageConfig,
+    config_blob: BlobRef,
 }
 
 /// Reads the image for `platform` from the `docker save` archive in `store`.
@@ -69,6 +70,7 @@ pub fn read(
                 what,
                 config_digest,
                 config,
+                config_blob: blob,
             },
         });
     }
@@ -115,6 +117,8 @@ pub fn read(
         config_digest: chosen.config_digest,
         platform: chosen.config.platform(),
         layers,
+        config_blob: chosen.config_blob,
+        store: Arc::clone(store),
     })
 }
 

@@ -28,7 +28,7 @@ use std::sync::Arc;
 pub use digest::Digest;
 pub use error::ImageError;
 pub use media::Compression;
-pub use model::{CONFIG_LIMIT, Image, Layer, METADATA_LIMIT, SourceFormat};
+pub use model::{CONFIG_LIMIT, Image, Layer, METADATA_LIMIT, SourceFormat, read_config};
 pub use platform::Platform;
 pub use store::BlobReader;
 pub use verify::{VerifyingReader, into_image_error};

@@ -42,6 +42,18 @@ pub struct Image {
     pub platform: Option<Platform>,
     /// Layers bottom first, as the manifest lists them.
     pub layers: Vec<Layer>,
+    /// Where the config blob is, for [`read_config`].
+    pub(super) config_blob: BlobRef,
+    pub(super) store: Arc<Store>,
+}
+
+/// The bytes of `image`'s config blob (at most [`CONFIG_LIMIT`]), read again and verified
+/// against [`Image::config_digest`].
+pub fn read_config(image: &Image) -> Result<Vec<u8>, ImageError> {
+    let what = format!("image config {}", image.config_digest);
+    image
+        .store
+        .read_blob(&image.config_blob, CONFIG_LIMIT, &what)
 }
 
 /// One layer of an [`Image`].

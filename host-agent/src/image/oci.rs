@@ -78,6 +78,8 @@ pub fn read(
         config_digest: config_desc.digest,
         platform: config.platform(),
         layers,
+        config_blob,
+        store: Arc::clone(store),
     })
 }
 
