@@ -2,7 +2,8 @@
 //! command line (`cli/`: clap, anyhow, indicatif) lives here, not in the library.
 //!
 //! Exit status: 0 success, 1 error, 2 usage error, 3 a check ran and failed (e.g. a
-//! corrupted block).
+//! corrupted block); `run` exits with its command's status (125: layerpass failed, 130:
+//! interrupted).
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
     match cli.run() {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::CheckFailed) => ExitCode::from(3),
+        Ok(Outcome::Exit(code)) => ExitCode::from(code),
         Err(e) => {
             let chain: Vec<String> = e.chain().map(ToString::to_string).collect();
             eprintln!("layerpass: {}", chain.join(": "));

@@ -5,6 +5,7 @@ mod blk;
 mod convert;
 mod plan;
 mod progress;
+mod run;
 mod serve;
 mod verity;
 
@@ -18,6 +19,8 @@ pub enum Outcome {
     Success,
     /// A check ran and found a problem (e.g. a corrupted block).
     CheckFailed,
+    /// `run`: the command's exit status (or 125 / 130, see `cli/run.rs`).
+    Exit(u8),
 }
 
 /// layerpass: container image layers as verified EROFS disks for virtual machines.
@@ -48,6 +51,9 @@ pub enum Command {
     List(api::ListArgs),
     /// The daemon's configuration and counters.
     Status(api::StatusArgs),
+    /// Run a container image's command in a microVM: layers verified in the guest, never
+    /// unpacked.
+    Run(run::RunArgs),
     /// Build and check dm-verity hash trees (veritysetup-compatible).
     #[command(subcommand)]
     Verity(verity::VerityCommand),
@@ -66,6 +72,7 @@ impl Cli {
             Command::Unexport(a) => a.run(),
             Command::List(a) => a.run(),
             Command::Status(a) => a.run(),
+            Command::Run(a) => a.run(),
         }
     }
 }

@@ -6,7 +6,10 @@ use std::path::PathBuf;
 
 use layerpass_protocols::status::{HasKind, Kind};
 
+use crate::convert::ImageConvertError;
+use crate::daemon::DaemonError;
 use crate::image::ImageError;
+use crate::microvm::VmError;
 
 /// Errors preparing or running a container image in a microVM.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +43,40 @@ pub enum RunError {
     /// A directory to be created already holds something.
     #[error("{path} already exists and is not an empty directory")]
     NotEmpty { path: PathBuf },
+    /// An option that cannot be used.
+    #[error("{0}")]
+    BadOption(String),
+    /// The guest agent binary cannot be used.
+    #[error("guest agent {0}")]
+    Agent(String),
+    /// A guest asset, a tool or QEMU failed.
+    #[error(transparent)]
+    Vm(#[from] VmError),
+    /// A layer cannot be converted.
+    #[error("conversion: {0}")]
+    Convert(#[from] ImageConvertError),
+    /// The export failed.
+    #[error("export: {0}")]
+    Daemon(#[from] DaemonError),
+    /// The guest kernel lacks a filesystem or target layerpass needs.
+    #[error("{0}")]
+    Kernel(String),
+    /// The VM did not boot, or stopped before the command ended.
+    #[error("VM: {0}")]
+    Boot(String),
+    /// The guest agent refused or failed a stage (the mount, the process).
+    #[error("guest {stage} failed ({kind}): {message}")]
+    Guest {
+        /// `ports`, `plan`, `mount` or `process`.
+        stage: String,
+        /// The status kind, e.g. `PermissionDenied`.
+        kind: String,
+        /// What the agent said.
+        message: String,
+    },
+    /// SIGINT or SIGTERM: everything was stopped and removed.
+    #[error("interrupted")]
+    Interrupted,
 }
 
 impl RunError {
@@ -74,6 +111,23 @@ impl HasKind for RunError {
             | Self::BadEnv { .. }
             | Self::RelativeWorkdir { .. } => Kind::InvalidArgument,
             Self::NotEmpty { .. } => Kind::AlreadyExists,
+            Self::BadOption(_) => Kind::InvalidArgument,
+            Self::Agent(_) | Self::Vm(_) | Self::Kernel(_) => Kind::FailedPrecondition,
+            Self::Convert(e) => e.kind(),
+            Self::Daemon(e) => e.kind(),
+            Self::Boot(_) => Kind::Internal,
+            Self::Guest { kind, .. } => [
+                Kind::InvalidArgument,
+                Kind::NotFound,
+                Kind::AlreadyExists,
+                Kind::FailedPrecondition,
+                Kind::PermissionDenied,
+                Kind::Unavailable,
+            ]
+            .into_iter()
+            .find(|k| k.name() == kind)
+            .unwrap_or(Kind::Internal),
+            Self::Interrupted => Kind::Unavailable,
         }
     }
 }

@@ -1,0 +1,459 @@
+//! One run from start to end: image → cached EROFS layers → export (the daemon's code, in
+//! process) → microVM → the guest agent mounts the rootfs and runs the command → exit
+//! status. Every step's resources are owned by guards declared in reverse order of
+//! teardown, so an error or an interruption at any point leaves nothing behind: no QEMU,
+//! no sockets, no mounts, no temporary files.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::{Duration, Instant};
+
+use super::error::RunError;
+use super::guest::{self, GuestAssets};
+use super::options::{AccelChoice, RunOptions};
+use super::process::{ProcessSpec, image_runtime, process_spec};
+use super::reference;
+use super::report::{LayerReport, RunReport, Timings, ms};
+use super::sample::write_sample_image;
+use super::status::StatusEvent;
+use super::vm::{self, Disks, StatusMsg};
+use crate::api::convert::export_response;
+use crate::convert::{ConvertEvent, ImageConvertOptions, ImageConvertReport, OutputLayout, convert_image};
+use crate::daemon::config::{Config, ExportMode, UpperKind, VerityMode};
+use crate::daemon::disks::UpperRequest;
+use crate::daemon::{Daemon, ExportSpec, SourceSpec};
+use crate::image::{Platform, open_image, read_config};
+use crate::microvm::accel::{self, Accel};
+use crate::microvm::assets::{AssetCache, Kernel};
+use crate::microvm::qemu::{DEFAULT_APPEND, Machine, QEMU};
+use crate::microvm::tool::require_tool;
+use crate::microvm::VmError;
+use crate::vhost::config::MAX_QUEUES;
+use layerpass_protocols::json;
+
+/// The container id of a run's one container.
+const CONTAINER: &str = "main";
+/// Default upper size.
+pub const DEFAULT_SCRATCH: u64 = 1 << 30;
+/// How long a guest may take to power off after its command ended.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Something worth telling the user while a run proceeds.
+#[derive(Debug, Clone)]
+pub enum RunNote {
+    /// A step starts (or a download).
+    Step(String),
+    /// Conversion progress.
+    Convert(ConvertEvent),
+    /// The accelerator and why.
+    Accel(String),
+    /// A line of the guest agent's event log.
+    EventLog(String),
+}
+
+/// Hears [`RunNote`]s from any thread.
+pub type Notify<'a> = &'a (dyn Fn(RunNote) + Sync);
+
+/// The exported layers, unexported (sockets and scratch files removed) on drop.
+struct Exported {
+    daemon: Daemon,
+    sandbox: String,
+}
+
+impl Drop for Exported {
+    fn drop(&mut self) {
+        if let Err(e) = self.daemon.unexport(&self.sandbox, CONTAINER) {
+            tracing::warn!(error = %e, "unexporting the run's layers");
+        }
+        self.daemon.shutdown();
+    }
+}
+
+/// Runs `opts`: the command's output goes to `stdout`/`stderr` as it is produced; the
+/// answer carries its exit status and the report.
+pub fn run(
+    opts: &RunOptions,
+    notify: Notify<'_>,
+    stdout: Box<dyn Write + Send>,
+    stderr: Box<dyn Write + Send>,
+) -> Result<RunReport, RunError> {
+    let total = Instant::now();
+    let mut timings = Timings::default();
+    let interrupted = || {
+        if opts.interrupted.load(Ordering::SeqCst) {
+            Err(RunError::Interrupted)
+        } else {
+            Ok(())
+        }
+    };
+    let qemu = require_tool(QEMU, "qemu-system-x86")?;
+    let step = |s: &str| notify(RunNote::Step(s.to_owned()));
+    let say = |s: &str| step(s);
+
+    // Guest assets.
+    let t = Instant::now();
+    let cache = &opts.cache;
+    let agent = guest::find_agent(opts.guest_agent.as_deref())?;
+    let busybox = cache.busybox(&say)?;
+    let kernel = match &opts.kernel {
+        Some(k) => custom_kernel(k, opts.kernel_modules.as_deref())?,
+        None => cache.cloud_kernel(&say)?,
+    };
+    let assets = GuestAssets::new(
+        kernel,
+        busybox.clone(),
+        agent,
+        opts.upper == UpperKind::EncryptedDisk,
+    )?;
+    let base_initrd = assets.base_initrd(cache, &say)?;
+    timings.assets_ms = ms(t.elapsed());
+    interrupted()?;
+
+    // The image and its layers.
+    let image_path = match &opts.image {
+        Some(p) => p.clone(),
+        None => sample_image(cache, &busybox, &say)?,
+    };
+    let platform = opts
+        .platform
+        .as_deref()
+        .map(|p| p.parse::<Platform>().map_err(|e| RunError::BadOption(format!("--platform {p}: {e}"))))
+        .transpose()?;
+    let image = open_image(&image_path, platform.as_ref())?;
+    let runtime = image_runtime(&read_config(&image)?)?;
+    let process = process_spec(
+        &runtime,
+        &opts.command,
+        &opts.env,
+        opts.user.as_deref(),
+        opts.workdir.as_deref(),
+    )?;
+    let t = Instant::now();
+    step("converting the image's layers");
+    let converted = {
+        let _lock = cache.lock("layers.lock")?;
+        let mut o = ImageConvertOptions::new(OutputLayout::ContainerdCache, cache.dir().join("layers"));
+        o.platform = platform.clone();
+        let progress = |e: ConvertEvent| notify(RunNote::Convert(e));
+        convert_image(&image_path, &o, &progress)?
+    };
+    timings.convert_ms = ms(t.elapsed());
+    interrupted()?;
+
+    let tmp = tempfile::Builder::new()
+        .prefix("layerpass-run-")
+        .tempdir()
+        .map_err(VmError::io("create", std::env::temp_dir()))?;
+
+    let reference_values = if opts.confidential {
+        let t = Instant::now();
+        step("computing reference values from the image's layer tars");
+        let toml = reference::from_image(&image_path, platform.as_ref(), &tmp.path().join("reference"))?;
+        timings.reference_values_ms = ms(t.elapsed());
+        Some(toml)
+    } else {
+        None
+    };
+    interrupted()?;
+
+    // Export, with the daemon's own code.
+    let t = Instant::now();
+    step("exporting the layers");
+    let exported = export(opts, cache, tmp.path(), &image_path)?;
+    let response = exported.1;
+    let exported = exported.0;
+    timings.export_ms = ms(t.elapsed());
+    interrupted()?;
+
+    // Accelerator.
+    let t = Instant::now();
+    let accel = choose_accel(opts.accel, &qemu, cache, &assets.kernel, &busybox)?;
+    notify(RunNote::Accel(format!("{} ({})", accel.0.name(), accel.1)));
+    timings.accel_ms = ms(t.elapsed());
+    interrupted()?;
+
+    // The initramfs of this run: the base image and the appended run files.
+    let plan = response
+        .plan
+        .as_ref()
+        .ok_or_else(|| RunError::Boot("the export answered no plan".into()))?;
+    let plan_json = json::print_plan(plan).map_err(|e| RunError::Boot(format!("the plan: {e}")))?;
+    let initrd = tmp.path().join("initrd");
+    write_initrd(&base_initrd, &initrd, &plan_json, &process, reference_values.as_deref())?;
+
+    let queues = u16::try_from(opts.cpus.clamp(1, MAX_QUEUES as u32)).unwrap_or(1);
+    let machine = Machine {
+        kernel: assets.kernel.vmlinuz.clone(),
+        initrd,
+        append: format!("{DEFAULT_APPEND} quiet"),
+        memory_mib: opts.memory_mib,
+        cpus: opts.cpus,
+        accel: accel.0,
+    };
+    let disks = Disks {
+        sockets: response.disks.iter().map(|d| PathBuf::from(&d.socket)).collect(),
+        queues,
+    };
+    step("booting the VM");
+    let mut vm = vm::boot(&qemu, &machine, &disks, tmp.path(), stdout, stderr)?;
+
+    let mut exit: Option<(i32, Instant)> = None;
+    let mut failure: Option<RunError> = None;
+    let mut event_log = Vec::new();
+    loop {
+        interrupted()?;
+        match vm.status.recv_timeout(Duration::from_millis(50)) {
+            Ok(StatusMsg::Event(event)) => match event {
+                StatusEvent::Ready { .. } => timings.boot_ms = ms(vm.started.elapsed()),
+                StatusEvent::Mounted { mount_ms, .. } => timings.mount_ms = mount_ms,
+                StatusEvent::Eventlog { line } => {
+                    notify(RunNote::EventLog(line.clone()));
+                    event_log.push(line);
+                }
+                StatusEvent::Failed { stage, kind, message } => {
+                    failure.get_or_insert(RunError::Guest { stage, kind, message });
+                }
+                StatusEvent::Exited { code, run_ms } => {
+                    timings.command_ms = run_ms;
+                    exit = Some((code, Instant::now()));
+                }
+            },
+            Ok(StatusMsg::Bad(e)) => {
+                failure.get_or_insert(RunError::Boot(e));
+            }
+            Ok(StatusMsg::Closed) | Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => {
+                if let Some(t) = exit.map(|e| e.1)
+                    && t.elapsed() > SHUTDOWN_TIMEOUT
+                {
+                    tracing::warn!("the guest did not power off after its command: killing it");
+                    break;
+                }
+            }
+        }
+    }
+    if vm.process.wait_timeout(SHUTDOWN_TIMEOUT)?.is_none() {
+        vm.process.kill();
+    }
+    vm.drain_output(Duration::from_secs(2));
+    if let Some((_, t)) = exit {
+        timings.shutdown_ms = ms(t.elapsed());
+    }
+    let console = vm.process.console();
+    drop(vm);
+    drop(exported);
+    drop(tmp);
+    timings.total_ms = ms(total.elapsed());
+
+    let Some((code, _)) = exit else {
+        if let Some(f) = failure {
+            return Err(f);
+        }
+        if let Some(missing) = console
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("LAYERPASS-KERNEL-MISSING:"))
+        {
+            return Err(RunError::Kernel(format!(
+                "the guest kernel {} lacks{missing} (built in or as modules)",
+                assets.kernel.release
+            )));
+        }
+        let tail: Vec<&str> = console.lines().rev().take(25).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        return Err(RunError::Boot(format!(
+            "the VM stopped before the command ended; its console ended with:\n{}",
+            tail.join("\n")
+        )));
+    };
+    Ok(RunReport {
+        exit_code: code,
+        accel: accel.0.name().to_owned(),
+        image: opts
+            .image
+            .as_ref()
+            .map_or_else(|| "embedded sample image".to_owned(), |p| p.display().to_string()),
+        mode: match opts.mode {
+            ExportMode::PerLayer => "per-layer",
+            ExportMode::Composite => "composite",
+        }
+        .to_owned(),
+        upper: opts.upper.name().to_owned(),
+        confidential: opts.confidential,
+        kernel: assets.kernel.release.clone(),
+        timings,
+        layers: layer_reports(&converted),
+        event_log,
+    })
+}
+
+fn layer_reports(converted: &ImageConvertReport) -> Vec<LayerReport> {
+    converted
+        .layers
+        .iter()
+        .rev()
+        .map(|l| LayerReport {
+            digest: l.digest.to_string(),
+            diff_id: l.diff_id.to_string(),
+            root_hash: l.root_hash.to_string(),
+            size: l.size,
+            shared: l.skipped(),
+        })
+        .collect()
+}
+
+/// A kernel given with `--kernel` (and its modules with `--kernel-modules`).
+fn custom_kernel(vmlinuz: &Path, modules: Option<&Path>) -> Result<Kernel, RunError> {
+    if !vmlinuz.is_file() {
+        return Err(RunError::BadOption(format!("--kernel {}: no such file", vmlinuz.display())));
+    }
+    let release = match modules {
+        Some(m) => {
+            if !m.join("modules.dep").is_file() {
+                return Err(RunError::BadOption(format!(
+                    "--kernel-modules {}: no modules.dep (run depmod -b for it)",
+                    m.display()
+                )));
+            }
+            m.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        }
+        None => vmlinuz.display().to_string(),
+    };
+    Ok(Kernel {
+        package: String::new(),
+        release,
+        vmlinuz: vmlinuz.to_owned(),
+        modules_dir: modules.map(Path::to_owned),
+    })
+}
+
+/// The embedded sample image, built from busybox-static on first use.
+fn sample_image(cache: &AssetCache, busybox: &Path, say: &(dyn Fn(&str) + Sync)) -> Result<PathBuf, RunError> {
+    let bytes = fs::read(busybox).map_err(VmError::io("read", busybox))?;
+    let key = hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(&bytes)[..8]);
+    let dir = cache.dir().join("images").join(format!("sample-{key}"));
+    if dir.join("index.json").is_file() {
+        return Ok(dir);
+    }
+    let _lock = cache.lock("images.lock")?;
+    if !dir.join("index.json").is_file() {
+        say("assembling the embedded sample image");
+        write_sample_image(busybox, &dir)?;
+    }
+    Ok(dir)
+}
+
+fn export(
+    opts: &RunOptions,
+    cache: &AssetCache,
+    tmp: &Path,
+    image: &Path,
+) -> Result<(Exported, layerpass_protocols::v1::host::ExportResponse), RunError> {
+    let run_dir = tmp.join("run");
+    let config = Config {
+        state_dir: tmp.join("state"),
+        cache_dir: cache.dir().to_owned(),
+        api_socket: run_dir.join("api.sock"),
+        run_dir,
+        export_mode: opts.mode,
+        upper: opts.upper,
+        scratch_size: opts.scratch_size.unwrap_or(DEFAULT_SCRATCH),
+        verity: VerityMode::RequireSidecar,
+        kata_vhost_user_store: None,
+        queues: usize::try_from(opts.cpus).unwrap_or(1).clamp(1, MAX_QUEUES),
+        workers: usize::try_from(opts.cpus).unwrap_or(1).clamp(1, 2),
+        ..Config::default()
+    };
+    let daemon = Daemon::start(config)?;
+    let sandbox = format!("run-{}", std::process::id());
+    let spec = ExportSpec {
+        sandbox: sandbox.clone(),
+        container: CONTAINER.to_owned(),
+        source: SourceSpec::Image {
+            path: image.to_owned(),
+            platform: opts.platform.clone(),
+        },
+        mode: Some(opts.mode),
+        upper: Some(UpperRequest {
+            kind: opts.upper,
+            size: opts.scratch_size.or(Some(DEFAULT_SCRATCH)),
+        }),
+        guest: None,
+    };
+    let outcome = daemon.export(&spec);
+    let exported = Exported { daemon, sandbox };
+    let outcome = outcome?;
+    Ok((exported, export_response(&outcome)))
+}
+
+fn choose_accel(
+    choice: AccelChoice,
+    qemu: &Path,
+    cache: &AssetCache,
+    kernel: &Kernel,
+    busybox: &Path,
+) -> Result<(Accel, String), RunError> {
+    match choice {
+        AccelChoice::Tcg => Ok((Accel::Tcg, "--accel tcg".into())),
+        AccelChoice::Kvm => {
+            fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/kvm")
+                .map_err(|e| RunError::BadOption(format!("--accel kvm: /dev/kvm: {e}")))?;
+            Ok((Accel::Kvm, "--accel kvm".into()))
+        }
+        AccelChoice::Auto => Ok(accel::detect(qemu, cache, kernel, busybox)?),
+    }
+}
+
+/// `base` followed by the run's own cpio: the plan, the process, the agent's arguments
+/// and, in confidential mode, the reference values.
+fn write_initrd(
+    base: &Path,
+    out: &Path,
+    plan_json: &str,
+    process: &ProcessSpec,
+    reference_values: Option<&str>,
+) -> Result<(), RunError> {
+    let process_json = serde_json::to_vec(process)
+        .map_err(|e| RunError::Boot(format!("the process spec: {e}")))?;
+    let mut args = format!(
+        "--plan {dir}/plan.json --process {dir}/process.json --status-port {} --stdout-port {} --stderr-port {}",
+        super::status::STATUS_PORT,
+        super::status::STDOUT_PORT,
+        super::status::STDERR_PORT,
+        dir = guest::RUN_FILES,
+    );
+    let mut files = vec![
+        ("plan.json", plan_json.as_bytes().to_vec()),
+        ("process.json", process_json),
+    ];
+    if let Some(rv) = reference_values {
+        files.push(("reference-values.toml", rv.as_bytes().to_vec()));
+        args.push_str(&format!(
+            " --confidential --reference-values {}/reference-values.toml",
+            guest::RUN_FILES
+        ));
+    } else {
+        args.push_str(" --require-verity");
+    }
+    args.push('\n');
+    files.push(("agent-args", args.into_bytes()));
+    let appendix = guest::appendix(&files)?;
+    let copied = fs::copy(base, out).map_err(VmError::io("copy the initramfs to", out))?;
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(out)
+        .map_err(VmError::io("open", out))?;
+    // The kernel looks for the next archive's magic at a 4-byte aligned offset and skips
+    // zero bytes before it.
+    let pad = usize::try_from((4 - copied % 4) % 4).unwrap_or(0);
+    f.write_all(&[0_u8; 3][..pad])
+        .and_then(|()| f.write_all(&appendix))
+        .and_then(|()| f.flush())
+        .map_err(VmError::io("append to", out))?;
+    Ok(())
+}
