@@ -15,6 +15,7 @@ pub mod layers;
 pub mod overlay;
 pub mod plan;
 pub mod policy;
+pub mod process;
 mod rollback;
 pub mod runlock;
 pub mod server;

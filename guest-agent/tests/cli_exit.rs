@@ -106,3 +106,104 @@ fn unmount_of_an_unknown_container_succeeds_and_list_is_empty() {
         r#"{"containers": []}"#
     );
 }
+
+/// `run` reports on the status port (a file here): `ready`, then `failed` with the stage
+/// and kind, and exits with the kind's status; nothing is mounted.
+#[test]
+fn run_failures_are_status_lines_and_exit_statuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
+    std::fs::write(d("process.json"), r#"{"args":["true"]}"#).unwrap();
+    std::fs::write(d("bad-process.json"), r#"{"args":[],"cwd":"/"}"#).unwrap();
+    std::fs::write(
+        d("bad-plan.json"),
+        r#"{"containerId": "c1", "rootHash": ""}"#,
+    )
+    .unwrap();
+    let good_plan = format!(
+        r#"{{"containerId": "c1", "layers": [{{"digest": "{DIGEST}", "disk": {{"serial": "lp-none"}},
+             "fsType": "FS_TYPE_EROFS"}}], "upper": {{"tmpfs": {{"sizeBytes": "4096"}}}}}}"#
+    );
+    std::fs::write(d("plan.json"), good_plan).unwrap();
+    let run_with = |plan: &str, process: &str, stderr: &str, extra: &[&str]| {
+        let (status, stdout, run_dir) = (d("status"), d("out"), d("run"));
+        let mut args = vec![
+            "run",
+            "--plan",
+            plan,
+            "--process",
+            process,
+            "--status-port",
+            &status,
+            "--stdout-port",
+            &stdout,
+            "--stderr-port",
+            stderr,
+            "--run-dir",
+            &run_dir,
+        ];
+        args.extend_from_slice(extra);
+        let out = guest(&args);
+        let lines: Vec<serde_json::Value> = std::fs::read_to_string(d("status"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (out, lines)
+    };
+    let run = |plan: &str, process: &str, extra: &[&str]| run_with(plan, process, &d("err"), extra);
+
+    let (out, lines) = run(&d("bad-plan.json"), &d("process.json"), &[]);
+    assert_eq!(out.status.code(), Some(10), "{}", stderr(&out));
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines[0]["event"], "ready");
+    assert!(lines[0]["uptime_ms"].as_u64().unwrap() > 0);
+    assert_eq!(lines[1]["event"], "failed");
+    assert_eq!(lines[1]["stage"], "plan");
+    assert_eq!(lines[1]["kind"], "InvalidArgument");
+    assert!(
+        lines[1]["message"]
+            .as_str()
+            .unwrap()
+            .contains("bad-plan.json"),
+        "{lines:?}"
+    );
+
+    let (out, lines) = run(&d("plan.json"), &d("bad-process.json"), &[]);
+    assert_eq!(out.status.code(), Some(10), "{}", stderr(&out));
+    assert_eq!(lines[1]["stage"], "process");
+    assert!(
+        lines[1]["message"]
+            .as_str()
+            .unwrap()
+            .contains("args: empty"),
+        "{lines:?}"
+    );
+
+    let (out, lines) = run(&d("plan.json"), &d("missing.json"), &[]);
+    assert_eq!(out.status.code(), Some(11), "{}", stderr(&out));
+    assert_eq!(
+        (&lines[1]["stage"], &lines[1]["kind"]),
+        (&"process".into(), &"NotFound".into())
+    );
+
+    // the policy refuses a layer without verity: the mount stage fails before any disk
+    let (out, lines) = run(&d("plan.json"), &d("process.json"), &["--require-verity"]);
+    assert_eq!(lines[1]["stage"], "mount", "{lines:?} {}", stderr(&out));
+    assert_eq!(lines[1]["kind"], "PermissionDenied");
+    assert_ne!(out.status.code(), Some(0));
+
+    // a port that cannot be opened
+    let (out, lines) = run_with(
+        &d("plan.json"),
+        &d("process.json"),
+        "/nonexistent-dir/err",
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(11), "{}", stderr(&out));
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert_eq!(
+        (&lines[0]["event"], &lines[0]["stage"]),
+        (&"failed".into(), &"ports".into())
+    );
+}

@@ -36,6 +36,10 @@ pub enum Command {
     Unmount(UnmountArgs),
     /// List the mounted containers.
     List(ListArgs),
+    /// Mount a rootfs from a plan, run one process in it with its output on
+    /// virtio-serial ports, report on a status port, unmount (for the measured initramfs
+    /// of `layerpass run`).
+    Run(RunArgs),
 }
 
 /// The policy and where the agent keeps its state; shared by every command.
@@ -132,6 +136,32 @@ pub struct ListArgs {
     pub policy: PolicyArgs,
 }
 
+/// `run` arguments.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// The plan: a MountRequest in the protobuf JSON mapping.
+    #[arg(long, value_name = "PLAN.json")]
+    pub plan: PathBuf,
+    /// The process: {"args": [...], "env": ["K=V"], "cwd": "/", "user": "name:group"}.
+    #[arg(long, value_name = "PROCESS.json")]
+    pub process: PathBuf,
+    /// The virtio-serial port (by name) or file (absolute path) for the JSON status lines.
+    #[arg(long, value_name = "PORT")]
+    pub status_port: String,
+    /// The virtio-serial port (by name) or file (absolute path) for the process's stdout.
+    #[arg(long, value_name = "PORT")]
+    pub stdout_port: String,
+    /// The virtio-serial port (by name) or file (absolute path) for the process's stderr.
+    #[arg(long, value_name = "PORT")]
+    pub stderr_port: String,
+    /// How long to wait for each port to appear, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub port_timeout: f64,
+    /// Policy and state.
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
 fn invalid(message: String) -> Failure {
     Failure::new(Kind::InvalidArgument, message)
 }
@@ -159,6 +189,14 @@ impl PolicyArgs {
             config.rootfs_root.clone_from(root);
         }
         Ok(config)
+    }
+}
+
+impl RunArgs {
+    /// `--port-timeout` as a duration.
+    pub fn port_timeout(&self) -> Result<Duration, Failure> {
+        Duration::try_from_secs_f64(self.port_timeout)
+            .map_err(|e| invalid(format!("--port-timeout {}: {e}", self.port_timeout)))
     }
 }
 

@@ -1,12 +1,14 @@
-//! The `layerpass-guest` command line: `serve` (the ttrpc server) and the one-shot
+//! The `layerpass-guest` command line: `serve` (the ttrpc server), the one-shot
 //! commands `mount --plan`, `unmount` and `list` for init scripts and microVMs without a
-//! host connection. `main.rs` only calls [`main`].
+//! host connection, and `run` (mount, run one process, unmount: the only way a command
+//! runs in the guest; the ttrpc service has no exec). `main.rs` only calls [`main`].
 //!
 //! One-shot failures print `<Kind>: <message>` on stderr and exit with the kind's status
 //! (`layerpass_protocols::status::Kind::exit_code`, table in docs/protocol.md).
 
 mod args;
 mod oneshot;
+mod run;
 mod serve;
 
 use std::io::{IsTerminal, Write};
@@ -15,8 +17,10 @@ use std::process::ExitCode;
 use clap::Parser;
 use layerpass_protocols::status::Kind;
 
-pub use self::args::{Cli, Command, PolicyArgs, ServeArgs, TransportKind};
-use crate::error::AgentError;
+pub use self::args::{Cli, Command, PolicyArgs, RunArgs, ServeArgs, TransportKind};
+pub use self::run::{Stage, StatusEvent};
+use crate::error::{AgentError, Chain};
+use crate::process::ProcessError;
 
 /// A failed command: the protocol's kind and the whole message.
 #[derive(Debug)]
@@ -43,6 +47,13 @@ impl From<AgentError> for Failure {
     }
 }
 
+impl From<ProcessError> for Failure {
+    fn from(err: ProcessError) -> Self {
+        use layerpass_protocols::status::HasKind;
+        Self::new(err.kind(), Chain(&err).to_string())
+    }
+}
+
 /// Runs the command line and returns the process's exit status.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -64,6 +75,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Mount(args) => oneshot::mount(&args),
         Command::Unmount(args) => oneshot::unmount(&args),
         Command::List(args) => oneshot::list(&args),
+        Command::Run(args) => run::run(&args),
     }
 }
 

@@ -296,3 +296,76 @@ fn an_agent_failure_names_its_cause_once() {
         format!("container c1: unmount: unmounting rootfs /r: {}", busy())
     );
 }
+
+#[test]
+fn run_parses_the_init_scripts_command_line() {
+    let cli = parse(&[
+        "run",
+        "--plan",
+        "/layerpass/plan.json",
+        "--process",
+        "/layerpass/process.json",
+        "--status-port",
+        "layerpass.status",
+        "--stdout-port",
+        "layerpass.stdout",
+        "--stderr-port",
+        "layerpass.stderr",
+        "--confidential",
+        "--reference-values",
+        "/layerpass/reference-values.toml",
+        "--require-verity",
+    ]);
+    let Command::Run(args) = cli.command else {
+        panic!("not run: {:?}", cli.command);
+    };
+    assert_eq!(args.plan, Path::new("/layerpass/plan.json"));
+    assert_eq!(args.process, Path::new("/layerpass/process.json"));
+    assert_eq!(
+        (
+            args.status_port.as_str(),
+            args.stdout_port.as_str(),
+            args.stderr_port.as_str()
+        ),
+        ("layerpass.status", "layerpass.stdout", "layerpass.stderr")
+    );
+    assert_eq!(
+        args.port_timeout().unwrap(),
+        std::time::Duration::from_secs(30)
+    );
+    assert!(args.policy.confidential && args.policy.require_verity);
+    assert_eq!(
+        args.policy.reference_values.as_deref(),
+        Some(Path::new("/layerpass/reference-values.toml"))
+    );
+    assert_eq!(args.policy.run_dir, Path::new("/run/layerpass"));
+
+    let Command::Run(args) = parse(&[
+        "run",
+        "--plan=p",
+        "--process=q",
+        "--status-port=/tmp/s",
+        "--stdout-port=/tmp/o",
+        "--stderr-port=/tmp/e",
+        "--port-timeout=0.5",
+        "--device-timeout=3",
+        "--run-dir=/r",
+    ])
+    .command
+    else {
+        panic!("not run");
+    };
+    assert_eq!(
+        args.port_timeout().unwrap(),
+        std::time::Duration::from_millis(500)
+    );
+    assert_eq!(
+        args.policy.config().unwrap().device_timeout,
+        std::time::Duration::from_secs(3)
+    );
+    assert!(!args.policy.confidential);
+    // every port and both files are required
+    assert!(
+        Cli::try_parse_from(["layerpass-guest", "run", "--plan", "p", "--process", "q"]).is_err()
+    );
+}
