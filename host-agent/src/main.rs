@@ -16,16 +16,18 @@ mod cli;
 use cli::{Cli, Outcome};
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // `run` shares the terminal with its command: only warnings unless asked.
+    let default = if cli.is_run() { "warn" } else { "info" };
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
-            EnvFilter::try_from_env("LAYERPASS_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_env("LAYERPASS_LOG").unwrap_or_else(|_| EnvFilter::new(default)),
         )
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal())
         .without_time()
         .init();
-    let cli = Cli::parse();
     match cli.run() {
         Ok(Outcome::Success) => ExitCode::SUCCESS,
         Ok(Outcome::CheckFailed) => ExitCode::from(3),

@@ -17,8 +17,8 @@ use layerpass::plan::{LayerPlacement, PlannedLayer, Upper};
 use layerpass_tests::plans;
 use layerpass_tests::tools::{require_tool, run};
 use layerpass_tests::vm::{
-    BOOT_TIMEOUT, ChildGuard, Initramfs, TestImage, VhostUserBlk, VmBuilder, assets, require_vm_tools,
-    serve_blk, static_binary,
+    BOOT_TIMEOUT, ChildGuard, Initramfs, TestImage, VhostUserBlk, VmBuilder, assets,
+    require_vm_tools, serve_blk, static_binary,
 };
 use serde_json::Value;
 use sha2::{Digest, Sha256};

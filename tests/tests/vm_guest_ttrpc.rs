@@ -23,8 +23,8 @@ use layerpass_tests::guest_client::GuestClient;
 use layerpass_tests::plans;
 use layerpass_tests::tools::run;
 use layerpass_tests::vm::{
-    BOOT_TIMEOUT, Initramfs, TestImage, VhostUserBlk, VmBuilder, assets, require_vm_tools, serve_blk,
-    static_binary,
+    BOOT_TIMEOUT, Initramfs, TestImage, VhostUserBlk, VmBuilder, assets, require_vm_tools,
+    serve_blk, static_binary,
 };
 
 const PORT: &str = "layerpass.0";

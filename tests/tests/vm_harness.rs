@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use layerpass_tests::tools::{pseudo_random, require_tool, run};
 use layerpass_tests::vm::{
-    self, BOOT_TIMEOUT, BOOTED_MARKER, ChildGuard, Initramfs, TestImage, VhostUserBlk, VmBuilder, assets,
+    self, BOOT_TIMEOUT, BOOTED_MARKER, ChildGuard, Initramfs, TestImage, VhostUserBlk, VmBuilder,
+    assets,
 };
 use sha2::{Digest, Sha256};
 

@@ -18,8 +18,8 @@ use std::process::Command;
 use layerpass::verity::{FormatOptions, format_file};
 use layerpass_tests::tools::{require_tool, run};
 use layerpass_tests::vm::{
-    BOOT_TIMEOUT, ChildGuard, Initramfs, TestImage, VhostUserBlk, VmBuilder, assets, require_vm_tools,
-    serve_blk, serve_blk_logged, static_binary,
+    BOOT_TIMEOUT, ChildGuard, Initramfs, TestImage, VhostUserBlk, VmBuilder, assets,
+    require_vm_tools, serve_blk, serve_blk_logged, static_binary,
 };
 use sha2::{Digest, Sha256};
 

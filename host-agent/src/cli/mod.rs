@@ -60,6 +60,11 @@ pub enum Command {
 }
 
 impl Cli {
+    /// Whether the command is `run`.
+    pub fn is_run(&self) -> bool {
+        matches!(self.command, Command::Run(_))
+    }
+
     /// Runs the parsed command.
     pub fn run(self) -> anyhow::Result<Outcome> {
         match self.command {

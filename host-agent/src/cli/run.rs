@@ -147,7 +147,12 @@ impl RunArgs {
                     eprintln!("==> accelerator: {s}");
                 }
             }
-            RunNote::EventLog(line) => eprintln!("==> event log: {line}"),
+            RunNote::EventLog(line) => {
+                // What a confidential container runs on is always shown.
+                if self.confidential {
+                    eprintln!("==> event log: {line}");
+                }
+            }
             RunNote::Convert(e) => match e {
                 ConvertEvent::Started { total_bytes, .. } => {
                     bar.get_or_init(|| bytes_bar(total_bytes, "converting"));
@@ -221,7 +226,9 @@ impl RunArgs {
         let scratch_size = self
             .scratch_size
             .as_deref()
-            .map(|s| parse_size(s).map_err(|e| RunError::BadOption(format!("--scratch-size {s}: {e}"))))
+            .map(|s| {
+                parse_size(s).map_err(|e| RunError::BadOption(format!("--scratch-size {s}: {e}")))
+            })
             .transpose()?;
         let cache = match &self.cache_dir {
             Some(d) => AssetCache::new(d),
@@ -265,7 +272,13 @@ fn exit_status(code: i32) -> u8 {
 
 fn print_timings(r: &RunReport) {
     let t = &r.timings;
-    eprintln!("==> timings ({}, {} layers, {}, upper {}):", r.accel, r.layers.len(), r.mode, r.upper);
+    eprintln!(
+        "==> timings ({}, {} layers, {}, upper {}):",
+        r.accel,
+        r.layers.len(),
+        r.mode,
+        r.upper
+    );
     for (what, ms) in [
         ("guest assets", t.assets_ms),
         ("conversion (EROFS + dm-verity tree)", t.convert_ms),

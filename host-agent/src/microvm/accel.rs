@@ -43,7 +43,9 @@ impl Accel {
 }
 
 const PROBE_MARKER: &str = "LAYERPASS-KVM-PROBE-OK";
-const PROBE_TIMEOUT: Duration = Duration::from_secs(90);
+/// A kernel that works under KVM reaches userspace in well under a second; one that does
+/// not hangs or crawls. Generous for a loaded host, short enough for a first run.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// KVM if `/dev/kvm` opens and a probe guest of `kernel` boots under it to userspace
 /// (verdict cached), else TCG. `why` is told the reason for TCG.
@@ -110,7 +112,10 @@ fn probe_kvm(qemu: &Path, kernel: &Kernel, busybox: &Path) -> Result<(Accel, Str
     } else {
         Ok((
             Accel::Tcg,
-            format!("KVM probe failed: {}", vm.console_tail(3).replace('\n', " | ")),
+            format!(
+                "KVM probe failed: {}",
+                vm.console_tail(3).replace('\n', " | ")
+            ),
         ))
     }
 }

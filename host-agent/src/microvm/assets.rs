@@ -129,7 +129,11 @@ impl AssetCache {
 
     /// When apt cannot resolve or download a package (offline), the newest cached one is
     /// used, with a warning. With nothing cached the failure stands.
-    fn or_cached(&self, fetched: Result<PathBuf, VmError>, prefix: &str) -> Result<PathBuf, VmError> {
+    fn or_cached(
+        &self,
+        fetched: Result<PathBuf, VmError>,
+        prefix: &str,
+    ) -> Result<PathBuf, VmError> {
         match fetched {
             Ok(root) => Ok(root),
             Err(e) => {
@@ -244,7 +248,12 @@ fn fetch_into(package: &str, version: &str, tmp: &Path, dir: &Path) -> Result<()
         .parent()
         .ok_or_else(|| VmError::Asset(format!("{} has no parent", dir.display())))?;
     fs::create_dir_all(parent).map_err(VmError::io("create", parent))?;
-    fs::rename(&root, dir).map_err(VmError::io("rename into place", dir))?;
+    if let Err(e) = fs::rename(&root, dir) {
+        // Another cache sharing this package directory (its own lock file) won the race.
+        if !dir.is_dir() {
+            return Err(VmError::io("rename into place", dir)(e));
+        }
+    }
     fs::remove_dir_all(tmp).map_err(VmError::io("remove", tmp))?;
     Ok(())
 }
@@ -281,9 +290,8 @@ fn depmod((base, release): &(PathBuf, String)) -> Result<(), VmError> {
 }
 
 fn kernel_in(root: &Path) -> Result<Kernel, VmError> {
-    let (base, release) = modules_base(root)?.ok_or_else(|| {
-        VmError::Asset(format!("no lib/modules/<release> in {}", root.display()))
-    })?;
+    let (base, release) = modules_base(root)?
+        .ok_or_else(|| VmError::Asset(format!("no lib/modules/<release> in {}", root.display())))?;
     let modules_dir = base.join("lib").join("modules").join(&release);
     if !modules_dir.join("modules.dep").is_file() {
         return Err(VmError::Asset(format!(
@@ -296,9 +304,7 @@ fn kernel_in(root: &Path) -> Result<Kernel, VmError> {
         .map(|d| d.join(format!("vmlinuz-{release}")))
         .chain([modules_dir.join("vmlinuz")])
         .find(|p| p.is_file())
-        .ok_or_else(|| {
-            VmError::Asset(format!("no vmlinuz for {release} in {}", root.display()))
-        })?;
+        .ok_or_else(|| VmError::Asset(format!("no vmlinuz for {release} in {}", root.display())))?;
     let package = root
         .file_name()
         .map(|n| {

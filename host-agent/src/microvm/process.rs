@@ -152,7 +152,11 @@ impl Drop for VmProcess {
     }
 }
 
-fn capture(stream: impl Read + Send + 'static, prefix: &'static str, into: Arc<Captured>) -> JoinHandle<()> {
+fn capture(
+    stream: impl Read + Send + 'static,
+    prefix: &'static str,
+    into: Arc<Captured>,
+) -> JoinHandle<()> {
     std::thread::spawn(move || {
         let mut reader = BufReader::new(stream);
         let mut line = Vec::new();

@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest as _, Sha256};
 
 use super::error::RunError;
+use crate::microvm::VmError;
 use crate::microvm::assets::{AssetCache, Kernel, Notify};
 use crate::microvm::initramfs::Initramfs;
 use crate::microvm::modules::{self, DEFAULT_MODULES, Module};
-use crate::microvm::VmError;
 
 /// The project's guest init.
 pub const GUEST_INIT: &str = include_str!("init.sh");
@@ -39,7 +39,12 @@ pub struct GuestAssets {
 
 impl GuestAssets {
     /// Resolves the modules `kernel` needs (with dm-crypt and dm-integrity when `encrypted`).
-    pub fn new(kernel: Kernel, busybox: PathBuf, agent: PathBuf, encrypted: bool) -> Result<Self, RunError> {
+    pub fn new(
+        kernel: Kernel,
+        busybox: PathBuf,
+        agent: PathBuf,
+        encrypted: bool,
+    ) -> Result<Self, RunError> {
         let mut wanted: Vec<&str> = DEFAULT_MODULES.to_vec();
         if encrypted {
             wanted.extend_from_slice(ENCRYPTED_MODULES);
@@ -137,7 +142,8 @@ pub fn find_agent(explicit: Option<&Path>) -> Result<PathBuf, RunError> {
     let path = match explicit {
         Some(p) => p.to_owned(),
         None => {
-            let exe = std::env::current_exe().map_err(VmError::io("find", "the running executable"))?;
+            let exe =
+                std::env::current_exe().map_err(VmError::io("find", "the running executable"))?;
             let beside = exe.with_file_name(AGENT_NAME);
             if !beside.is_file() {
                 return Err(RunError::Agent(format!(
@@ -168,9 +174,18 @@ pub fn check_static(path: &Path) -> Result<(), RunError> {
     if head[4] != 2 || head[5] != 1 || u16::from_le_bytes([head[18], head[19]]) != 62 {
         return Err(bad("not a 64-bit little-endian x86-64 ELF"));
     }
-    let u64_at = |o: usize| head.get(o..o + 8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes);
-    let u16_at = |o: usize| head.get(o..o + 2).and_then(|b| b.try_into().ok()).map(u16::from_le_bytes);
-    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38)) else {
+    let u64_at = |o: usize| {
+        head.get(o..o + 8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes)
+    };
+    let u16_at = |o: usize| {
+        head.get(o..o + 2)
+            .and_then(|b| b.try_into().ok())
+            .map(u16::from_le_bytes)
+    };
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38))
+    else {
         return Err(bad("truncated ELF header"));
     };
     for i in 0..usize::from(phnum) {

@@ -9,13 +9,16 @@ use crate::convert::{ImageConvertOptions, OutputLayout, convert_image};
 use crate::image::Platform;
 
 /// The guest agent's reference-values TOML: each layer's root hash bound to its diff ID.
-pub fn from_image(image: &Path, platform: Option<&Platform>, scratch: &Path) -> Result<String, RunError> {
+pub fn from_image(
+    image: &Path,
+    platform: Option<&Platform>,
+    scratch: &Path,
+) -> Result<String, RunError> {
     let mut o = ImageConvertOptions::new(OutputLayout::ContainerdCache, scratch);
     o.platform = platform.cloned();
     let report = convert_image(image, &o, &|_| {})?;
-    let mut toml = String::from(
-        "# layerpass run: root hashes computed from the image's layer tars\n",
-    );
+    let mut toml =
+        String::from("# layerpass run: root hashes computed from the image's layer tars\n");
     for l in &report.layers {
         toml.push_str(&format!(
             "\n[[layers]]\nroot_hash = \"{}\"\ndigest = \"{}\"\n",

@@ -21,16 +21,18 @@ use super::sample::write_sample_image;
 use super::status::StatusEvent;
 use super::vm::{self, Disks, StatusMsg};
 use crate::api::convert::export_response;
-use crate::convert::{ConvertEvent, ImageConvertOptions, ImageConvertReport, OutputLayout, convert_image};
+use crate::convert::{
+    ConvertEvent, ImageConvertOptions, ImageConvertReport, OutputLayout, convert_image,
+};
 use crate::daemon::config::{Config, ExportMode, UpperKind, VerityMode};
 use crate::daemon::disks::UpperRequest;
 use crate::daemon::{Daemon, ExportSpec, SourceSpec};
 use crate::image::{Platform, open_image, read_config};
+use crate::microvm::VmError;
 use crate::microvm::accel::{self, Accel};
 use crate::microvm::assets::{AssetCache, Kernel};
 use crate::microvm::qemu::{DEFAULT_APPEND, Machine, QEMU};
 use crate::microvm::tool::require_tool;
-use crate::microvm::VmError;
 use crate::vhost::config::MAX_QUEUES;
 use layerpass_protocols::json;
 
@@ -120,7 +122,10 @@ pub fn run(
     let platform = opts
         .platform
         .as_deref()
-        .map(|p| p.parse::<Platform>().map_err(|e| RunError::BadOption(format!("--platform {p}: {e}"))))
+        .map(|p| {
+            p.parse::<Platform>()
+                .map_err(|e| RunError::BadOption(format!("--platform {p}: {e}")))
+        })
         .transpose()?;
     let image = open_image(&image_path, platform.as_ref())?;
     let runtime = image_runtime(&read_config(&image)?)?;
@@ -135,7 +140,8 @@ pub fn run(
     step("converting the image's layers");
     let converted = {
         let _lock = cache.lock("layers.lock")?;
-        let mut o = ImageConvertOptions::new(OutputLayout::ContainerdCache, cache.dir().join("layers"));
+        let mut o =
+            ImageConvertOptions::new(OutputLayout::ContainerdCache, cache.dir().join("layers"));
         o.platform = platform.clone();
         let progress = |e: ConvertEvent| notify(RunNote::Convert(e));
         convert_image(&image_path, &o, &progress)?
@@ -151,7 +157,11 @@ pub fn run(
     let reference_values = if opts.confidential {
         let t = Instant::now();
         step("computing reference values from the image's layer tars");
-        let toml = reference::from_image(&image_path, platform.as_ref(), &tmp.path().join("reference"))?;
+        let toml = reference::from_image(
+            &image_path,
+            platform.as_ref(),
+            &tmp.path().join("reference"),
+        )?;
         timings.reference_values_ms = ms(t.elapsed());
         Some(toml)
     } else {
@@ -182,7 +192,13 @@ pub fn run(
         .ok_or_else(|| RunError::Boot("the export answered no plan".into()))?;
     let plan_json = json::print_plan(plan).map_err(|e| RunError::Boot(format!("the plan: {e}")))?;
     let initrd = tmp.path().join("initrd");
-    write_initrd(&base_initrd, &initrd, &plan_json, &process, reference_values.as_deref())?;
+    write_initrd(
+        &base_initrd,
+        &initrd,
+        &plan_json,
+        &process,
+        reference_values.as_deref(),
+    )?;
 
     let queues = u16::try_from(opts.cpus.clamp(1, MAX_QUEUES as u32)).unwrap_or(1);
     let machine = Machine {
@@ -194,7 +210,11 @@ pub fn run(
         accel: accel.0,
     };
     let disks = Disks {
-        sockets: response.disks.iter().map(|d| PathBuf::from(&d.socket)).collect(),
+        sockets: response
+            .disks
+            .iter()
+            .map(|d| PathBuf::from(&d.socket))
+            .collect(),
         queues,
     };
     step("booting the VM");
@@ -213,8 +233,16 @@ pub fn run(
                     notify(RunNote::EventLog(line.clone()));
                     event_log.push(line);
                 }
-                StatusEvent::Failed { stage, kind, message } => {
-                    failure.get_or_insert(RunError::Guest { stage, kind, message });
+                StatusEvent::Failed {
+                    stage,
+                    kind,
+                    message,
+                } => {
+                    failure.get_or_insert(RunError::Guest {
+                        stage,
+                        kind,
+                        message,
+                    });
                 }
                 StatusEvent::Exited { code, run_ms } => {
                     timings.command_ms = run_ms;
@@ -271,10 +299,10 @@ pub fn run(
     Ok(RunReport {
         exit_code: code,
         accel: accel.0.name().to_owned(),
-        image: opts
-            .image
-            .as_ref()
-            .map_or_else(|| "embedded sample image".to_owned(), |p| p.display().to_string()),
+        image: opts.image.as_ref().map_or_else(
+            || "embedded sample image".to_owned(),
+            |p| p.display().to_string(),
+        ),
         mode: match opts.mode {
             ExportMode::PerLayer => "per-layer",
             ExportMode::Composite => "composite",
@@ -307,7 +335,10 @@ fn layer_reports(converted: &ImageConvertReport) -> Vec<LayerReport> {
 /// A kernel given with `--kernel` (and its modules with `--kernel-modules`).
 fn custom_kernel(vmlinuz: &Path, modules: Option<&Path>) -> Result<Kernel, RunError> {
     if !vmlinuz.is_file() {
-        return Err(RunError::BadOption(format!("--kernel {}: no such file", vmlinuz.display())));
+        return Err(RunError::BadOption(format!(
+            "--kernel {}: no such file",
+            vmlinuz.display()
+        )));
     }
     let release = match modules {
         Some(m) => {
@@ -317,7 +348,9 @@ fn custom_kernel(vmlinuz: &Path, modules: Option<&Path>) -> Result<Kernel, RunEr
                     m.display()
                 )));
             }
-            m.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+            m.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
         }
         None => vmlinuz.display().to_string(),
     };
@@ -330,7 +363,11 @@ fn custom_kernel(vmlinuz: &Path, modules: Option<&Path>) -> Result<Kernel, RunEr
 }
 
 /// The embedded sample image, built from busybox-static on first use.
-fn sample_image(cache: &AssetCache, busybox: &Path, say: &(dyn Fn(&str) + Sync)) -> Result<PathBuf, RunError> {
+fn sample_image(
+    cache: &AssetCache,
+    busybox: &Path,
+    say: &(dyn Fn(&str) + Sync),
+) -> Result<PathBuf, RunError> {
     let bytes = fs::read(busybox).map_err(VmError::io("read", busybox))?;
     let key = hex::encode(&<sha2::Sha256 as sha2::Digest>::digest(&bytes)[..8]);
     let dir = cache.dir().join("images").join(format!("sample-{key}"));

@@ -62,7 +62,10 @@ mod tests {
     fn lines_parse_and_unknown_ones_are_refused() {
         assert_eq!(
             parse(r#"{"event":"exited","code":3,"run_ms":12}"#),
-            Ok(StatusEvent::Exited { code: 3, run_ms: 12 })
+            Ok(StatusEvent::Exited {
+                code: 3,
+                run_ms: 12
+            })
         );
         assert!(matches!(
             parse(r#"{"event":"failed","stage":"mount","kind":"PermissionDenied","message":"no"}"#),

@@ -157,7 +157,11 @@ fn read_status(stream: UnixStream, tx: &Sender<StatusMsg>) {
     let mut line = Vec::new();
     loop {
         line.clear();
-        match reader.by_ref().take(MAX_STATUS_LINE).read_until(b'\n', &mut line) {
+        match reader
+            .by_ref()
+            .take(MAX_STATUS_LINE)
+            .read_until(b'\n', &mut line)
+        {
             Ok(0) | Err(_) => break,
             Ok(_) => {
                 if line.last() != Some(&b'\n') {

@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-pub use layerpass::microvm::assets::{AssetCache, AssetLock, KERNEL_METAPACKAGE, Kernel, busybox_applets};
+pub use layerpass::microvm::assets::{
+    AssetCache, AssetLock, KERNEL_METAPACKAGE, Kernel, busybox_applets,
+};
 
 /// `<workspace>/target/vm-assets`, independent of `CARGO_TARGET_DIR`.
 pub fn asset_dir() -> PathBuf {

@@ -14,8 +14,8 @@ use super::console::Console;
 use super::guard::VmGuard;
 use super::process::ChildGuard;
 
-pub use layerpass::microvm::qemu::{DEFAULT_APPEND, QEMU};
 use layerpass::microvm::qemu::{self, Machine, escape};
+pub use layerpass::microvm::qemu::{DEFAULT_APPEND, QEMU};
 
 /// A `vhost-user-blk-pci` device on a backend's unix socket.
 #[derive(Debug, Clone)]
@@ -230,4 +230,3 @@ pub fn port_socket(dir: &Path, name: &str) -> PathBuf {
 pub fn qmp_socket(dir: &Path) -> PathBuf {
     dir.join("qmp.sock")
 }
-
