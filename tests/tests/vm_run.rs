@@ -317,3 +317,64 @@ fn sigint_during_boot_leaves_nothing() {
     );
     r.assert_clean();
 }
+
+#[test]
+fn through_a_running_daemon() {
+    if !require_vm_tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let r = Runner::new(dir.path());
+    let d = dir.path();
+    let config = d.join("config.toml");
+    fs::write(
+        &config,
+        format!(
+            "state_dir = {:?}\nrun_dir = {:?}\nqueues = 1\n",
+            d.join("state"),
+            d.join("run")
+        ),
+    )
+    .unwrap();
+    let api = d.join("run/api.sock");
+    let _daemon = ChildGuard::spawn(
+        Command::new(&r.bin)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .stderr(fs::File::create(d.join("daemon.log")).unwrap()),
+        "layerpass serve",
+    )
+    .unwrap();
+    let start = Instant::now();
+    while std::os::unix::net::UnixStream::connect(&api).is_err() {
+        assert!(start.elapsed() < BOOT_TIMEOUT, "the daemon did not come up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let api_arg = api.to_string_lossy().into_owned();
+    let out = r.run(&["--daemon", &api_arg, "--json", "--", "cat", "/etc/motd"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "layerpass: this rootfs is three verified EROFS layers\n"
+    );
+    let rep = report(&out);
+    for l in rep["layers"].as_array().unwrap() {
+        assert_eq!(l["root_hash"].as_str().unwrap().len(), 64, "{rep}");
+        assert!(l["size"].is_null() && l["shared"].is_null(), "{rep}");
+    }
+    // The daemon converted into its own cache, and the export is gone.
+    assert!(d.join("state/layers").is_dir());
+    let list = Command::new(&r.bin)
+        .args(["list", "--api"])
+        .arg(&api)
+        .output()
+        .unwrap();
+    assert!(list.status.success());
+    assert!(
+        text(&list.stdout).trim().is_empty(),
+        "{}",
+        text(&list.stdout)
+    );
+    let sockets: Vec<_> = fs::read_dir(d.join("run/sockets")).unwrap().collect();
+    assert!(sockets.is_empty(), "{sockets:?}");
+}

@@ -114,6 +114,10 @@ pub struct RunArgs {
     /// the command.
     #[arg(long)]
     json: bool,
+    /// Export through a running `layerpass serve` at this API socket instead of in
+    /// process (the daemon converts into its own cache and serves the disks).
+    #[arg(long, value_name = "SOCKET")]
+    daemon: Option<PathBuf>,
     /// The command and its arguments [default: the image's Entrypoint and Cmd].
     #[arg(value_name = "CMD")]
     command: Vec<String>,
@@ -255,7 +259,7 @@ impl RunArgs {
             },
             guest_agent: self.guest_agent.clone(),
             cache,
-            daemon: None,
+            daemon: self.daemon.clone(),
             command: self.command.clone(),
             env: self.env.clone(),
             workdir: self.workdir.clone(),
@@ -295,12 +299,15 @@ fn print_timings(r: &RunReport) {
     }
     eprintln!("==> layers (top first):");
     for l in &r.layers {
+        let size = l.size.map_or_else(|| "?".to_owned(), |s| s.to_string());
+        let shared = match l.shared {
+            Some(true) => " shared",
+            Some(false) => "",
+            None => " (daemon's cache)",
+        };
         eprintln!(
-            "  {} root {} {:>10} bytes{}",
-            l.diff_id,
-            l.root_hash,
-            l.size,
-            if l.shared { " shared" } else { "" }
+            "  {} root {} {size:>10} bytes{shared}",
+            l.diff_id, l.root_hash
         );
     }
 }

@@ -16,6 +16,10 @@ use super::tool::run;
 /// The metapackage whose dependency names the current cloud kernel package.
 pub const KERNEL_METAPACKAGE: &str = "linux-image-cloud-amd64";
 
+/// How long an answer of apt (which package, which version) is reused before apt is asked
+/// again: a newer kernel is picked up within a day.
+pub const REMEMBER: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 /// Told what is being fetched (for a progress line); called before each download.
 pub type Notify<'a> = &'a (dyn Fn(&str) + Sync);
 
@@ -89,7 +93,9 @@ impl AssetCache {
     /// now, so nothing is pinned), downloading and unpacking it on first use. Offline,
     /// the newest cached one is used.
     pub fn cloud_kernel(&self, notify: Notify<'_>) -> Result<Kernel, VmError> {
-        let fetched = kernel_package_name().and_then(|p| self.deb_package(&p, notify));
+        let fetched = self
+            .remembered("kernel-package", kernel_package_name)
+            .and_then(|p| self.deb_package(&p, notify));
         kernel_in(&self.or_cached(fetched, "linux-image-")?)
     }
 
@@ -148,7 +154,8 @@ impl AssetCache {
 
     /// The unpacked package `package` at apt's candidate version: `<cache>/pkg/<name>_<ver>`.
     pub fn deb_package(&self, package: &str, notify: Notify<'_>) -> Result<PathBuf, VmError> {
-        let version = candidate_version(package)?;
+        let version =
+            self.remembered(&format!("version-{package}"), || candidate_version(package))?;
         let dir = self
             .dir
             .join("pkg")
@@ -173,6 +180,37 @@ impl AssetCache {
             let _ = fs::remove_dir_all(&tmp);
         }
         result.map(|()| dir)
+    }
+
+    /// What apt answered for `key` less than [`REMEMBER`] ago, else `ask()` (remembered).
+    /// Asking apt costs seconds; a run should not pay it every time.
+    fn remembered(
+        &self,
+        key: &str,
+        ask: impl FnOnce() -> Result<String, VmError>,
+    ) -> Result<String, VmError> {
+        let path = self.dir.join("apt-answers").join(key);
+        let fresh = fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age < REMEMBER);
+        if fresh
+            && let Ok(text) = fs::read_to_string(&path)
+            && !text.trim().is_empty()
+        {
+            return Ok(text.trim().to_owned());
+        }
+        let answer = ask()?;
+        if let Some(dir) = path.parent()
+            && fs::create_dir_all(dir).is_ok()
+        {
+            let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
+            if fs::write(&tmp, &answer).is_ok() && fs::rename(&tmp, &path).is_err() {
+                let _ = fs::remove_file(&tmp);
+            }
+        }
+        Ok(answer)
     }
 
     /// Newest cached package directory whose name starts with `prefix`.

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use layerpass_protocols::status::{HasKind, Kind};
 
+use crate::api::ApiError;
 use crate::convert::ImageConvertError;
 use crate::daemon::DaemonError;
 use crate::image::ImageError;
@@ -58,6 +59,9 @@ pub enum RunError {
     /// The export failed.
     #[error("export: {0}")]
     Daemon(#[from] DaemonError),
+    /// The running daemon's API failed.
+    #[error("daemon API: {0}")]
+    Api(#[from] ApiError),
     /// The guest kernel lacks a filesystem or target layerpass needs.
     #[error("{0}")]
     Kernel(String),
@@ -115,6 +119,7 @@ impl HasKind for RunError {
             Self::Agent(_) | Self::Vm(_) | Self::Kernel(_) => Kind::FailedPrecondition,
             Self::Convert(e) => e.kind(),
             Self::Daemon(e) => e.kind(),
+            Self::Api(e) => e.kind(),
             Self::Boot(_) => Kind::Internal,
             Self::Guest { kind, .. } => [
                 Kind::InvalidArgument,

@@ -11,6 +11,7 @@
 //! terminal. See `docs/run.md`.
 
 pub mod error;
+pub mod export;
 pub mod guest;
 pub mod options;
 pub mod process;

@@ -37,10 +37,11 @@ pub struct LayerReport {
     pub diff_id: String,
     /// The dm-verity root hash the guest checked.
     pub root_hash: String,
-    /// Bytes of the EROFS image with its tree.
-    pub size: u64,
-    /// Already in the cache (converted before, possibly for another image).
-    pub shared: bool,
+    /// Bytes of the EROFS image with its tree (not known through `--daemon`).
+    pub size: Option<u64>,
+    /// Already in the cache (converted before, possibly for another image); not known
+    /// through `--daemon`.
+    pub shared: Option<bool>,
 }
 
 /// The whole report.

@@ -12,6 +12,7 @@ use std::sync::mpsc::RecvTimeoutError;
 use std::time::{Duration, Instant};
 
 use super::error::RunError;
+use super::export::export;
 use super::guest::{self, GuestAssets};
 use super::options::{AccelChoice, RunOptions};
 use super::process::{ProcessSpec, image_runtime, process_spec};
@@ -20,14 +21,11 @@ use super::report::{LayerReport, RunReport, Timings, ms};
 use super::sample::write_sample_image;
 use super::status::StatusEvent;
 use super::vm::{self, Disks, StatusMsg};
-use crate::api::convert::export_response;
 use crate::convert::{
     ConvertEvent, ImageConvertOptions, ImageConvertReport, OutputLayout, convert_image,
 };
-use crate::daemon::config::{Config, ExportMode, UpperKind, VerityMode};
-use crate::daemon::disks::UpperRequest;
-use crate::daemon::{Daemon, ExportSpec, SourceSpec};
-use crate::image::{Platform, open_image, read_config};
+use crate::daemon::config::{ExportMode, UpperKind};
+use crate::image::{Image, Platform, open_image, read_config};
 use crate::microvm::VmError;
 use crate::microvm::accel::{self, Accel};
 use crate::microvm::assets::{AssetCache, Kernel};
@@ -35,11 +33,8 @@ use crate::microvm::qemu::{DEFAULT_APPEND, Machine, QEMU};
 use crate::microvm::tool::require_tool;
 use crate::vhost::config::MAX_QUEUES;
 use layerpass_protocols::json;
+use layerpass_protocols::v1::guest::MountRequest;
 
-/// The container id of a run's one container.
-const CONTAINER: &str = "main";
-/// Default upper size.
-pub const DEFAULT_SCRATCH: u64 = 1 << 30;
 /// How long a guest may take to power off after its command ended.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -58,21 +53,6 @@ pub enum RunNote {
 
 /// Hears [`RunNote`]s from any thread.
 pub type Notify<'a> = &'a (dyn Fn(RunNote) + Sync);
-
-/// The exported layers, unexported (sockets and scratch files removed) on drop.
-struct Exported {
-    daemon: Daemon,
-    sandbox: String,
-}
-
-impl Drop for Exported {
-    fn drop(&mut self) {
-        if let Err(e) = self.daemon.unexport(&self.sandbox, CONTAINER) {
-            tracing::warn!(error = %e, "unexporting the run's layers");
-        }
-        self.daemon.shutdown();
-    }
-}
 
 /// Runs `opts`: the command's output goes to `stdout`/`stderr` as it is produced; the
 /// answer carries its exit status and the report.
@@ -136,15 +116,18 @@ pub fn run(
         opts.user.as_deref(),
         opts.workdir.as_deref(),
     )?;
+    // A running daemon converts into its own cache (as part of the export).
     let t = Instant::now();
-    step("converting the image's layers");
-    let converted = {
+    let converted = if opts.daemon.is_none() {
+        step("converting the image's layers");
         let _lock = cache.lock("layers.lock")?;
         let mut o =
             ImageConvertOptions::new(OutputLayout::ContainerdCache, cache.dir().join("layers"));
         o.platform = platform.clone();
         let progress = |e: ConvertEvent| notify(RunNote::Convert(e));
-        convert_image(&image_path, &o, &progress)?
+        Some(convert_image(&image_path, &o, &progress)?)
+    } else {
+        None
     };
     timings.convert_ms = ms(t.elapsed());
     interrupted()?;
@@ -172,9 +155,12 @@ pub fn run(
     // Export, with the daemon's own code.
     let t = Instant::now();
     step("exporting the layers");
-    let exported = export(opts, cache, tmp.path(), &image_path)?;
-    let response = exported.1;
-    let exported = exported.0;
+    let unique = tmp
+        .path()
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let (exported, response) = export(opts, cache, tmp.path(), &image_path, &unique)?;
     timings.export_ms = ms(t.elapsed());
     interrupted()?;
 
@@ -186,11 +172,13 @@ pub fn run(
     interrupted()?;
 
     // The initramfs of this run: the base image and the appended run files.
-    let plan = response
+    let plan_pb = response
         .plan
-        .as_ref()
+        .clone()
+        .into_option()
         .ok_or_else(|| RunError::Boot("the export answered no plan".into()))?;
-    let plan_json = json::print_plan(plan).map_err(|e| RunError::Boot(format!("the plan: {e}")))?;
+    let plan_json =
+        json::print_plan(&plan_pb).map_err(|e| RunError::Boot(format!("the plan: {e}")))?;
     let initrd = tmp.path().join("initrd");
     write_initrd(
         &base_initrd,
@@ -312,9 +300,52 @@ pub fn run(
         confidential: opts.confidential,
         kernel: assets.kernel.release.clone(),
         timings,
-        layers: layer_reports(&converted),
+        layers: match &converted {
+            Some(c) => layer_reports(c),
+            None => plan_layers(&image, &plan_layers_of(&plan_pb)),
+        },
         event_log,
     })
+}
+
+/// The layers as a running daemon planned them: root hashes from the plan, the rest from
+/// the image (sizes and sharing are the daemon's and not known here).
+fn plan_layers(image: &Image, planned: &[(String, String)]) -> Vec<LayerReport> {
+    image
+        .layers
+        .iter()
+        .rev()
+        .map(|l| {
+            let diff_id = l.diff_id.to_string();
+            let root_hash = planned
+                .iter()
+                .find(|(d, _)| *d == diff_id)
+                .map(|(_, r)| r.clone())
+                .unwrap_or_default();
+            LayerReport {
+                digest: l.digest.to_string(),
+                diff_id,
+                root_hash,
+                size: None,
+                shared: None,
+            }
+        })
+        .collect()
+}
+
+/// `(digest, root hash hex)` of each planned layer.
+fn plan_layers_of(plan: &MountRequest) -> Vec<(String, String)> {
+    plan.layers
+        .iter()
+        .map(|l| {
+            let root = l
+                .verity
+                .as_ref()
+                .map(|v| hex::encode(&v.root_hash))
+                .unwrap_or_default();
+            (l.digest.clone(), root)
+        })
+        .collect()
 }
 
 fn layer_reports(converted: &ImageConvertReport) -> Vec<LayerReport> {
@@ -326,8 +357,8 @@ fn layer_reports(converted: &ImageConvertReport) -> Vec<LayerReport> {
             digest: l.digest.to_string(),
             diff_id: l.diff_id.to_string(),
             root_hash: l.root_hash.to_string(),
-            size: l.size,
-            shared: l.skipped(),
+            size: Some(l.size),
+            shared: Some(l.skipped()),
         })
         .collect()
 }
@@ -380,49 +411,6 @@ fn sample_image(
         write_sample_image(busybox, &dir)?;
     }
     Ok(dir)
-}
-
-fn export(
-    opts: &RunOptions,
-    cache: &AssetCache,
-    tmp: &Path,
-    image: &Path,
-) -> Result<(Exported, layerpass_protocols::v1::host::ExportResponse), RunError> {
-    let run_dir = tmp.join("run");
-    let config = Config {
-        state_dir: tmp.join("state"),
-        cache_dir: cache.dir().to_owned(),
-        api_socket: run_dir.join("api.sock"),
-        run_dir,
-        export_mode: opts.mode,
-        upper: opts.upper,
-        scratch_size: opts.scratch_size.unwrap_or(DEFAULT_SCRATCH),
-        verity: VerityMode::RequireSidecar,
-        kata_vhost_user_store: None,
-        queues: usize::try_from(opts.cpus).unwrap_or(1).clamp(1, MAX_QUEUES),
-        workers: usize::try_from(opts.cpus).unwrap_or(1).clamp(1, 2),
-        ..Config::default()
-    };
-    let daemon = Daemon::start(config)?;
-    let sandbox = format!("run-{}", std::process::id());
-    let spec = ExportSpec {
-        sandbox: sandbox.clone(),
-        container: CONTAINER.to_owned(),
-        source: SourceSpec::Image {
-            path: image.to_owned(),
-            platform: opts.platform.clone(),
-        },
-        mode: Some(opts.mode),
-        upper: Some(UpperRequest {
-            kind: opts.upper,
-            size: opts.scratch_size.or(Some(DEFAULT_SCRATCH)),
-        }),
-        guest: None,
-    };
-    let outcome = daemon.export(&spec);
-    let exported = Exported { daemon, sandbox };
-    let outcome = outcome?;
-    Ok((exported, export_response(&outcome)))
 }
 
 fn choose_accel(
