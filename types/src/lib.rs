@@ -16,6 +16,7 @@ pub mod error;
 pub mod hash;
 pub mod layer;
 pub mod naming;
+pub mod run;
 pub mod verity;
 
 pub use digest::{Digest, DigestAlgorithm};

@@ -153,7 +153,7 @@ fn mounted(
     match log_lines(event_log, log_start) {
         Ok(lines) => {
             for line in &lines {
-                status.send(&StatusEvent::EventLog { line });
+                status.send(&StatusEvent::EventLog { line: line.clone() });
             }
         }
         Err(e) => warn!(log = %event_log.display(), error = %e, "cannot read the event log"),

@@ -217,7 +217,7 @@ pub fn run(
             Ok(StatusMsg::Event(event)) => match event {
                 StatusEvent::Ready { .. } => timings.boot_ms = ms(vm.started.elapsed()),
                 StatusEvent::Mounted { mount_ms, .. } => timings.mount_ms = mount_ms,
-                StatusEvent::Eventlog { line } => {
+                StatusEvent::EventLog { line } => {
                     notify(RunNote::EventLog(line.clone()));
                     event_log.push(line);
                 }
@@ -227,7 +227,7 @@ pub fn run(
                     message,
                 } => {
                     failure.get_or_insert(RunError::Guest {
-                        stage,
+                        stage: stage.name().to_owned(),
                         kind,
                         message,
                     });

@@ -3,63 +3,9 @@
 
 use std::io::{self, Write};
 
-use serde::Serialize;
-
 use crate::cli::Failure;
 
-/// The stage of `run` a `failed` event names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Stage {
-    /// Opening the stdout and stderr ports.
-    Ports,
-    /// The flags, the reference values and the plan.
-    Plan,
-    /// The agent and the mount.
-    Mount,
-    /// `process.json`, the user, starting and waiting for the process.
-    Process,
-}
-
-/// One status line.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "event", rename_all = "kebab-case")]
-pub enum StatusEvent<'a> {
-    /// The ports are open; the guest's uptime (from `/proc/uptime`).
-    Ready {
-        /// Milliseconds since the guest kernel started.
-        uptime_ms: u64,
-    },
-    /// The rootfs is mounted.
-    Mounted {
-        /// The time of `Agent::new` and the mount.
-        mount_ms: u64,
-        /// The MountResponse, as `mount --plan --json` prints it.
-        response: serde_json::Value,
-    },
-    /// One line the agent appended to its event log during this run.
-    #[serde(rename = "eventlog")]
-    EventLog {
-        /// The line, without its newline.
-        line: &'a str,
-    },
-    /// A stage failed; the command exits non-zero after this line.
-    Failed {
-        /// Which stage.
-        stage: Stage,
-        /// The kind's name (`PermissionDenied`...).
-        kind: &'a str,
-        /// The whole message.
-        message: &'a str,
-    },
-    /// The process ended.
-    Exited {
-        /// The exit status, 128 + signal, 127 not found, 126 not executable.
-        code: i32,
-        /// From spawn to exit.
-        run_ms: u64,
-    },
-}
+pub use layerpass_types::run::{Stage, StatusEvent};
 
 /// Writes status lines to a port.
 #[derive(Debug)]
@@ -74,7 +20,7 @@ impl<W: Write> StatusPort<W> {
     }
 
     /// Writes `event` as one line and flushes it.
-    pub fn try_send(&mut self, event: &StatusEvent<'_>) -> io::Result<()> {
+    pub fn try_send(&mut self, event: &StatusEvent) -> io::Result<()> {
         let mut line = serde_json::to_vec(event)?;
         line.push(b'\n');
         self.out.write_all(&line)?;
@@ -82,7 +28,7 @@ impl<W: Write> StatusPort<W> {
     }
 
     /// Writes `event`; a failure is logged (the run goes on, so that it still unmounts).
-    pub fn send(&mut self, event: &StatusEvent<'_>) {
+    pub fn send(&mut self, event: &StatusEvent) {
         if let Err(e) = self.try_send(event) {
             tracing::warn!(error = %e, "cannot write to the status port");
         }
@@ -92,8 +38,8 @@ impl<W: Write> StatusPort<W> {
     pub fn fail(&mut self, stage: Stage, failure: Failure) -> Failure {
         self.send(&StatusEvent::Failed {
             stage,
-            kind: failure.kind.name(),
-            message: &failure.message,
+            kind: failure.kind.name().to_owned(),
+            message: failure.message.clone(),
         });
         failure
     }
@@ -121,7 +67,7 @@ mod tests {
             response: json!({"containerId": "c1", "rootfs": "/run/layerpass/rootfs/c1"}),
         });
         port.send(&StatusEvent::EventLog {
-            line: r#"{"event":"mount","container_id":"c1"}"#,
+            line: r#"{"event":"mount","container_id":"c1"}"#.to_owned(),
         });
         let failure = port.fail(
             Stage::Mount,
