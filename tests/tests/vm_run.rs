@@ -378,3 +378,20 @@ fn through_a_running_daemon() {
     let sockets: Vec<_> = fs::read_dir(d.join("run/sockets")).unwrap().collect();
     assert!(sockets.is_empty(), "{sockets:?}");
 }
+
+/// Debian's cloud kernel without its modules has no EROFS, overlayfs or dm-verity: the
+/// run fails with one error naming them.
+#[test]
+fn a_kernel_without_what_layerpass_needs_is_named() {
+    if !require_vm_tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let r = Runner::new(dir.path());
+    let kernel = assets::cloud_kernel().unwrap();
+    let vmlinuz = kernel.vmlinuz.to_string_lossy().into_owned();
+    let out = r.run(&["--kernel", &vmlinuz, "--", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    let err = text(&out.stderr);
+    assert!(err.contains("lacks erofs overlay dm-verity"), "{err}");
+}

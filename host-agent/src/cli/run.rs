@@ -9,7 +9,9 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use clap::{Args, ValueEnum};
-use indicatif::ProgressBar;
+use std::io::IsTerminal;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use layerpass::convert::ConvertEvent;
 use layerpass::daemon::config::{ExportMode, UpperKind, parse_size};
 use layerpass::microvm::AssetCache;
@@ -138,12 +140,20 @@ impl RunArgs {
         };
         let bar = OnceLock::<ProgressBar>::new();
         let quiet = self.json && !self.timings;
-        let steps = Mutex::new(());
+        // A spinner (with the elapsed time) on slow steps when stderr is a terminal: a
+        // download, the initramfs; cleared when the next step starts.
+        let spinner: Mutex<Option<ProgressBar>> = Mutex::new(None);
         let notify = |note: RunNote| match note {
             RunNote::Step(s) => {
+                let mut current = spinner.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Some(b) = current.take() {
+                    b.finish_and_clear();
+                }
                 if !quiet {
-                    let _g = steps.lock().unwrap_or_else(PoisonError::into_inner);
                     eprintln!("==> {s}");
+                    if s.starts_with("downloading") || s.starts_with("building") {
+                        *current = step_spinner(&s);
+                    }
                 }
             }
             RunNote::Accel(s) => {
@@ -181,6 +191,13 @@ impl RunArgs {
             Box::new(std::io::stderr()),
         );
         if let Some(b) = bar.get() {
+            b.finish_and_clear();
+        }
+        if let Some(b) = spinner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
             b.finish_and_clear();
         }
         match result {
@@ -267,6 +284,21 @@ impl RunArgs {
             interrupted,
         })
     }
+}
+
+/// A ticking spinner on stderr when it is a terminal.
+fn step_spinner(message: &str) -> Option<ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    b.set_style(
+        ProgressStyle::with_template("    {spinner} {msg} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    b.set_message(message.to_owned());
+    b.enable_steady_tick(std::time::Duration::from_millis(120));
+    Some(b)
 }
 
 /// The command's status as ours: 0–255 as they are (128 + N for a signal).
