@@ -60,17 +60,24 @@ pub enum UserError {
     UnknownGroup(String),
 }
 
+/// A `name:password:...` line of `/etc/passwd` or `/etc/group`: the name and the fields
+/// after the password; `None` for comments and blank lines.
+fn record(line: &str) -> Option<(String, std::str::Split<'_, char>)> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return None;
+    }
+    let mut f = line.split(':');
+    let name = f.next()?.to_owned();
+    let _password = f.next();
+    Some((name, f))
+}
+
 /// Parses `/etc/passwd`; comments, blank and malformed lines (non-numeric ids) are skipped.
 pub fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
     text.lines()
         .filter_map(|line| {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                return None;
-            }
-            let mut f = line.split(':');
-            let name = f.next()?.to_owned();
-            let _password = f.next();
+            let (name, mut f) = record(line)?;
             let uid = numeric(f.next()?)?;
             let gid = numeric(f.next()?)?;
             let _gecos = f.next();
@@ -89,13 +96,7 @@ pub fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
 pub fn parse_group(text: &str) -> Vec<GroupEntry> {
     text.lines()
         .filter_map(|line| {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                return None;
-            }
-            let mut f = line.split(':');
-            let name = f.next()?.to_owned();
-            let _password = f.next();
+            let (name, mut f) = record(line)?;
             let gid = numeric(f.next()?)?;
             let members = f
                 .next()

@@ -24,3 +24,28 @@ pub fn bytes_bar(total: u64, message: &str) -> ProgressBar {
     bar.set_message(message.to_owned());
     bar
 }
+
+/// Drives the byte bar of an image conversion (made at `Started`, hidden for small
+/// inputs or off a terminal).
+pub fn conversion_progress(
+    bar: &std::sync::OnceLock<ProgressBar>,
+    event: layerpass::convert::ConvertEvent,
+) {
+    use layerpass::convert::ConvertEvent;
+    match event {
+        ConvertEvent::Started { total_bytes, .. } => {
+            bar.get_or_init(|| bytes_bar(total_bytes, "converting"));
+        }
+        ConvertEvent::Layer { index, layers } => {
+            if let Some(b) = bar.get() {
+                b.set_message(format!("layer {}/{layers}", index + 1));
+            }
+        }
+        ConvertEvent::Read { bytes } => {
+            if let Some(b) = bar.get() {
+                b.inc(bytes);
+            }
+        }
+        _ => {}
+    }
+}

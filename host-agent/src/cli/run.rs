@@ -12,13 +12,12 @@ use clap::{Args, ValueEnum};
 use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use layerpass::convert::ConvertEvent;
 use layerpass::daemon::config::{ExportMode, UpperKind, parse_size};
 use layerpass::microvm::AssetCache;
 use layerpass::run::{AccelChoice, RunError, RunNote, RunOptions, RunReport, run};
 
 use super::Outcome;
-use super::progress::bytes_bar;
+use super::progress::conversion_progress;
 
 /// Exit status when layerpass itself failed.
 pub const EXIT_RUN_FAILED: u8 = 125;
@@ -167,22 +166,7 @@ impl RunArgs {
                     eprintln!("==> event log: {line}");
                 }
             }
-            RunNote::Convert(e) => match e {
-                ConvertEvent::Started { total_bytes, .. } => {
-                    bar.get_or_init(|| bytes_bar(total_bytes, "converting"));
-                }
-                ConvertEvent::Layer { index, layers } => {
-                    if let Some(b) = bar.get() {
-                        b.set_message(format!("layer {}/{layers}", index + 1));
-                    }
-                }
-                ConvertEvent::Read { bytes } => {
-                    if let Some(b) = bar.get() {
-                        b.inc(bytes);
-                    }
-                }
-                _ => {}
-            },
+            RunNote::Convert(e) => conversion_progress(&bar, e),
         };
         let result = run(
             &opts,

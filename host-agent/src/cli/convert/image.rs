@@ -14,7 +14,7 @@ use layerpass::convert::{
 use layerpass::image::{Platform, SourceFormat};
 use serde::Serialize;
 
-use super::super::progress::bytes_bar;
+use super::super::progress::conversion_progress;
 use super::super::{Outcome, emit};
 
 /// Where layer blobs go in OUT_DIR.
@@ -100,22 +100,7 @@ impl ImageArgs {
             ..ImageConvertOptions::new(self.layout.into(), &self.out_dir)
         };
         let bar = OnceLock::<ProgressBar>::new();
-        let progress = |event: ConvertEvent| match event {
-            ConvertEvent::Started { total_bytes, .. } => {
-                bar.get_or_init(|| bytes_bar(total_bytes, "converting"));
-            }
-            ConvertEvent::Layer { index, layers } => {
-                if let Some(b) = bar.get() {
-                    b.set_message(format!("layer {}/{layers}", index + 1));
-                }
-            }
-            ConvertEvent::Read { bytes } => {
-                if let Some(b) = bar.get() {
-                    b.inc(bytes);
-                }
-            }
-            _ => {}
-        };
+        let progress = |event: ConvertEvent| conversion_progress(&bar, event);
         let report = convert_image(&self.image, &opts, &progress);
         if let Some(b) = bar.get() {
             b.finish_and_clear();
