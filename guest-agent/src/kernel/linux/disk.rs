@@ -1,6 +1,7 @@
 //! Finding virtio-blk disks by serial (`/sys/block/*/serial`) and GPT partitions by name
 //! (`PARTNAME=` in the partition's `uevent`), waiting for hot-plugged ones via uevents.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::os::unix::fs::FileTypeExt;
@@ -47,31 +48,7 @@ fn block_device(sys_dir: &Path, dev_dir: &Path) -> Option<BlockDevice> {
 
 /// Looks for `disk` under `sys_block` (`/sys/block`) once.
 pub fn scan(sys_block: &Path, dev_dir: &Path, disk: &DiskRef) -> io::Result<Option<BlockDevice>> {
-    let serial = match disk {
-        DiskRef::Serial(s) | DiskRef::Partition { serial: s, .. } => s,
-    };
-    for entry in fs::read_dir(sys_block)? {
-        let dir = entry?.path();
-        if read_trimmed(&dir.join("serial")).as_deref() != Some(serial.as_str()) {
-            continue;
-        }
-        match disk {
-            DiskRef::Serial(_) => return Ok(block_device(&dir, dev_dir)),
-            DiskRef::Partition { name, .. } => {
-                for part in fs::read_dir(&dir)? {
-                    let part = part?.path();
-                    if !part.join("partition").exists() {
-                        continue;
-                    }
-                    let uevent = fs::read_to_string(part.join("uevent")).unwrap_or_default();
-                    if partname(&uevent) == Some(name.as_str()) {
-                        return Ok(block_device(&part, dev_dir));
-                    }
-                }
-            }
-        }
-    }
-    Ok(None)
+    Ok(DiskIndex::scan(sys_block, dev_dir)?.get(disk))
 }
 
 /// Makes sure the device node exists (devtmpfs normally made it already).
@@ -96,12 +73,73 @@ fn ensure_node(dev: &BlockDevice) -> io::Result<()> {
     }
 }
 
-/// Finds `disk`, waiting up to `timeout` for it to be hot-plugged. A disk that is there
-/// already costs one sysfs scan; otherwise the uevent socket is opened and sysfs scanned
-/// again before the first wait, so no event between a scan and the wait is lost.
+/// Every disk with a serial and every GPT partition on one, found in one pass over sysfs:
+/// a plan of 128 composite partitions costs one scan, not one per layer.
+#[derive(Debug, Default)]
+pub struct DiskIndex {
+    entries: HashMap<DiskRef, (PathBuf, BlockDevice)>,
+}
+
+impl DiskIndex {
+    /// Scans `sys_block` once.
+    pub fn scan(sys_block: &Path, dev_dir: &Path) -> io::Result<Self> {
+        let mut entries = HashMap::new();
+        for entry in fs::read_dir(sys_block)? {
+            let dir = entry?.path();
+            let Some(serial) = read_trimmed(&dir.join("serial")) else {
+                continue;
+            };
+            if let Some(dev) = block_device(&dir, dev_dir) {
+                entries.insert(DiskRef::Serial(serial.clone()), (dir.clone(), dev));
+            }
+            let Ok(parts) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for part in parts {
+                let part = part?.path();
+                if !part.join("partition").exists() {
+                    continue;
+                }
+                let uevent = fs::read_to_string(part.join("uevent")).unwrap_or_default();
+                if let Some(name) = partname(&uevent)
+                    && let Some(dev) = block_device(&part, dev_dir)
+                {
+                    let key = DiskRef::Partition {
+                        serial: serial.clone(),
+                        name: name.to_owned(),
+                    };
+                    entries.insert(key, (part.clone(), dev));
+                }
+            }
+        }
+        Ok(Self { entries })
+    }
+
+    /// The device for `disk` if the index has it and sysfs still says so (same device
+    /// number, same serial or partition name): a disk unplugged and another plugged since
+    /// the scan is not taken for the old one.
+    pub fn get(&self, disk: &DiskRef) -> Option<BlockDevice> {
+        let (dir, dev) = self.entries.get(disk)?;
+        let now = parse_dev(&read_trimmed(&dir.join("dev"))?)?;
+        let still = match disk {
+            DiskRef::Serial(serial) => read_trimmed(&dir.join("serial")).as_ref() == Some(serial),
+            DiskRef::Partition { name, .. } => {
+                let uevent = fs::read_to_string(dir.join("uevent")).ok()?;
+                partname(&uevent) == Some(name.as_str())
+            }
+        };
+        (still && now == dev.dev).then(|| dev.clone())
+    }
+}
+
+/// Finds `disk`, waiting up to `timeout` for it to be hot-plugged. A disk in `index` (and
+/// still there) costs a few reads; otherwise sysfs is scanned into the index, and if the
+/// disk is not there yet the uevent socket is opened and sysfs scanned again before the
+/// first wait, so no event between a scan and the wait is lost.
 pub fn wait(
     sys_block: &Path,
     dev_dir: &Path,
+    index: &std::sync::Mutex<DiskIndex>,
     disk: &DiskRef,
     timeout: Duration,
 ) -> io::Result<Option<BlockDevice>> {
@@ -111,7 +149,22 @@ pub fn wait(
         tracing::debug!(%disk, device = %dev.path.display(), "disk found");
         Ok(Some(dev))
     };
-    if let Some(dev) = scan(sys_block, dev_dir, disk)? {
+    let rescan = || -> io::Result<Option<BlockDevice>> {
+        let fresh = DiskIndex::scan(sys_block, dev_dir)?;
+        let dev = fresh.get(disk);
+        *index
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+        Ok(dev)
+    };
+    let cached = index
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(disk);
+    if let Some(dev) = cached {
+        return found(dev);
+    }
+    if let Some(dev) = rescan()? {
         return found(dev);
     }
     let socket = match UeventSocket::open() {
@@ -123,7 +176,7 @@ pub fn wait(
     };
     tracing::info!(%disk, timeout_s = timeout.as_secs_f64(), "waiting for the disk");
     loop {
-        if let Some(dev) = scan(sys_block, dev_dir, disk)? {
+        if let Some(dev) = rescan()? {
             return found(dev);
         }
         let now = Instant::now();
@@ -216,6 +269,7 @@ mod tests {
         let r = wait(
             sys.path(),
             Path::new("/dev"),
+            &std::sync::Mutex::default(),
             &DiskRef::Serial("never".into()),
             Duration::from_millis(300),
         )
@@ -235,5 +289,29 @@ mod tests {
             })
         );
         assert_eq!(parse_dev("x"), None);
+    }
+
+    /// An index entry is used only while sysfs still says the same: a disk replaced since
+    /// the scan (another serial, another partition name or device number) is looked up
+    /// again.
+    #[test]
+    fn a_stale_index_entry_is_not_used() {
+        let sys = fake_sysfs();
+        let dev = Path::new("/dev");
+        let index = DiskIndex::scan(sys.path(), dev).unwrap();
+        let scratch = DiskRef::Serial("scratch".into());
+        let part = DiskRef::Partition {
+            serial: "lp-composite".into(),
+            name: "lp-aaaa".into(),
+        };
+        assert!(index.get(&scratch).is_some());
+        assert!(index.get(&part).is_some());
+        fs::write(sys.path().join("vdc/serial"), "other\n").unwrap();
+        assert!(index.get(&scratch).is_none());
+        fs::write(sys.path().join("vdb/vdb1/dev"), "254:99\n").unwrap();
+        assert!(index.get(&part).is_none());
+        let again = DiskIndex::scan(sys.path(), dev).unwrap();
+        assert_eq!(again.get(&part).unwrap().dev.minor, 99);
+        assert!(again.get(&DiskRef::Serial("other".into())).is_some());
     }
 }

@@ -26,6 +26,8 @@ pub struct LinuxKernel {
     dm: dm::DeviceMapper,
     lowerdir_plus: bool,
     page_size: usize,
+    /// The disks and partitions found by the last sysfs scan.
+    disks: std::sync::Mutex<disk::DiskIndex>,
 }
 
 impl Default for LinuxKernel {
@@ -51,13 +53,14 @@ impl LinuxKernel {
             dm: dm::DeviceMapper::default(),
             lowerdir_plus,
             page_size: rustix::param::page_size(),
+            disks: std::sync::Mutex::default(),
         }
     }
 }
 
 impl Kernel for LinuxKernel {
     fn wait_disk(&self, disk: &DiskRef, timeout: Duration) -> io::Result<Option<BlockDevice>> {
-        disk::wait(&self.sys_block, &self.dev_dir, disk, timeout)
+        disk::wait(&self.sys_block, &self.dev_dir, &self.disks, disk, timeout)
     }
 
     fn dm_create(&self, name: &str, uuid: &str) -> io::Result<DevNum> {
