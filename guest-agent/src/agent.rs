@@ -66,6 +66,8 @@ pub struct AgentConfig {
     pub device_timeout: Duration,
     /// The event log file.
     pub event_log: PathBuf,
+    /// Threads setting up one container's layers at once; 0: one per CPU (at most 8).
+    pub setup_threads: usize,
 }
 
 impl Default for AgentConfig {
@@ -85,6 +87,7 @@ impl AgentConfig {
             require_verity: false,
             reference_values: None,
             device_timeout: DEFAULT_DEVICE_TIMEOUT,
+            setup_threads: 0,
         }
     }
 }

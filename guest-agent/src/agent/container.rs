@@ -4,7 +4,8 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use layerpass_protocols::status::Kind;
 
@@ -18,10 +19,14 @@ use super::rootfs::link_lowers;
 use super::{Agent, state_err};
 use crate::error::{AgentError, Step, errno_kind};
 use crate::events::{EventKind, LayerEvent, RecordError, UpperEvent, VerityEvent, now_rfc3339};
-use crate::plan::{DiskRef, MountPlan, MountResult, UpperSpec};
+use crate::layers::LayerRecord;
+use crate::plan::{DiskRef, LayerSpec, MountPlan, MountResult, UpperSpec};
 use crate::rollback::{Undo, UndoStack};
 use crate::state::{self, ContainerRecord};
 use crate::sync::lock;
+
+/// Most threads setting up one container's layers at once.
+const MAX_SETUP_THREADS: usize = 8;
 
 impl Agent {
     fn container_lock(&self, id: &str) -> Arc<Mutex<()>> {
@@ -124,22 +129,35 @@ impl Agent {
         // Layers, top first; a layer repeated lower in the plan adds nothing to the merged
         // view, so each is mounted (and referenced) once.
         let mut seen = HashSet::new();
+        let wanted: Vec<(usize, &LayerSpec, String)> = plan
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(index, spec)| (index, spec, layer_key(spec)))
+            .filter(|(_, _, key)| seen.insert(key.clone()))
+            .collect();
         let mut layers = Vec::new();
         let mut shared = Vec::new();
         let mut digests = Vec::new();
-        for (index, spec) in plan.layers.iter().enumerate() {
-            let key = layer_key(spec);
-            if !seen.insert(key.clone()) {
-                continue;
+        let mut failure = None;
+        // Every layer set up is recorded as acquired, even after another one failed, so
+        // the rollback releases it.
+        for ((index, spec, key), result) in wanted.iter().zip(self.acquire_layers(&wanted, id)) {
+            match result {
+                Some(Ok((record, was_shared))) => {
+                    acquired.push(key.clone());
+                    layers.push(record);
+                    shared.push(was_shared);
+                    digests.push(spec.digest.clone());
+                }
+                Some(Err(e)) => {
+                    failure.get_or_insert(e.layer(*index, &spec.digest));
+                }
+                None => {}
             }
-            let (record, was_shared) = self
-                .layers
-                .acquire(&key, id, || self.setup_layer(index, spec, &key))
-                .map_err(|e| e.layer(index, &spec.digest))?;
-            acquired.push(key);
-            layers.push(record);
-            shared.push(was_shared);
-            digests.push(spec.digest.clone());
+        }
+        if let Some(e) = failure {
+            return Err(e);
         }
 
         let upper = self.mount_upper(&plan.upper, id, &dir, undo)?;
@@ -161,6 +179,61 @@ impl Agent {
         undo.push(Undo::RemoveFile(dir.join(state::STATE_FILE)));
         self.record(&layer_events(&record, EventKind::Mount))?;
         Ok(record)
+    }
+
+    /// Acquires each layer (setting up those not mounted yet), in order of the answer. With
+    /// more than one CPU the layers are set up by several threads: each layer's disk
+    /// lookup, dm-verity ioctls and EROFS mount wait on the kernel, and they are
+    /// independent. After a failure no new layer is started; `None` marks those.
+    fn acquire_layers(
+        &self,
+        wanted: &[(usize, &LayerSpec, String)],
+        id: &str,
+    ) -> Vec<Option<Result<(LayerRecord, bool), AgentError>>> {
+        let one = |(index, spec, key): &(usize, &LayerSpec, String)| {
+            self.layers
+                .acquire(key, id, || self.setup_layer(*index, spec, key))
+        };
+        let threads = match self.config.setup_threads {
+            0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            n => n,
+        }
+        .min(MAX_SETUP_THREADS)
+        .min(wanted.len());
+        if threads <= 1 {
+            let mut out = Vec::with_capacity(wanted.len());
+            for w in wanted {
+                let r = one(w);
+                let failed = r.is_err();
+                out.push(Some(r));
+                if failed {
+                    break;
+                }
+            }
+            out.resize_with(wanted.len(), || None);
+            return out;
+        }
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let results: Mutex<Vec<Option<_>>> = Mutex::new((0..wanted.len()).map(|_| None).collect());
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::SeqCst);
+                        if i >= wanted.len() || failed.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        let r = one(&wanted[i]);
+                        if r.is_err() {
+                            failed.store(true, Ordering::SeqCst);
+                        }
+                        lock(&results)[i] = Some(r);
+                    }
+                });
+            }
+        });
+        results.into_inner().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Hands the events to every recorder in turn; the first failure stops.

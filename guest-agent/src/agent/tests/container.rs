@@ -971,3 +971,41 @@ fn encrypted_upper_records_are_checked_like_the_others() {
         assert!(check(&r).is_err(), "{pair:?} accepted");
     }
 }
+
+/// Layers set up by several threads: the merged view keeps the plan's order, every layer
+/// is mounted once, and a failure at any kernel call of any layer still undoes
+/// everything (the layers other threads had finished included).
+#[test]
+fn layers_set_up_in_parallel_keep_their_order_and_roll_back_completely() {
+    let layers: Vec<u8> = (1..=12).collect();
+    let parallel = |c: &mut AgentConfig| c.setup_threads = 4;
+    let e = env_with(parallel);
+    let result = e.agent.mount(&plan("c1", &layers)).unwrap();
+    let sequential = env();
+    let expected = sequential.agent.mount(&plan("c1", &layers)).unwrap();
+    assert_eq!(result.layers.len(), 12);
+    let digests = |r: &crate::plan::MountResult| {
+        r.layers
+            .iter()
+            .map(|l| l.digest.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(digests(&result), digests(&expected), "the plan's order");
+    assert_eq!(e.kernel.dm_devices().len(), 12);
+    e.agent.unmount("c1").unwrap();
+    e.assert_clean();
+
+    let calls = env_with(parallel);
+    calls.agent.mount(&plan("c1", &layers)).unwrap();
+    let steps = calls.kernel.labels().len();
+    for i in 0..steps {
+        let e = env_with(parallel);
+        let seen = std::sync::atomic::AtomicUsize::new(0);
+        e.kernel.fail_when(move |_| {
+            (seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == i).then_some(EBUSY)
+        });
+        let err = e.agent.mount(&plan("c1", &layers)).unwrap_err();
+        assert!(err.to_string().starts_with("container c1: "), "{err}");
+        e.assert_clean();
+    }
+}

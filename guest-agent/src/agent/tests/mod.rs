@@ -72,6 +72,9 @@ fn env_built(config: impl FnOnce(&mut AgentConfig), build: impl FnOnce(Agent) ->
         kernel.add_disk(DiskRef::Serial(format!("scratch-{id}")), 1 << 20);
     }
     let mut cfg = AgentConfig::with_run_dir(dir.path().join("run"));
+    // One thread: the tests check the exact order of kernel calls (the parallel set-up
+    // has its own tests).
+    cfg.setup_threads = 1;
     config(&mut cfg);
     let agent = build(Agent::with_kernel(cfg, kernel.clone()).unwrap());
     Env { dir, kernel, agent }
