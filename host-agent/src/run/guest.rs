@@ -91,16 +91,31 @@ impl GuestAssets {
         Ok(path)
     }
 
-    /// The hash of everything the base image holds.
+    /// The key of everything the base image holds: the init script's bytes, and each
+    /// file's path, size, modification time and inode (a rebuilt agent or an updated
+    /// package changes them). Hashing the files' contents instead cost seconds per run
+    /// (about 15 MB through a debug build's SHA-256).
     fn key(&self) -> Result<String, RunError> {
+        use std::os::unix::fs::MetadataExt;
         let mut h = Sha256::new();
         h.update(GUEST_INIT.as_bytes());
+        let files = self
+            .modules
+            .iter()
+            .map(|m| m.path.as_path())
+            .chain([self.busybox.as_path(), self.agent.as_path()]);
+        for path in files {
+            let m = fs::metadata(path).map_err(VmError::io("stat", path))?;
+            h.update(path.as_os_str().as_encoded_bytes());
+            for n in [m.len(), m.ino(), m.dev()] {
+                h.update(n.to_le_bytes());
+            }
+            h.update(m.mtime().to_le_bytes());
+            h.update(m.mtime_nsec().to_le_bytes());
+        }
         for m in &self.modules {
             h.update(m.name.as_bytes());
-            hash_file(&mut h, &m.path)?;
         }
-        hash_file(&mut h, &self.busybox)?;
-        hash_file(&mut h, &self.agent)?;
         Ok(hex::encode(&h.finalize()[..16]))
     }
 }
@@ -121,18 +136,6 @@ fn prune(dir: &Path, keep: &Path) {
     let excess = images.len().saturating_sub(KEEP - 1);
     for (_, p) in images.into_iter().take(excess) {
         let _ = fs::remove_file(p);
-    }
-}
-
-fn hash_file(h: &mut Sha256, path: &Path) -> Result<(), RunError> {
-    let mut f = fs::File::open(path).map_err(VmError::io("open", path))?;
-    let mut buf = vec![0_u8; 1 << 16];
-    loop {
-        let n = f.read(&mut buf).map_err(VmError::io("read", path))?;
-        if n == 0 {
-            return Ok(());
-        }
-        h.update(&buf[..n]);
     }
 }
 
