@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use layerpass_protocols::status::Kind;
 
@@ -13,7 +14,7 @@ use super::fsops::{
     NO_DEVICE, NO_FILE, NOT_MOUNTED, create_dir_new, done_if_gone, remove_dir_if_present,
     remove_file_if_present,
 };
-use super::layer::layer_key;
+use super::layer::{layer_key, phase_done};
 use super::mountpoint;
 use super::rootfs::link_lowers;
 use super::{Agent, state_err};
@@ -160,9 +161,13 @@ impl Agent {
             return Err(e);
         }
 
+        let t = Instant::now();
         let upper = self.mount_upper(&plan.upper, id, &dir, undo)?;
+        phase_done("upper", t);
+        let t = Instant::now();
         let lowers = link_lowers(&dir, &layers, undo)?;
         self.mount_overlay(plan, &dir, lowers, &target, undo)?;
+        phase_done("overlay", t);
 
         let record = ContainerRecord {
             container_id: id.to_owned(),
@@ -175,9 +180,11 @@ impl Agent {
             shared,
             digests,
         };
+        let t = Instant::now();
         state::save(&record)?;
         undo.push(Undo::RemoveFile(dir.join(state::STATE_FILE)));
         self.record(&layer_events(&record, EventKind::Mount))?;
+        phase_done("state_events", t);
         Ok(record)
     }
 

@@ -4,6 +4,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use layerpass_protocols::status::Kind;
 use rustix::io::Errno;
@@ -26,6 +27,13 @@ pub fn layer_key(spec: &LayerSpec) -> String {
         Some(v) => format!("{}-{}", v.algorithm.name(), v.root_hash_hex()),
         None => format!("raw-{}", spec.digest.replace(':', "-")),
     }
+}
+
+/// Logs a debug event `phase NAME us=N`: the time since `start` spent in one step of a
+/// mount, for `layerpass-bench run`'s breakdown (`-v` or `LAYERPASS_LOG=debug`).
+pub(super) fn phase_done(name: &str, start: Instant) {
+    let us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+    tracing::debug!(us, "phase {name}");
 }
 
 /// The block device a layer's EROFS is mounted from.
@@ -87,7 +95,9 @@ impl Agent {
         key: &str,
         undo: &mut UndoStack,
     ) -> Result<LayerRecord, AgentError> {
+        let t = Instant::now();
         let disk = self.find_disk(&spec.disk, Step::FindDisk)?;
+        phase_done("find_disk", t);
         let device = match &spec.verity {
             None => LayerDevice {
                 path: disk.path.clone(),
@@ -98,7 +108,9 @@ impl Agent {
             Some(params) => self.open_verity(spec, &disk, params, undo)?,
         };
         let mount_dir = self.config.run_dir.join("layers").join(key);
+        let t = Instant::now();
         self.mount_erofs(&device, &mount_dir, undo)?;
+        phase_done("mount_erofs", t);
         Ok(LayerRecord {
             key: key.to_owned(),
             digest: spec.digest.clone(),
@@ -136,6 +148,7 @@ impl Agent {
         let name = verity::dm_name(params);
         let dm =
             |what: &str, e: io::Error| AgentError::io(Step::DmVerity, format!("{what} {name}"), e);
+        let t = Instant::now();
         let dev = match self.kernel.dm_create(&name, &verity::dm_uuid(params)) {
             Ok(dev) => dev,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
@@ -154,13 +167,19 @@ impl Agent {
             Err(e) => return Err(dm("creating device", e)),
         };
         undo.push(Undo::DmRemove(name.clone()));
+        phase_done("dm_create", t);
+        let t = Instant::now();
         let table = verity::table(disk.dev, params);
         self.kernel
             .dm_load(&name, std::slice::from_ref(&table))
             .map_err(|e| dm(&format!("loading table '{}' into", table.params), e))?;
+        phase_done("dm_load", t);
+        let t = Instant::now();
         self.kernel
             .dm_resume(&name)
             .map_err(|e| dm("resuming", e))?;
+        phase_done("dm_resume", t);
+        let t = Instant::now();
         let node = self.kernel.dm_node_path(&name);
         let created = self.kernel.make_block_node(&node, dev).map_err(|e| {
             AgentError::io(
@@ -172,6 +191,7 @@ impl Agent {
         if created {
             undo.push(Undo::RemoveNode(node.clone()));
         }
+        phase_done("dm_node", t);
         Ok(LayerDevice {
             path: node,
             dm_name: Some(name),

@@ -4,6 +4,7 @@
 pub mod blk;
 pub mod convert;
 pub mod procfs;
+pub mod run;
 pub mod stats;
 pub mod verity;
 

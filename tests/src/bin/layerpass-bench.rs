@@ -40,6 +40,11 @@ enum Cmd {
     /// libblkio: IOPS, server CPU per I/O, latency percentiles. Or `--disks N`: one
     /// layerpass process serving N disks.
     Blk(bench::blk::BlkArgs),
+    /// Rootfs ready in a QEMU guest: `layerpass-guest mount --plan` over layers exported by
+    /// `layerpass blk serve`, against unpacking the same tars in the guest (busybox
+    /// `tar -x` onto ext4, then overlay), in one boot per image set; with the agent's
+    /// per-phase breakdown.
+    Run(bench::run::RunArgs),
     /// dm-verity tree of a 1 GiB file: layerpass against `veritysetup format`.
     Verity {
         /// File size in MiB.
@@ -74,6 +79,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     };
     match args.command {
         Cmd::Blk(a) => bench::blk::run_bench(&dir, &a),
+        Cmd::Run(a) => bench::run::run_bench(&dir, &a),
         Cmd::Convert { tar, runs, gzip } => bench::convert::run_bench(&dir, tar, runs, gzip),
         Cmd::Verity { size_mib, runs } => bench::verity::run_bench(&dir, size_mib << 20, runs),
     }

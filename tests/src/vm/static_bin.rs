@@ -19,11 +19,21 @@ pub const TARGET: &str = "x86_64-unknown-linux-gnu";
 /// runs the caller holds the lock on its own target directory. Concurrent callers are
 /// serialised by cargo's lock on this one.
 pub fn static_binary(package: &str, bin: &str) -> Result<PathBuf> {
+    build_static(package, bin, false)
+}
+
+/// [`static_binary`] with the release profile (optimised, as shipped), for benchmarks.
+pub fn static_binary_release(package: &str, bin: &str) -> Result<PathBuf> {
+    build_static(package, bin, true)
+}
+
+fn build_static(package: &str, bin: &str, release: bool) -> Result<PathBuf> {
     let target_dir = workspace_root().join("target").join("vm-static");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     run(Command::new(cargo)
         .current_dir(workspace_root())
         .args(["build", "--package", package, "--bin", bin])
+        .args(release.then_some("--release"))
         .args(["--target", TARGET])
         .arg("--target-dir")
         .arg(&target_dir)
@@ -33,7 +43,8 @@ pub fn static_binary(package: &str, bin: &str) -> Result<PathBuf> {
         .env("CARGO_PROFILE_DEV_STRIP", "true")
         .env_remove("CARGO_ENCODED_RUSTFLAGS"))
     .with_context(|| format!("cannot build {package} {bin} statically"))?;
-    let path = target_dir.join(TARGET).join("debug").join(bin);
+    let profile = if release { "release" } else { "debug" };
+    let path = target_dir.join(TARGET).join(profile).join(bin);
     ensure!(path.is_file(), "cargo built no {}", path.display());
     Ok(path)
 }
