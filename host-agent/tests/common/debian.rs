@@ -1,7 +1,7 @@
 //! Real-world layer tars nobody here wrote: the data members of Debian packages, fetched
 //! with `apt-get download` into a cache under the target directory.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::tools;
@@ -19,10 +19,14 @@ pub const PACKAGES: [&str; 5] = [
 
 /// The `.deb` of `package`, downloaded once. When apt cannot get it the check fails, or
 /// (skips allowed) the skip is recorded and `None` returned: the caller returns.
+///
+/// Tests run in parallel and several want the same package: apt writes into a private
+/// directory and the finished file is renamed into the cache, so no test ever reads a
+/// `.deb` another one is still writing (a half-written one made `dpkg-deb` fail in CI).
 pub fn deb(package: &str) -> Option<PathBuf> {
     let dir = tools::cache_dir("debian");
-    let find = || {
-        std::fs::read_dir(&dir)
+    let find = |dir: &Path| {
+        std::fs::read_dir(dir)
             .ok()?
             .filter_map(Result::ok)
             .map(|e| e.path())
@@ -32,17 +36,21 @@ pub fn deb(package: &str) -> Option<PathBuf> {
                     .is_some_and(|n| n.starts_with(&format!("{package}_")) && n.ends_with(".deb"))
             })
     };
-    if let Some(p) = find() {
+    if let Some(p) = find(&dir) {
         return Some(p);
     }
     let apt_get = tools::require_tool("apt-get", "apt")?;
+    let partial = tempfile::Builder::new()
+        .prefix(".download-")
+        .tempdir_in(&dir)
+        .expect("a download directory in the test cache");
     let download = || {
         Command::new(&apt_get)
             .arg("download")
             .arg(package)
-            .current_dir(&dir)
+            .current_dir(partial.path())
             .output()
-            .unwrap()
+            .expect("apt-get runs")
     };
     let mut out = download();
     if !out.status.success() {
@@ -61,7 +69,11 @@ pub fn deb(package: &str) -> Option<PathBuf> {
         );
         return None;
     }
-    find()
+    let done = find(partial.path()).expect("apt-get download left a .deb");
+    let name = done.file_name().expect("a file name");
+    // rename is atomic: a concurrent test sees the whole file or none
+    std::fs::rename(&done, dir.join(name)).expect("rename the .deb into the cache");
+    find(&dir)
 }
 
 /// The uncompressed data tar of `package` (`dpkg-deb --fsys-tarfile`).
