@@ -135,7 +135,7 @@ struct Env<'a> {
 }
 
 /// `dir/run-corpus/debian-10/NN-PACKAGE.tar`: each package's data tar, made once.
-fn debian_tars(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+pub(crate) fn debian_tars(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let base = dir.join("run-corpus").join("debian-10");
     let debs = base.join("debs");
     fs::create_dir_all(&debs)?;

@@ -45,6 +45,11 @@ enum Cmd {
     /// `tar -x` onto ext4, then overlay), in one boot per image set; with the agent's
     /// per-phase breakdown.
     Run(bench::run::RunArgs),
+    /// Host memory for 4 VMs reading every file of the same ~500 MB image: one
+    /// `layerpass serve` exporting it to each, against each VM given its own copy of the
+    /// unpacked rootfs as an ext4 disk image (page cache of the served files by
+    /// mincore, the daemon's RSS, QEMU's).
+    Memory(bench::memory::MemoryArgs),
     /// dm-verity tree of a 1 GiB file: layerpass against `veritysetup format`.
     Verity {
         /// File size in MiB.
@@ -80,6 +85,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         Cmd::Blk(a) => bench::blk::run_bench(&dir, &a),
         Cmd::Run(a) => bench::run::run_bench(&dir, &a),
+        Cmd::Memory(a) => bench::memory::run_bench(&dir, &a),
         Cmd::Convert { tar, runs, gzip } => bench::convert::run_bench(&dir, tar, runs, gzip),
         Cmd::Verity { size_mib, runs } => bench::verity::run_bench(&dir, size_mib << 20, runs),
     }
