@@ -12,6 +12,7 @@ pub mod events;
 pub mod fuzz_harness;
 pub mod kernel;
 pub mod layers;
+pub mod measure;
 pub mod overlay;
 pub mod plan;
 pub mod policy;
