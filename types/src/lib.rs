@@ -8,8 +8,11 @@
 //! - [`envelope`]: what the host can *format* versus what can be *exported to a guest*;
 //! - [`naming`]: container ids, virtio-blk serials, GPT partition names (`lp-<32 hex>`)
 //!   and the composite disk's serial;
-//! - [`LayerId`]: a layer is identified by its root hash, its diff ID carried when known.
+//! - [`LayerId`]: a layer is identified by its root hash, its diff ID carried when known;
+//! - [`attest`]: what the guest measures per layer (canonical JSON, AAEL events) and the
+//!   attestation agent's event log format.
 
+pub mod attest;
 pub mod digest;
 pub mod envelope;
 pub mod error;
