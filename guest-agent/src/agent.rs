@@ -36,6 +36,7 @@ use crate::events::{EventLog, Recorder};
 use crate::kernel::Kernel;
 use crate::kernel::linux::LinuxKernel;
 use crate::layers::LayerTable;
+use crate::measure::MeasureStatus;
 use crate::plan::{AgentStatus, ContainerStatus, HashAlgorithm};
 use crate::policy::{Policy, ReferenceValues};
 use crate::runlock::RunDirLock;
@@ -271,6 +272,11 @@ impl Agent {
             layers: self.layers.mounted(),
             confidential: self.policy.confidential(),
             require_verity: self.policy.require_verity || self.policy.reference_values.is_some(),
+            measure: self
+                .recorders
+                .iter()
+                .find_map(|r| r.measure_status())
+                .unwrap_or_else(MeasureStatus::log_only),
         }
     }
 

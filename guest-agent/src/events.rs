@@ -136,6 +136,12 @@ pub trait Recorder: Send + Sync + fmt::Debug {
     /// Records the layers of one container, top first, one event each (all with the same
     /// time). Returns only once they are durable.
     fn record(&self, events: &[LayerEvent]) -> Result<(), RecordError>;
+
+    /// A measurement backend's status (the agent's `Status` shows the first one); `None`
+    /// for a recorder that measures nothing.
+    fn measure_status(&self) -> Option<crate::measure::MeasureStatus> {
+        None
+    }
 }
 
 /// Why a recorder could not record: what it was doing, and the cause.

@@ -151,7 +151,7 @@ pub struct ContainerStatus {
 }
 
 /// The agent as a whole.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentStatus {
     /// Mounted containers.
     pub containers: usize,
@@ -161,6 +161,8 @@ pub struct AgentStatus {
     pub confidential: bool,
     /// Layers without verity are refused.
     pub require_verity: bool,
+    /// How layers are measured.
+    pub measure: crate::measure::MeasureStatus,
 }
 
 fn invalid(message: impl Into<String>) -> AgentError {

@@ -7,6 +7,7 @@
 //! - [`erofs_utils`]: erofs-utils ≥ 1.8 (containerd's converter), fetched from Debian's
 //!   packages by `scripts/erofs-utils-trixie`.
 //! - [`fuzz_corpus`]: the committed fuzz corpora, replayed through their harnesses.
+//! - [`swtpm`]: a software TPM for the TPM tests, killed on drop.
 //! - [`counted`]: differential and corpus tests state how many cases they compared, so an
 //!   empty run fails.
 //!
@@ -18,6 +19,7 @@ pub mod fuzz_corpus;
 pub mod kata;
 pub mod log;
 pub mod skip;
+pub mod swtpm;
 pub mod tools;
 
 use std::path::{Path, PathBuf};

@@ -8,7 +8,12 @@ use layerpass_protocols::status::Kind;
 
 use super::Failure;
 use crate::agent::{AgentConfig, DEFAULT_RUN_DIR};
+use crate::agent::Agent;
 use crate::error::Chain;
+use crate::measure::aa_client::DEFAULT_SOCKET;
+use crate::measure::tpm::device::DEFAULT_DEVICE;
+use crate::measure::mode::FsProbe;
+use crate::measure::{Backend, MeasureMode, MeasureOptions, Measurer, ModeError};
 use crate::policy::ReferenceValues;
 use crate::server::{DEFAULT_VSOCK_PORT, Transport};
 
@@ -64,6 +69,34 @@ pub struct PolicyArgs {
     /// How long to wait for a layer or scratch disk to appear, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub device_timeout: f64,
+    /// How layers are measured.
+    #[command(flatten)]
+    pub measure: MeasureArgs,
+}
+
+/// How layers are measured; shared by every command (`list` measures nothing).
+#[derive(Debug, Clone, Args)]
+pub struct MeasureArgs {
+    /// auto: the attestation agent if its socket exists, else the TPM if its device
+    /// exists, else the JSON-lines event log only (refused with --confidential: pass
+    /// `--measure log` to run unmeasured).
+    #[arg(long, value_enum, value_name = "MODE", default_value = "auto")]
+    pub measure: MeasureMode,
+    /// The register: the TPM's PCR (0-15) [default: 14], or the register asked of the
+    /// attestation agent [default: its own, 17].
+    #[arg(long, value_name = "N")]
+    pub pcr: Option<u32>,
+    /// The attestation agent's ttrpc socket.
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_SOCKET)]
+    pub aa_socket: PathBuf,
+    /// The TPM's character device (the kernel's resource manager).
+    #[arg(long, value_name = "PATH", default_value = DEFAULT_DEVICE)]
+    pub tpm_device: PathBuf,
+    /// With --confidential: accept the attestation agent's NOT_ENABLED and NOT_SUPPORTED
+    /// answers (the layer is not measured; a warning and Status say so) instead of
+    /// refusing the mount.
+    #[arg(long)]
+    pub allow_unmeasured: bool,
 }
 
 /// The transports `serve` can use.
@@ -189,6 +222,53 @@ impl PolicyArgs {
             config.rootfs_root.clone_from(root);
         }
         Ok(config)
+    }
+}
+
+impl PolicyArgs {
+    /// The measurement options these flags describe.
+    pub fn measure_options(&self) -> MeasureOptions {
+        let m = &self.measure;
+        MeasureOptions {
+            mode: m.measure,
+            pcr: m.pcr,
+            aa_socket: m.aa_socket.clone(),
+            tpm_device: m.tpm_device.clone(),
+            confidential: self.confidential,
+            allow_unmeasured: m.allow_unmeasured,
+        }
+    }
+
+    /// The backend the flags select on this machine (checked before anything is
+    /// mounted or created).
+    pub fn backend(&self) -> Result<Backend, Failure> {
+        if self.measure.allow_unmeasured && !self.confidential {
+            return Err(invalid(
+                "--allow-unmeasured only applies with --confidential (otherwise nothing refuses an unmeasured layer)".into(),
+            ));
+        }
+        self.measure_options().resolve(&FsProbe).map_err(|e| {
+            let kind = match e {
+                ModeError::NothingToMeasureWith { .. } => Kind::FailedPrecondition,
+                _ => Kind::InvalidArgument,
+            };
+            Failure::new(kind, e.to_string())
+        })
+    }
+
+    /// An agent on the real kernel with these flags' configuration and measurement
+    /// backend.
+    pub fn measured_agent(&self) -> Result<Agent, Failure> {
+        let config = self.config()?;
+        let backend = self.backend()?;
+        let run_dir = config.run_dir.clone();
+        let agent = Agent::new(config)?;
+        let measurer = Measurer::start(&backend, &self.measure_options(), &run_dir)
+            .map_err(|e| Failure::new(Kind::FailedPrecondition, Chain(&e).to_string()))?;
+        Ok(match measurer {
+            Some(m) => agent.with_recorder(m),
+            None => agent,
+        })
     }
 }
 

@@ -55,10 +55,9 @@ fn json_failure(e: &json::JsonError) -> Failure {
 
 /// `mount --plan PLAN.json`: prints the rootfs (or the MountResponse with `--json`).
 pub fn mount(args: &MountArgs) -> Result<(), Failure> {
-    let config = args.policy.config()?;
     let request = read_plan(&args.plan)?;
     let plan = convert::mount_plan(&request)?;
-    let agent = Agent::new(config)?;
+    let agent = args.policy.measured_agent()?;
     let result = agent.mount(&plan)?;
     if args.json {
         let text = json::print(&convert::mount_response(&result)).map_err(|e| json_failure(&e))?;
@@ -70,7 +69,7 @@ pub fn mount(args: &MountArgs) -> Result<(), Failure> {
 
 /// `unmount ID`.
 pub fn unmount(args: &UnmountArgs) -> Result<(), Failure> {
-    let agent = Agent::new(args.policy.config()?)?;
+    let agent = args.policy.measured_agent()?;
     agent.unmount(&args.id)?;
     Ok(())
 }

@@ -29,7 +29,6 @@ pub use self::status::{Stage, StatusEvent};
 use super::Failure;
 use super::args::RunArgs;
 use super::oneshot::read_plan;
-use crate::agent::Agent;
 use crate::plan::MountResult;
 use crate::process::{self, ProcessSpec};
 use crate::server::convert;
@@ -110,7 +109,7 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
     let log_start = log_len(&event_log);
     let start = Instant::now();
     let (agent, result) = (|| {
-        let agent = Agent::new(config)?;
+        let agent = args.policy.measured_agent()?;
         let result = agent.mount(&plan)?;
         Ok::<_, Failure>((agent, result))
     })()

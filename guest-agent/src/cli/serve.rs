@@ -9,7 +9,6 @@ use tracing::info;
 
 use super::Failure;
 use super::args::ServeArgs;
-use crate::agent::Agent;
 use crate::error::Chain;
 use crate::server::{self, ServeError, Stop};
 
@@ -28,9 +27,8 @@ fn failure(e: &ServeError) -> Failure {
 /// Serves until a termination signal (exit 0) or until the virtio-serial bridge fails.
 pub fn serve(args: &ServeArgs) -> Result<(), Failure> {
     let transport = args.transport()?;
-    let config = args.policy.config()?;
-    let run_dir = config.run_dir.clone();
-    let agent = Arc::new(Agent::new(config)?);
+    let agent = Arc::new(args.policy.measured_agent()?);
+    let run_dir = agent.config().run_dir.clone();
     let running = server::start(agent, &transport, &run_dir).map_err(|e| failure(&e))?;
 
     let mut signals = Signals::new([SIGTERM, SIGINT])

@@ -261,6 +261,10 @@ pub fn status_response(status: &AgentStatus) -> pb::StatusResponse {
     out.layers = status.layers as u64;
     out.confidential = status.confidential;
     out.require_verity = status.require_verity;
+    out.measure.clone_from(&status.measure.backend);
+    out.measure_register = status.measure.register;
+    out.measured_events = status.measure.measured;
+    out.measure_problem = status.measure.problem.clone().unwrap_or_default();
     out
 }
 

@@ -223,7 +223,28 @@ fn responses_carry_rootfs_and_layers() {
         layers: 3,
         confidential: true,
         require_verity: true,
+        measure: crate::measure::MeasureStatus {
+            backend: "tpm".into(),
+            register: Some(14),
+            measured: 6,
+            problem: Some("PCR 14: TPM_RC_RETRY".into()),
+        },
     });
     assert_eq!((status.containers, status.layers), (1, 3));
     assert!(status.confidential && status.require_verity);
+    assert_eq!(status.measure, "tpm");
+    assert_eq!(status.measure_register, Some(14));
+    assert_eq!(status.measured_events, 6);
+    assert_eq!(status.measure_problem, "PCR 14: TPM_RC_RETRY");
+    let log = status_response(&AgentStatus {
+        containers: 0,
+        layers: 0,
+        confidential: false,
+        require_verity: false,
+        measure: crate::measure::MeasureStatus::log_only(),
+    });
+    assert_eq!(
+        (log.measure.as_str(), log.measure_register, log.measure_problem.as_str()),
+        ("log", None, "")
+    );
 }
