@@ -58,6 +58,12 @@ pub enum VerifyError {
         /// The limit.
         max: u64,
     },
+    /// A reference-values file that is not UTF-8 text.
+    #[error("reference values {path}: not UTF-8 text")]
+    ReferenceValuesNotUtf8 {
+        /// The file.
+        path: PathBuf,
+    },
     /// A reference-values file that cannot be used.
     #[error("reference values {path}")]
     ReferenceValues {
@@ -275,7 +281,9 @@ pub fn read_reference_values(path: &Path) -> Result<ReferenceValues, VerifyError
             max: MAX_REFERENCE_VALUES_SIZE,
         });
     }
-    let text = String::from_utf8_lossy(&bytes);
+    let text = String::from_utf8(bytes).map_err(|_| VerifyError::ReferenceValuesNotUtf8 {
+        path: path.to_owned(),
+    })?;
     ReferenceValues::parse(&text).map_err(|source| VerifyError::ReferenceValues {
         path: path.to_owned(),
         source,

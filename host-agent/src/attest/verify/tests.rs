@@ -255,3 +255,34 @@ fn an_oversized_log_is_rejected() {
     let r = verify(&big, &opts_for(&[], None)).unwrap_err();
     assert!(matches!(r.reason, RejectReason::LogTooLarge { .. }));
 }
+
+#[test]
+fn reference_values_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        format!("root_hashes = [\"{}\"]\n", hex::encode([1u8; 32])),
+    )
+    .unwrap();
+    assert_eq!(read_reference_values(&good).unwrap().len(), 1);
+    let latin1 = dir.path().join("latin1.toml");
+    // "café" in Latin-1: not UTF-8.
+    let mut bytes = b"# caf\xe9\n".to_vec();
+    bytes.extend_from_slice(format!("root_hashes = [\"{}\"]\n", hex::encode([1u8; 32])).as_bytes());
+    std::fs::write(&latin1, bytes).unwrap();
+    assert!(matches!(
+        read_reference_values(&latin1),
+        Err(VerifyError::ReferenceValuesNotUtf8 { .. })
+    ));
+    let big = dir.path().join("big.toml");
+    std::fs::write(&big, vec![b'#'; (MAX_REFERENCE_VALUES_SIZE + 1) as usize]).unwrap();
+    assert!(matches!(
+        read_reference_values(&big),
+        Err(VerifyError::ReferenceValuesTooLarge { .. })
+    ));
+    assert!(matches!(
+        read_reference_values(&dir.path().join("missing")),
+        Err(VerifyError::Io { .. })
+    ));
+}
