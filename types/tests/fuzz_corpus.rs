@@ -18,11 +18,15 @@ fn fuzz_corpus_event_log() {
     let accepted = outcomes.iter().filter(|o| o.accepted).count();
     let measurements: usize = outcomes.iter().map(|o| o.measurements).sum();
     let rejected = outcomes.len() - accepted;
+    let fixed = outcomes.iter().filter(|o| o.fixed_accepted).count();
+    let fixed_measurements: usize = outcomes.iter().map(|o| o.fixed_measurements).sum();
     eprintln!(
-        "event_log: {} inputs: {accepted} accepted ({measurements} measurements), {rejected} rejected",
+        "event_log: {} inputs: {accepted} accepted ({measurements} measurements), {rejected} \
+         rejected; with digests fixed {fixed} accepted ({fixed_measurements} measurements)",
         files.len()
     );
     assert!(accepted > 0 && measurements > 0 && rejected > 0);
+    assert!(fixed > accepted && fixed_measurements > measurements);
 }
 
 /// The committed seeds are the harness's, and each does what it was made for.
@@ -42,8 +46,16 @@ fn fuzz_seeds_event_log() {
                     accepted: true,
                     entries: 5,
                     aael: 5,
-                    measurements: 4
+                    measurements: 4,
+                    fixed_accepted: true,
+                    fixed_measurements: 4,
                 }
+            ),
+            // The flipped byte is in a salt: with its digest fixed the content is not a
+            // valid measurement (a control character), but the log is well-formed.
+            "seed-flipped" => assert_eq!(
+                (outcome.fixed_accepted, outcome.fixed_measurements),
+                (true, 2)
             ),
             "seed-not-canonical" => assert_eq!((outcome.aael, outcome.measurements), (1, 0)),
             _ => {}
