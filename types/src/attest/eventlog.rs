@@ -207,6 +207,25 @@ pub struct LogEntry {
     pub event: Option<Event>,
 }
 
+impl LogEntry {
+    /// The entry's bytes as the log holds them (what [`parse`] read).
+    #[must_use]
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len);
+        out.extend_from_slice(&self.pcr_index.to_le_bytes());
+        out.extend_from_slice(&self.event_type.to_le_bytes());
+        // At most MAX_DIGESTS digests and MAX_EVENT_SIZE bytes of data in a parsed entry.
+        out.extend_from_slice(&(self.digests.len() as u32).to_le_bytes());
+        for d in &self.digests {
+            out.extend_from_slice(&d.algorithm.to_le_bytes());
+            out.extend_from_slice(&d.digest);
+        }
+        out.extend_from_slice(&(self.event_data.len() as u32).to_le_bytes());
+        out.extend_from_slice(&self.event_data);
+        out
+    }
+}
+
 /// The bytes a new log file starts with: none. The attestation agent opens (or creates) its
 /// log and appends entries; it writes no header and no Spec ID event.
 #[must_use]

@@ -12,6 +12,7 @@
 
 pub mod error;
 pub mod eventlog;
+pub mod fuzz_harness;
 mod jcs;
 mod measurement;
 
