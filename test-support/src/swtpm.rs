@@ -1,11 +1,13 @@
 //! A software TPM 2.0 (`swtpm`, Debian package `swtpm`) for the tests, in a directory of
-//! its own that goes with it: started with a fresh state, killed and reaped on drop.
+//! its own that goes with it: started with a fresh state, killed and reaped on drop, and
+//! killed with the thread that started it (`PR_SET_PDEATHSIG`) if the test dies first.
 //!
 //! - [`Swtpm::server`]: a data socket speaking raw TPM commands (the guest agent's TPM
 //!   code talks to it as it talks to `/dev/tpmrm0`);
 //! - [`Swtpm::for_qemu`]: only the control socket, which QEMU's
 //!   `-tpmdev emulator,chardev=...` connects to.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -57,6 +59,16 @@ impl Swtpm {
             cmd.arg("--server")
                 .arg(format!("type=unixio,path={}", data.display()))
                 .args(["--flags", "not-need-init,startup-clear"]);
+        }
+        // SAFETY: the closure runs in the forked child before exec and only calls
+        // prctl(2), which is async-signal-safe; it touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
         }
         let child = cmd
             .stdin(Stdio::null())

@@ -189,13 +189,13 @@ expect_fail WRONG-ROOT $G mount --plan /plans/c4.json
 leftovers AFTER-WRONG-ROOT
 
 # 5. Reference values that do not list layer 1: refused before anything is created.
-expect_fail REFUSED $G mount --confidential --reference-values /refs-partial.toml --plan /plans/c5.json
+expect_fail REFUSED $G mount --confidential --measure log --reference-values /refs-partial.toml --plan /plans/c5.json
 echo "MAPPER $(ls /dev/mapper | tr '\n' ' ')"
 leftovers AFTER-REFUSED
 # ... and so is a scratch-disk upper, even over listed layers.
-expect_fail DISK-UPPER $G mount --confidential --reference-values /refs-all.toml --plan /plans/c1.json
+expect_fail DISK-UPPER $G mount --confidential --measure log --reference-values /refs-all.toml --plan /plans/c1.json
 leftovers AFTER-DISK-UPPER
-r=$($G mount --confidential --reference-values /refs-all.toml --plan /plans/c5.json)
+r=$($G mount --confidential --measure log --reference-values /refs-all.toml --plan /plans/c5.json)
 echo "CONFIDENTIAL-OK $(cat "$r/top.txt")"
 $G unmount c5
 

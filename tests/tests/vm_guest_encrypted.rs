@@ -32,7 +32,7 @@ const SCRATCH_BYTES: u64 = 160 << 20;
 
 const SCRIPT: &str = r#"
 G=/bin/layerpass-guest
-C="--confidential --reference-values /refs.toml"
+C="--confidential --measure log --reference-values /refs.toml"
 dms() { ls /sys/block | grep -c '^dm-' || true; }
 try() {
   name=$1

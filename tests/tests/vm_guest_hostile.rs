@@ -43,7 +43,7 @@ fn scratch(d: &Path, mkfs: &Path, name: &str, symlink: &str) -> PathBuf {
 
 const SCRIPT: &str = r#"
 G=/bin/layerpass-guest
-C="--confidential --reference-values /refs.toml"
+C="--confidential --measure log --reference-values /refs.toml"
 # try NAME CMD...: prints "NAME rc=<rc> <last stderr line>" (the error, after any log lines).
 try() {
   name=$1

@@ -7,12 +7,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use layerpass_protocols::status::Kind;
 
 use super::Failure;
-use crate::agent::{AgentConfig, DEFAULT_RUN_DIR};
 use crate::agent::Agent;
+use crate::agent::{AgentConfig, DEFAULT_RUN_DIR};
 use crate::error::Chain;
 use crate::measure::aa_client::DEFAULT_SOCKET;
-use crate::measure::tpm::device::DEFAULT_DEVICE;
 use crate::measure::mode::FsProbe;
+use crate::measure::tpm::device::DEFAULT_DEVICE;
 use crate::measure::{Backend, MeasureMode, MeasureOptions, Measurer, ModeError};
 use crate::policy::ReferenceValues;
 use crate::server::{DEFAULT_VSOCK_PORT, Transport};

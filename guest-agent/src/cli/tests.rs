@@ -369,3 +369,105 @@ fn run_parses_the_init_scripts_command_line() {
         Cli::try_parse_from(["layerpass-guest", "run", "--plan", "p", "--process", "q"]).is_err()
     );
 }
+
+#[test]
+fn measure_flags_on_every_command_that_mounts_or_unmounts() {
+    use crate::measure::{Backend, MeasureMode};
+    let a = serve_args(&[]);
+    assert_eq!(a.policy.measure.measure, MeasureMode::Auto);
+    assert_eq!(a.policy.measure.pcr, None);
+    assert_eq!(
+        a.policy.measure.aa_socket,
+        Path::new(crate::measure::aa_client::DEFAULT_SOCKET)
+    );
+    assert_eq!(a.policy.measure.tpm_device, Path::new("/dev/tpmrm0"));
+    let a = serve_args(&[
+        "--measure",
+        "tpm",
+        "--pcr",
+        "9",
+        "--tpm-device",
+        "/dev/tpm-x",
+    ]);
+    assert_eq!(
+        a.policy.backend().unwrap(),
+        Backend::Tpm {
+            device: "/dev/tpm-x".into(),
+            pcr: 9
+        }
+    );
+    for cmd in [
+        &["mount", "--plan", "p.json"][..],
+        &["unmount", "c1"],
+        &[
+            "run",
+            "--plan",
+            "p",
+            "--process",
+            "q",
+            "--status-port",
+            "s",
+            "--stdout-port",
+            "o",
+            "--stderr-port",
+            "e",
+        ],
+    ] {
+        let mut all = cmd.to_vec();
+        all.extend(["--measure", "log", "--pcr", "3", "--allow-unmeasured"]);
+        let policy = match parse(&all).command {
+            Command::Mount(a) => a.policy,
+            Command::Unmount(a) => a.policy,
+            Command::Run(a) => a.policy,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(policy.measure.measure, MeasureMode::Log);
+        assert_eq!(policy.measure.pcr, Some(3));
+        assert!(policy.measure.allow_unmeasured);
+    }
+    assert!(
+        Cli::try_parse_from(["layerpass-guest", "serve", "--measure", "ima"]).is_err(),
+        "an unknown mode"
+    );
+}
+
+#[test]
+fn measure_flag_errors_say_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing");
+    let missing = missing.to_str().unwrap();
+    let flags = |extra: &[&str]| {
+        let mut all = vec!["--aa-socket", missing, "--tpm-device", missing];
+        all.extend_from_slice(extra);
+        serve_args(&all)
+    };
+    // A DRTM PCR: the extend could never succeed from Linux.
+    let f = flags(&["--measure", "tpm", "--pcr", "17"])
+        .policy
+        .backend()
+        .unwrap_err();
+    assert_eq!(f.kind, Kind::InvalidArgument);
+    assert!(f.message.contains("TPM_RC_LOCALITY"), "{}", f.message);
+    // Confidential auto with neither backend: refused, and the message names the way out.
+    let f = flags(&["--confidential", "--reference-values", "/r.toml"])
+        .policy
+        .backend()
+        .unwrap_err();
+    assert_eq!(f.kind, Kind::FailedPrecondition);
+    assert!(f.message.contains("--measure log"), "{}", f.message);
+    assert_eq!(
+        flags(&["--confidential", "--measure", "log"])
+            .policy
+            .backend()
+            .unwrap(),
+        crate::measure::Backend::Log
+    );
+    // Not confidential: auto settles for the log.
+    assert_eq!(
+        flags(&[]).policy.backend().unwrap(),
+        crate::measure::Backend::Log
+    );
+    // --allow-unmeasured means nothing outside confidential mode.
+    let f = flags(&["--allow-unmeasured"]).policy.backend().unwrap_err();
+    assert_eq!(f.kind, Kind::InvalidArgument);
+}

@@ -85,10 +85,7 @@ impl RuntimeMeasurer for AaConnection {
         };
         let result = connected.extend_runtime_measurement(domain, operation, content, register);
         // Keep the connection unless it failed.
-        if !matches!(
-            result,
-            Err(AaError::Call { .. } | AaError::Timeout { .. })
-        ) {
+        if !matches!(result, Err(AaError::Call { .. } | AaError::Timeout { .. })) {
             *client = Some(connected);
         }
         result
@@ -142,7 +139,12 @@ impl<M: RuntimeMeasurer> AaRecorder<M> {
             .map_err(|e| RecordError::new(what(), e))
             .and_then(|event| {
                 self.measurer
-                    .extend(&event.domain, &event.operation, &event.content, self.register)
+                    .extend(
+                        &event.domain,
+                        &event.operation,
+                        &event.content,
+                        self.register,
+                    )
                     .map_err(|e| RecordError::new(what(), e))
             });
         match outcome {

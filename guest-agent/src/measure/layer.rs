@@ -137,7 +137,16 @@ pub(crate) mod tests {
         ev.root_hash = "AB".repeat(32);
         let err = event(&ev).unwrap_err();
         assert!(
-            matches!(&err, LayerError::Invalid { source: AttestError::Field { field: "root_hash", .. }, .. }),
+            matches!(
+                &err,
+                LayerError::Invalid {
+                    source: AttestError::Field {
+                        field: "root_hash",
+                        ..
+                    },
+                    ..
+                }
+            ),
             "{err:?}"
         );
     }

@@ -86,8 +86,7 @@ impl Measurer {
                 let tpm = tpm::Tpm::open(device, *pcr).map_err(MeasureError::Tpm)?;
                 let log = run_dir.join(tpm::EVENT_LOG);
                 Self::Tpm(
-                    tpm::TpmRecorder::new(tpm, &log, backend, policy)
-                        .map_err(MeasureError::Tpm)?,
+                    tpm::TpmRecorder::new(tpm, &log, backend, policy).map_err(MeasureError::Tpm)?,
                 )
             }
         };

@@ -298,15 +298,9 @@ mod tests {
             assert!(err.to_string().contains("TPM_RC_LOCALITY"), "{err}");
         }
         for pcr in [16, 23] {
-            assert_eq!(
-                check_tpm_pcr(pcr),
-                Err(ModeError::PcrResettable { pcr })
-            );
+            assert_eq!(check_tpm_pcr(pcr), Err(ModeError::PcrResettable { pcr }));
         }
-        assert_eq!(
-            check_tpm_pcr(24),
-            Err(ModeError::PcrOutOfRange { pcr: 24 })
-        );
+        assert_eq!(check_tpm_pcr(24), Err(ModeError::PcrOutOfRange { pcr: 24 }));
         let tpm17 = options(MeasureMode::Tpm, Some(17), false).resolve(&present(&[TPM]));
         assert_eq!(tpm17, Err(ModeError::PcrLocality { pcr: 17 }));
         let auto17 = options(MeasureMode::Auto, Some(17), false).resolve(&present(&[TPM]));

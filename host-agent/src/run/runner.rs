@@ -465,6 +465,10 @@ fn write_initrd(
     } else {
         args.push_str(" --require-verity");
     }
+    // The run VM has neither a TPM nor an attestation agent: the layers are recorded in
+    // the JSON-lines event log only (streamed to the host as `eventlog` lines), which a
+    // confidential agent accepts only when asked for explicitly.
+    args.push_str(" --measure log");
     args.push('\n');
     files.push(("agent-args", args.into_bytes()));
     let appendix = guest::appendix(&files)?;

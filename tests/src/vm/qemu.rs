@@ -42,6 +42,7 @@ pub struct VmBuilder {
     vhost_user_blk: Vec<VhostUserBlk>,
     ports: Vec<String>,
     hotplug_ports: usize,
+    tpm: Option<PathBuf>,
     extra: Vec<OsString>,
 }
 
@@ -61,6 +62,7 @@ impl VmBuilder {
             vhost_user_blk: Vec::new(),
             ports: Vec::new(),
             hotplug_ports: 0,
+            tpm: None,
             extra: Vec::new(),
         }
     }
@@ -126,6 +128,13 @@ impl VmBuilder {
         self
     }
 
+    /// A TPM 2.0 (`tpm-tis`, the guest's `/dev/tpm0` and `/dev/tpmrm0`) emulated by the
+    /// swtpm whose control socket is `ctrl` (`layerpass_test_support::swtpm::Swtpm::for_qemu`).
+    pub fn tpm(mut self, ctrl: &Path) -> Self {
+        self.tpm = Some(ctrl.to_path_buf());
+        self
+    }
+
     /// Extra QEMU arguments, appended as they are.
     pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
         self.extra.push(arg.into());
@@ -169,6 +178,12 @@ impl VmBuilder {
                 i + 1,
                 i + 1
             ));
+        }
+        if let Some(ctrl) = &self.tpm {
+            cmd.arg("-chardev")
+                .arg(format!("socket,id=chrtpm,path={}", escape(ctrl)))
+                .args(["-tpmdev", "emulator,id=tpm0,chardev=chrtpm"])
+                .args(["-device", "tpm-tis,tpmdev=tpm0"]);
         }
         cmd.arg("-chardev")
             .arg(format!(

@@ -133,3 +133,4 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 mod container;
 mod events;
 mod layer;
+mod measure;

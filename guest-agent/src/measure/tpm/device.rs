@@ -66,7 +66,9 @@ impl TpmDevice {
                 if size > MAX_RESPONSE_LEN {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
-                        format!("the response's size field says {size} bytes, more than {MAX_RESPONSE_LEN}"),
+                        format!(
+                            "the response's size field says {size} bytes, more than {MAX_RESPONSE_LEN}"
+                        ),
                     ));
                 }
                 size
@@ -138,7 +140,9 @@ mod tests {
     fn a_response_is_read_whole_or_in_pieces_up_to_its_size() {
         assert_eq!(device(&[&OK]).transact(&[1, 2]).unwrap(), OK);
         assert_eq!(
-            device(&[&OK[..3], &OK[3..12], &OK[12..]]).transact(&[1]).unwrap(),
+            device(&[&OK[..3], &OK[3..12], &OK[12..]])
+                .transact(&[1])
+                .unwrap(),
             OK
         );
         // Nothing past the declared size is read.

@@ -308,6 +308,6 @@ impl Recorder for TpmRecorder {
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod swtpm_tests;
+#[cfg(test)]
+mod tests;

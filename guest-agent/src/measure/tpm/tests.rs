@@ -77,9 +77,7 @@ impl SimTpm {
             }
             command::CC_PCR_READ => {
                 let bits = &cmd[17..20];
-                let pcr = (0..24)
-                    .find(|i| bits[i / 8] & (1 << (i % 8)) != 0)
-                    .unwrap();
+                let pcr = (0..24).find(|i| bits[i / 8] & (1 << (i % 8)) != 0).unwrap();
                 let mut r = vec![0x80, 0x01, 0, 0, 0, 62, 0, 0, 0, 0, 0, 0, 0, 1];
                 r.extend_from_slice(&[0, 0, 0, 1, 0, 0x0b, 3]);
                 r.extend_from_slice(bits);
@@ -164,7 +162,10 @@ fn the_log_replays_to_the_register_and_each_entry_is_durable_before_its_extend()
         .iter()
         .map(|e| e.event.as_ref().unwrap().operation.clone())
         .collect();
-    assert_eq!(ops, ["MountLayer", "MountLayer", "MountLayer", "UnmountLayer"]);
+    assert_eq!(
+        ops,
+        ["MountLayer", "MountLayer", "MountLayer", "UnmountLayer"]
+    );
     let first = log[0].event.as_ref().unwrap();
     assert_eq!(first, &crate::measure::layer::event(&mounted[0]).unwrap());
     let status = rec.measure_status().unwrap();
@@ -182,7 +183,10 @@ fn a_refused_extend_fails_in_confidential_mode_and_leaves_log_and_register_uncha
     let rec = recorder(&sim, dir.path(), true);
     rec.record(&[layer_event(EventKind::Mount, "c1", 1)])
         .unwrap();
-    let before = (std::fs::read(dir.path().join(EVENT_LOG)).unwrap(), sim.pcr(14));
+    let before = (
+        std::fs::read(dir.path().join(EVENT_LOG)).unwrap(),
+        sim.pcr(14),
+    );
     sim.set_next(Next::Fail(0x907));
     let err = rec
         .record(&[
@@ -192,11 +196,17 @@ fn a_refused_extend_fails_in_confidential_mode_and_leaves_log_and_register_uncha
         .unwrap_err();
     let chain = Chain(&err).to_string();
     assert!(
-        chain.starts_with(&format!("measuring container c2's layer {} into PCR 14", "02".repeat(32))),
+        chain.starts_with(&format!(
+            "measuring container c2's layer {} into PCR 14",
+            "02".repeat(32)
+        )),
         "{chain}"
     );
     assert!(chain.contains("TPM_RC_LOCALITY"), "{chain}");
-    let after = (std::fs::read(dir.path().join(EVENT_LOG)).unwrap(), sim.pcr(14));
+    let after = (
+        std::fs::read(dir.path().join(EVENT_LOG)).unwrap(),
+        sim.pcr(14),
+    );
     assert_eq!(before, after, "the refused event left a trace");
     let status = rec.measure_status().unwrap();
     assert_eq!(status.measured, 1);
@@ -232,7 +242,11 @@ fn a_layer_without_verity_is_not_measured_and_not_logged() {
     let mut ev = layer_event(EventKind::Mount, "c1", 1);
     ev.verity = None;
     let err = rec.record(&[ev]).unwrap_err();
-    assert!(Chain(&err).to_string().contains("no dm-verity"), "{}", Chain(&err));
+    assert!(
+        Chain(&err).to_string().contains("no dm-verity"),
+        "{}",
+        Chain(&err)
+    );
     assert!(entries(dir.path()).is_empty());
     assert_eq!(sim.pcr(14), [0; 32]);
 }

@@ -244,7 +244,11 @@ fn responses_carry_rootfs_and_layers() {
         measure: crate::measure::MeasureStatus::log_only(),
     });
     assert_eq!(
-        (log.measure.as_str(), log.measure_register, log.measure_problem.as_str()),
+        (
+            log.measure.as_str(),
+            log.measure_register,
+            log.measure_problem.as_str()
+        ),
         ("log", None, "")
     );
 }

@@ -61,7 +61,10 @@ fn pcr_extend_locality_is_named() {
     );
     // Other codes are named without the hint; format-1 codes by their error number.
     let value_handle1 = parse_pcr_extend(&hex("8001 0000000a 00000184")).unwrap_err();
-    assert_eq!(value_handle1.to_string(), "the TPM answered TPM_RC_VALUE (0x184)");
+    assert_eq!(
+        value_handle1.to_string(),
+        "the TPM answered TPM_RC_VALUE (0x184)"
+    );
     let retry = parse_pcr_extend(&hex("8001 0000000a 00000922")).unwrap_err();
     assert_eq!(retry.to_string(), "the TPM answered TPM_RC_RETRY (0x922)");
     let rm = parse_pcr_extend(&hex("8001 0000000a 000b0084")).unwrap_err();
@@ -72,32 +75,67 @@ fn pcr_extend_locality_is_named() {
 fn malformed_extend_responses_are_refused() {
     use ResponseError as E;
     let cases: [(&str, ResponseError); 9] = [
-        ("", E::Truncated { len: 0, field: "header" }),
-        ("8002 00000013 0000", E::Truncated { len: 8, field: "header" }),
+        (
+            "",
+            E::Truncated {
+                len: 0,
+                field: "header",
+            },
+        ),
+        (
+            "8002 00000013 0000",
+            E::Truncated {
+                len: 8,
+                field: "header",
+            },
+        ),
         // The size field disagrees with what was received.
         (
             "8002 00000014 00000000 00000000 0000 01 0000",
-            E::SizeMismatch { declared: 20, received: 19 },
+            E::SizeMismatch {
+                declared: 20,
+                received: 19,
+            },
         ),
         // A success under the wrong tag.
         (
             "8001 00000013 00000000 00000000 0000 01 0000",
-            E::Tag { found: 0x8001, expected: 0x8002 },
+            E::Tag {
+                found: 0x8001,
+                expected: 0x8002,
+            },
         ),
         // An error with a body, or under the sessions tag.
         ("8001 0000000b 00000907 00", E::Trailing { extra: 1 }),
-        ("8002 0000000a 00000907", E::Tag { found: 0x8002, expected: 0x8001 }),
+        (
+            "8002 0000000a 00000907",
+            E::Tag {
+                found: 0x8002,
+                expected: 0x8001,
+            },
+        ),
         // Parameters where there are none.
         (
             "8002 00000017 00000000 00000004 00000000 0000 01 0000",
-            E::Field { field: "parameterSize", found: 4, expected: 0 },
+            E::Field {
+                field: "parameterSize",
+                found: 4,
+                expected: 0,
+            },
         ),
         // A nonce in a password session's acknowledgement.
         (
             "8002 00000014 00000000 00000000 0001 ff 01 0000",
-            E::Field { field: "nonceTPM size", found: 1, expected: 0 },
+            E::Field {
+                field: "nonceTPM size",
+                found: 1,
+                expected: 0,
+            },
         ),
-        ("8002 00000014 00000000 00000000 0000 01 0000 00", E::Trailing { extra: 1 }),
+        (
+            "8002 00000014 00000000 00000000 0000 01 0000 00",
+            E::Trailing { extra: 1 },
+        ),
     ];
     for (bytes, expected) in cases {
         assert_eq!(parse_pcr_extend(&hex(bytes)), Err(expected), "{bytes}");
@@ -105,7 +143,10 @@ fn malformed_extend_responses_are_refused() {
     // A response cut inside the authorization area.
     assert_eq!(
         parse_pcr_extend(&hex("8002 0000000f 00000000 00000000 00")),
-        Err(E::Truncated { len: 15, field: "nonceTPM size" })
+        Err(E::Truncated {
+            len: 15,
+            field: "nonceTPM size"
+        })
     );
 }
 
@@ -132,16 +173,31 @@ fn malformed_read_responses_are_refused() {
     let err = parse_pcr_read(14, &hex(&read_ok("008000", "00000001", VALUE))).unwrap_err();
     assert_eq!(
         err,
-        E::Field { field: "pcrSelectionOut pcrSelect", found: 0x8000, expected: 0x4000 }
+        E::Field {
+            field: "pcrSelectionOut pcrSelect",
+            found: 0x8000,
+            expected: 0x4000
+        }
     );
     // Two digests.
     let err = parse_pcr_read(14, &hex(&read_ok("004000", "00000002", VALUE))).unwrap_err();
-    assert_eq!(err, E::Field { field: "pcrValues count", found: 2, expected: 1 });
+    assert_eq!(
+        err,
+        E::Field {
+            field: "pcrValues count",
+            found: 2,
+            expected: 1
+        }
+    );
     // No SHA-256 bank: an empty selection and no digest.
     let empty = "8001 00000016 00000000 00000005 00000000 00000000";
     assert_eq!(
         parse_pcr_read(14, &hex(empty)),
-        Err(E::Field { field: "pcrSelectionOut count", found: 0, expected: 1 })
+        Err(E::Field {
+            field: "pcrSelectionOut count",
+            found: 0,
+            expected: 1
+        })
     );
     // Another bank.
     let sha1 = format!(
@@ -150,20 +206,31 @@ fn malformed_read_responses_are_refused() {
     );
     assert_eq!(
         parse_pcr_read(14, &hex(&sha1)),
-        Err(E::Field { field: "pcrSelectionOut hash", found: 4, expected: 0xb })
+        Err(E::Field {
+            field: "pcrSelectionOut hash",
+            found: 4,
+            expected: 0xb
+        })
     );
     // A short digest, a cut response, a trailing byte.
     let short = read_sized("004000", "00000001", "001f", &VALUE[2..]);
     assert_eq!(
         parse_pcr_read(14, &hex(&short)),
-        Err(E::Field { field: "pcrValues digest size", found: 31, expected: 32 })
+        Err(E::Field {
+            field: "pcrValues digest size",
+            found: 31,
+            expected: 32
+        })
     );
     let full = hex(&read_ok("004000", "00000001", VALUE));
     let mut cut = full[..full.len() - 1].to_vec();
     cut[5] -= 1;
     assert_eq!(
         parse_pcr_read(14, &cut),
-        Err(E::Truncated { len: 61, field: "pcrValues digest" })
+        Err(E::Truncated {
+            len: 61,
+            field: "pcrValues digest"
+        })
     );
     let mut long = full.clone();
     long.push(0);
@@ -172,6 +239,8 @@ fn malformed_read_responses_are_refused() {
     // An error answer.
     assert_eq!(
         parse_pcr_read(14, &hex("8001 0000000a 00000101")),
-        Err(E::Failed { code: ResponseCode(0x101) })
+        Err(E::Failed {
+            code: ResponseCode(0x101)
+        })
     );
 }
