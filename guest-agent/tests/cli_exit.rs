@@ -207,3 +207,73 @@ fn run_failures_are_status_lines_and_exit_statuses() {
         (&"failed".into(), &"ports".into())
     );
 }
+
+/// Measurement flags are checked before anything is read or created: a confidential
+/// agent with nothing to measure with refuses to start unless `--measure log` is given,
+/// and a PCR the TPM would refuse is named with the reason.
+#[test]
+fn measurement_flags_exit_with_their_kind_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let missing = dir.path().join("missing");
+    let (run_s, missing) = (run.to_str().unwrap(), missing.to_str().unwrap());
+    let refs = dir.path().join("refs.toml");
+    std::fs::write(&refs, format!("root_hashes = [\"{}\"]\n", "ab".repeat(32))).unwrap();
+    let refs = refs.to_str().unwrap();
+    let absent_plan = dir.path().join("absent.json");
+    let absent_plan = absent_plan.to_str().unwrap();
+    let base = [
+        "mount",
+        "--run-dir",
+        run_s,
+        "--plan",
+        absent_plan,
+        "--aa-socket",
+        missing,
+        "--tpm-device",
+        missing,
+    ];
+    let with = |extra: &[&str]| guest(&[&base[..], extra].concat());
+
+    let out = with(&["--confidential", "--reference-values", refs]);
+    assert_eq!(out.status.code(), Some(13), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with("FailedPrecondition: --confidential with --measure auto"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("--measure log"), "{}", stderr(&out));
+    assert!(!run.exists(), "the run directory was created");
+
+    // Explicitly log-only: the flags pass, the (absent) plan is what fails.
+    let out = with(&[
+        "--confidential",
+        "--reference-values",
+        refs,
+        "--measure",
+        "log",
+    ]);
+    assert_eq!(out.status.code(), Some(11), "{}", stderr(&out));
+
+    let out = with(&["--measure", "tpm", "--pcr", "18"]);
+    assert_eq!(out.status.code(), Some(10), "{}", stderr(&out));
+    assert!(stderr(&out).contains("TPM_RC_LOCALITY"), "{}", stderr(&out));
+
+    // An explicit TPM that is not there: the backend cannot start.
+    let out = guest(&[
+        "unmount",
+        "--run-dir",
+        run_s,
+        "--measure",
+        "tpm",
+        "--tpm-device",
+        missing,
+        "c1",
+    ]);
+    assert_eq!(out.status.code(), Some(13), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("cannot open the TPM {missing}")),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -7,8 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use layerpass_protocols::status::Kind;
 
 use super::Failure;
-use crate::agent::Agent;
-use crate::agent::{AgentConfig, DEFAULT_RUN_DIR};
+use crate::agent::{Agent, AgentConfig, DEFAULT_RUN_DIR};
 use crate::error::Chain;
 use crate::measure::aa_client::DEFAULT_SOCKET;
 use crate::measure::mode::FsProbe;
@@ -261,9 +260,15 @@ impl PolicyArgs {
     pub fn measured_agent(&self) -> Result<Agent, Failure> {
         let config = self.config()?;
         let backend = self.backend()?;
+        self.agent_with(config, &backend)
+    }
+
+    /// An agent on the real kernel with `config` (from [`Self::config`]) and `backend`
+    /// (from [`Self::backend`]), for callers that check the flags before other work.
+    pub fn agent_with(&self, config: AgentConfig, backend: &Backend) -> Result<Agent, Failure> {
         let run_dir = config.run_dir.clone();
         let agent = Agent::new(config)?;
-        let measurer = Measurer::start(&backend, &self.measure_options(), &run_dir)
+        let measurer = Measurer::start(backend, &self.measure_options(), &run_dir)
             .map_err(|e| Failure::new(Kind::FailedPrecondition, Chain(&e).to_string()))?;
         Ok(match measurer {
             Some(m) => agent.with_recorder(m),

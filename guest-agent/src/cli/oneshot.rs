@@ -55,9 +55,11 @@ fn json_failure(e: &json::JsonError) -> Failure {
 
 /// `mount --plan PLAN.json`: prints the rootfs (or the MountResponse with `--json`).
 pub fn mount(args: &MountArgs) -> Result<(), Failure> {
+    let config = args.policy.config()?;
+    let backend = args.policy.backend()?;
     let request = read_plan(&args.plan)?;
     let plan = convert::mount_plan(&request)?;
-    let agent = args.policy.measured_agent()?;
+    let agent = args.policy.agent_with(config, &backend)?;
     let result = agent.mount(&plan)?;
     if args.json {
         let text = json::print(&convert::mount_response(&result)).map_err(|e| json_failure(&e))?;

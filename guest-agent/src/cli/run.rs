@@ -96,11 +96,12 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
             )
         })?;
 
-    let (config, plan) = (|| {
+    let (config, backend, plan) = (|| {
         let config = args.policy.config()?;
+        let backend = args.policy.backend()?;
         let request = read_plan(&args.plan)?;
         let plan = convert::mount_plan(&request)?;
-        Ok((config, plan))
+        Ok((config, backend, plan))
     })()
     .map_err(|f| status.fail(Stage::Plan, f))?;
     let spec = read_process(&args.process).map_err(|f| status.fail(Stage::Process, f))?;
@@ -109,7 +110,7 @@ pub fn run(args: &RunArgs) -> Result<(), Failure> {
     let log_start = log_len(&event_log);
     let start = Instant::now();
     let (agent, result) = (|| {
-        let agent = args.policy.measured_agent()?;
+        let agent = args.policy.agent_with(config, &backend)?;
         let result = agent.mount(&plan)?;
         Ok::<_, Failure>((agent, result))
     })()
