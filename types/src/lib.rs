@@ -8,14 +8,19 @@
 //! - [`envelope`]: what the host can *format* versus what can be *exported to a guest*;
 //! - [`naming`]: container ids, virtio-blk serials, GPT partition names (`lp-<32 hex>`)
 //!   and the composite disk's serial;
-//! - [`LayerId`]: a layer is identified by its root hash, its diff ID carried when known.
+//! - [`LayerId`]: a layer is identified by its root hash, its diff ID carried when known;
+//! - [`reference_values`]: the root hashes (optionally bound to digests) a layer may have;
+//! - [`attest`]: what the guest measures per layer (canonical JSON, AAEL events) and the
+//!   attestation agent's event log format.
 
+pub mod attest;
 pub mod digest;
 pub mod envelope;
 pub mod error;
 pub mod hash;
 pub mod layer;
 pub mod naming;
+pub mod reference_values;
 pub mod run;
 pub mod verity;
 
@@ -23,4 +28,5 @@ pub use digest::{Digest, DigestAlgorithm};
 pub use error::TypeError;
 pub use hash::{HashAlgorithm, RootHash};
 pub use layer::LayerId;
+pub use reference_values::ReferenceValues;
 pub use verity::{CorruptionMode, VerityMapping};

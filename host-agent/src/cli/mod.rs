@@ -1,6 +1,7 @@
 //! Command-line interface of the `layerpass` binary. `main.rs` only parses and reports.
 
 mod api;
+mod attest;
 mod blk;
 mod convert;
 mod plan;
@@ -33,6 +34,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Attestation: check a guest's evidence (event log and register).
+    #[command(subcommand)]
+    Attest(attest::Attest),
     /// Serve layer blobs and scratch disks to VMs over vhost-user-blk.
     #[command(subcommand)]
     Blk(blk::BlkCommand),
@@ -68,6 +72,7 @@ impl Cli {
     /// Runs the parsed command.
     pub fn run(self) -> anyhow::Result<Outcome> {
         match self.command {
+            Command::Attest(cmd) => cmd.run(),
             Command::Blk(cmd) => cmd.run(),
             Command::Convert(cmd) => cmd.run(),
             Command::Plan(args) => args.run(),
