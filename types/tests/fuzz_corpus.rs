@@ -9,7 +9,7 @@ use layerpass_test_support::fuzz_corpus::{check_seeds, corpus_files, replay, rep
 use layerpass_types::attest::fuzz_harness::{Outcome, run, seeds};
 
 /// Files committed in `fuzz/corpus/event_log/` (raise it when adding files).
-const COMMITTED: usize = 7;
+const COMMITTED: usize = 299;
 
 #[test]
 fn fuzz_corpus_event_log() {
