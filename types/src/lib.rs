@@ -8,12 +8,15 @@
 //! - [`envelope`]: what the host can *format* versus what can be *exported to a guest*;
 //! - [`naming`]: container ids, virtio-blk serials, GPT partition names (`lp-<32 hex>`)
 //!   and the composite disk's serial;
+//! - [`initdata`]: CoCo initdata documents (the reference values' measured path into a
+//!   guest), their digest and its forms in each TEE;
 //! - [`LayerId`]: a layer is identified by its root hash, its diff ID carried when known.
 
 pub mod digest;
 pub mod envelope;
 pub mod error;
 pub mod hash;
+pub mod initdata;
 pub mod layer;
 pub mod naming;
 pub mod run;
