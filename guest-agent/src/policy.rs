@@ -11,6 +11,8 @@ use serde::Deserialize;
 use crate::error::{AgentError, Step};
 use crate::plan::{MountPlan, UpperSpec, validate_digest};
 
+pub mod initdata;
+
 /// Root hashes a layer may have, optionally bound to layer digests. Loaded from TOML:
 ///
 /// ```toml
