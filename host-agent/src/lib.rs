@@ -5,6 +5,7 @@
 //! nothing about vhost-user or ttrpc and works on plain files and buffers.
 
 pub mod api;
+pub mod attest;
 pub mod compression;
 pub mod containerd;
 pub mod convert;

@@ -1,6 +1,7 @@
 //! Command-line interface of the `layerpass` binary. `main.rs` only parses and reports.
 
 mod api;
+mod attest;
 mod blk;
 mod convert;
 mod plan;
@@ -57,6 +58,9 @@ pub enum Command {
     /// Build and check dm-verity hash trees (veritysetup-compatible).
     #[command(subcommand)]
     Verity(verity::VerityCommand),
+    /// Attestation: reference values computed offline, initdata documents.
+    #[command(subcommand)]
+    Attest(attest::Attest),
 }
 
 impl Cli {
@@ -72,6 +76,7 @@ impl Cli {
             Command::Convert(cmd) => cmd.run(),
             Command::Plan(args) => args.run(),
             Command::Verity(cmd) => cmd.run(),
+            Command::Attest(cmd) => cmd.run(),
             Command::Serve(a) => a.run(),
             Command::Export(a) => a.run(),
             Command::Unexport(a) => a.run(),
