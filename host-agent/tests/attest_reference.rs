@@ -341,3 +341,53 @@ fn initdata_digest_is_what_sha_sums_give() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not sha256"));
 }
+
+/// The same layers at another path give the same bytes: the document's digest does not
+/// depend on the machine.
+#[test]
+fn output_does_not_depend_on_where_the_layers_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let moved = dir.path().join("elsewhere.tgz");
+    std::fs::copy(small(), &moved).unwrap();
+    let doc = |p: &Path| {
+        layerpass(&[
+            "attest",
+            "reference-values",
+            "--layers",
+            p.to_str().unwrap(),
+            "--format",
+            "initdata",
+        ])
+        .0
+    };
+    assert_eq!(doc(&small()), doc(&moved));
+}
+
+/// `kata-config/initdata/`: the example is real output for the checked-in layer, and the
+/// attestation-agent fragment is the one the command writes.
+#[test]
+fn kata_config_initdata_example_is_current() {
+    use layerpass::attest::render::AA_TOML;
+    use layerpass_types::initdata::{AA_KEY, Initdata};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kata-config/initdata");
+    let raw = std::fs::read(root.join("initdata.toml")).unwrap();
+    let doc = Initdata::parse(&raw).unwrap();
+    assert_eq!(doc.get(AA_KEY), Some(AA_TOML));
+    assert_eq!(std::fs::read_to_string(root.join("aa.toml")).unwrap(), AA_TOML);
+    let found = layerpass_guest::policy::initdata::parse(&raw, "example").unwrap();
+    assert!(found.reference_values.check(SMALL_DIFFER, SMALL_DIFF_ID).is_ok());
+    // and it is what the command writes today
+    if let Some((_, _)) = tools_or_skip() {
+        let (out, _) = layerpass(&[
+            "attest",
+            "reference-values",
+            "--as",
+            "containerd",
+            "--layers",
+            small().to_str().unwrap(),
+            "--format",
+            "initdata",
+        ]);
+        assert_eq!(out.trim_end(), String::from_utf8(raw).unwrap().trim_end());
+    }
+}
