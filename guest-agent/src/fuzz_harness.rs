@@ -28,8 +28,8 @@ use crate::plan::{
 };
 use crate::policy::ReferenceValues;
 use crate::policy::initdata as policy_initdata;
-use layerpass_types::initdata::{Initdata, render};
 use crate::server::convert;
+use layerpass_types::initdata::{Initdata, render};
 
 /// How far an input got (for tests that check a corpus reaches every stage).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

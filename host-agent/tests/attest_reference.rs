@@ -37,8 +37,10 @@ const SMALL_VERSION: &str = "1.8.6";
 /// `veritysetup format` (see `containerd_reference`).
 const SMALL_DIFFER: &str = "df45be88718960a5faa5806d2942ce62b54de6bd95dbf4c47c55de663d3e7f88";
 const SMALL_CACHE: &str = "977651c5fc6683c674a9b04ebd647fa4883dd84b3553e6fa3136557387fdb320";
-const SMALL_DIGEST: &str = "sha256:0fe9cfbb58bc9caaca825278e70bce685b06541b415a5b212829b7a4701254d4";
-const SMALL_DIFF_ID: &str = "sha256:3555f1b7e86187e67e2808af5d555b2e077baae70389a802ed70ced1f0ec3ae8";
+const SMALL_DIGEST: &str =
+    "sha256:0fe9cfbb58bc9caaca825278e70bce685b06541b415a5b212829b7a4701254d4";
+const SMALL_DIFF_ID: &str =
+    "sha256:3555f1b7e86187e67e2808af5d555b2e077baae70389a802ed70ced1f0ec3ae8";
 
 fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
@@ -132,7 +134,10 @@ fn containerd_root_hashes_of_debian_layers_match_mkfs_erofs_and_veritysetup() {
     let dir = tempfile::tempdir().unwrap();
     let mut files = Vec::new();
     let mut tars = Vec::new();
-    for (i, pkg) in ["coreutils", "tzdata", "python3.11-minimal"].into_iter().enumerate() {
+    for (i, pkg) in ["coreutils", "tzdata", "python3.11-minimal"]
+        .into_iter()
+        .enumerate()
+    {
         let Some(tar) = debian::data_tar(pkg) else {
             return;
         };
@@ -152,7 +157,10 @@ fn containerd_root_hashes_of_debian_layers_match_mkfs_erofs_and_veritysetup() {
         let report = layers(&files, &containerd(&mkfs, path)).unwrap();
         for ((pkg, tar, stored), l) in tars.iter().zip(&report.layers) {
             let (digest, diff_id) = (sha256(stored), sha256(tar));
-            assert_eq!((l.digest.as_str(), l.diff_id.as_str()), (&*digest, &*diff_id));
+            assert_eq!(
+                (l.digest.as_str(), l.diff_id.as_str()),
+                (&*digest, &*diff_id)
+            );
             let uuid_digest = match path {
                 ContainerdPath::Differ => &digest,
                 ContainerdPath::Cache => &diff_id,
@@ -194,7 +202,10 @@ fn the_checked_in_layer_has_its_recorded_root_hashes() {
         let r = layers(&[small()], &containerd(&mkfs, path)).unwrap();
         let l = &r.layers[0];
         assert_eq!(l.root_hash, want, "{path:?}");
-        assert_eq!((l.digest.as_str(), l.diff_id.as_str()), (SMALL_DIGEST, SMALL_DIFF_ID));
+        assert_eq!(
+            (l.digest.as_str(), l.diff_id.as_str()),
+            (SMALL_DIGEST, SMALL_DIFF_ID)
+        );
         assert_eq!(l.hash_offset, 24576);
         assert_eq!(l.salt, "0".repeat(64));
     }
@@ -227,7 +238,9 @@ fn as_layerpass_equals_layerpass_convert() {
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("layout");
     let oci = OciDir::new(&layout);
-    oci.write_index(vec![oci.image(&three_layers("attest"), Some("linux/amd64"))]);
+    oci.write_index(vec![
+        oci.image(&three_layers("attest"), Some("linux/amd64")),
+    ]);
     let converted = convert_image(
         &layout,
         &ImageConvertOptions::new(OutputLayout::Flat, dir.path().join("out")),
@@ -274,15 +287,25 @@ fn unreadable_layers_are_named() {
     let mut gz = std::fs::read(small()).unwrap();
     gz.truncate(gz.len() / 2);
     std::fs::write(&bad, &gz).unwrap();
-    let e = layers(&[small(), bad.clone()], &Builder::Layerpass { mkfs_time: 0 }).unwrap_err();
+    let e = layers(
+        &[small(), bad.clone()],
+        &Builder::Layerpass { mkfs_time: 0 },
+    )
+    .unwrap_err();
     let msg = format!("{e:#}");
-    assert!(msg.contains("layer 1") && msg.contains("bad.tar.gz"), "{msg}");
+    assert!(
+        msg.contains("layer 1") && msg.contains("bad.tar.gz"),
+        "{msg}"
+    );
     let e = layers(&[], &Builder::Layerpass { mkfs_time: 0 }).unwrap_err();
     assert!(matches!(e, ReferenceError::NoLayers));
     if let Some((mkfs, _)) = tools_or_skip() {
         let e = layers(&[bad], &containerd(&mkfs, ContainerdPath::Differ)).unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("bad.tar.gz") && msg.contains("decompress"), "{msg}");
+        assert!(
+            msg.contains("bad.tar.gz") && msg.contains("decompress"),
+            "{msg}"
+        );
     }
 }
 
@@ -298,14 +321,22 @@ fn layerpass(args: &[&str]) -> (String, String) {
 /// `<tool> FILE`'s hex digest.
 fn sum(tool: &str, file: &Path) -> String {
     let out = tools::run(Command::new(tool).arg(file));
-    String::from_utf8(out.stdout).unwrap()[..].split_whitespace().next().unwrap().to_owned()
+    String::from_utf8(out.stdout).unwrap()[..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned()
 }
 
 #[test]
 fn initdata_digest_is_what_sha_sums_give() {
     let dir = tempfile::tempdir().unwrap();
     let s = small();
-    for (alg, tool) in [("sha256", "sha256sum"), ("sha384", "sha384sum"), ("sha512", "sha512sum")] {
+    for (alg, tool) in [
+        ("sha256", "sha256sum"),
+        ("sha384", "sha384sum"),
+        ("sha512", "sha512sum"),
+    ] {
         let file = dir.path().join(format!("{alg}.toml"));
         let (_, err) = layerpass(&[
             "attest",
@@ -320,7 +351,10 @@ fn initdata_digest_is_what_sha_sums_give() {
             file.to_str().unwrap(),
         ]);
         let want = sum(tool, &file);
-        assert!(err.contains(&format!("initdata digest: {alg}:{want}")), "{err}");
+        assert!(
+            err.contains(&format!("initdata digest: {alg}:{want}")),
+            "{err}"
+        );
         let (out, _) = layerpass(&["attest", "initdata", file.to_str().unwrap(), "--json"]);
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["digest"].as_str(), Some(want.as_str()));
@@ -373,9 +407,17 @@ fn kata_config_initdata_example_is_current() {
     let raw = std::fs::read(root.join("initdata.toml")).unwrap();
     let doc = Initdata::parse(&raw).unwrap();
     assert_eq!(doc.get(AA_KEY), Some(AA_TOML));
-    assert_eq!(std::fs::read_to_string(root.join("aa.toml")).unwrap(), AA_TOML);
+    assert_eq!(
+        std::fs::read_to_string(root.join("aa.toml")).unwrap(),
+        AA_TOML
+    );
     let found = layerpass_guest::policy::initdata::parse(&raw, "example").unwrap();
-    assert!(found.reference_values.check(SMALL_DIFFER, SMALL_DIFF_ID).is_ok());
+    assert!(
+        found
+            .reference_values
+            .check(SMALL_DIFFER, SMALL_DIFF_ID)
+            .is_ok()
+    );
     // and it is what the command writes today
     if let Some((_, _)) = tools_or_skip() {
         let (out, _) = layerpass(&[
@@ -389,5 +431,60 @@ fn kata_config_initdata_example_is_current() {
             "initdata",
         ]);
         assert_eq!(out.trim_end(), String::from_utf8(raw).unwrap().trim_end());
+    }
+}
+
+/// An image whose config names another diff ID than its layer's tar, or whose layer blob
+/// was altered, gives no reference values, whichever builder.
+#[test]
+fn tampered_images_give_no_reference_values() {
+    use image_support::{OciDir, three_layers};
+    let mkfs = tools_or_skip();
+    let builders: Vec<Builder> = std::iter::once(Builder::Layerpass { mkfs_time: 0 })
+        .chain(
+            mkfs.iter()
+                .map(|(m, _)| containerd(m, ContainerdPath::Differ)),
+        )
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+
+    // the config's diff ID of layer 1 is another tar's
+    let lying = dir.path().join("lying");
+    let oci = OciDir::new(&lying);
+    let mut specs = three_layers("lying");
+    specs[1].diff_id = specs[0].diff_id.clone();
+    oci.write_index(vec![oci.image(&specs, Some("linux/amd64"))]);
+    for b in &builders {
+        let input = Input::Image {
+            path: lying.clone(),
+            platform: None,
+        };
+        let e = compute(&input, b, None, &|_, _| {}).unwrap_err();
+        assert!(
+            matches!(e, ReferenceError::DiffIdMismatch { index: 1, .. }),
+            "{b:?}: {e}"
+        );
+    }
+
+    // a layer blob changed after the manifest was written
+    let altered = dir.path().join("altered");
+    let oci = OciDir::new(&altered);
+    let specs = three_layers("altered");
+    oci.write_index(vec![oci.image(&specs, Some("linux/amd64"))]);
+    let blob = altered
+        .join("blobs/sha256")
+        .join(image_support::sha256_hex(&specs[2].blob));
+    let mut bytes = std::fs::read(&blob).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&blob, &bytes).unwrap();
+    for b in &builders {
+        let input = Input::Image {
+            path: altered.clone(),
+            platform: None,
+        };
+        let e = compute(&input, b, None, &|_, _| {}).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("layer 2"), "{b:?}: {msg}");
     }
 }

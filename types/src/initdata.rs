@@ -274,13 +274,15 @@ impl TeeField {
             Self::SnpHostData => Ok(adjust(digest, 32)),
             Self::TdxMrConfigId => Ok(adjust(digest, 48)),
             Self::CcaPersonalization => Ok(adjust(digest, 64)),
-            Self::TpmPcr8 => pcr8_after_extend(digest).map(|v| v.to_vec()).ok_or_else(|| {
-                format!(
-                    "a {}-byte digest cannot be extended into a SHA-256 PCR: the attestation \
+            Self::TpmPcr8 => pcr8_after_extend(digest)
+                .map(|v| v.to_vec())
+                .ok_or_else(|| {
+                    format!(
+                        "a {}-byte digest cannot be extended into a SHA-256 PCR: the attestation \
                      agent's TPM attesters accept only sha256 initdata",
-                    digest.len()
-                )
-            }),
+                        digest.len()
+                    )
+                }),
         }
     }
 }

@@ -209,7 +209,11 @@ fn initdata_gives_the_reference_values() {
     assert!(failure.message.contains(KATA_PATH), "{}", failure.message);
     // neither in confidential mode: refused, naming both flags
     let failure = serve_args(&["--confidential"]).policy.config().unwrap_err();
-    assert!(failure.message.contains("--initdata"), "{}", failure.message);
+    assert!(
+        failure.message.contains("--initdata"),
+        "{}",
+        failure.message
+    );
 }
 
 const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";

@@ -129,7 +129,10 @@ mod tests {
             ),
             // our entry, not reference values
             (doc("root_hashes = []\n"), "no root hashes listed"),
-            (doc("nonsense = 1\n"), "[data] \"layerpass.toml\": unknown field"),
+            (
+                doc("nonsense = 1\n"),
+                "[data] \"layerpass.toml\": unknown field",
+            ),
             // not initdata
             (doc("").replace("0.1.0", "9"), "version \"9\""),
         ];

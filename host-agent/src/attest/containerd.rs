@@ -54,7 +54,10 @@ impl ContainerdPath {
 /// The image UUID containerd passes with `-U`: version 5 in the URL namespace of
 /// `erofs:blobs/<digest>`.
 pub fn erofs_uuid(digest: &str) -> Uuid {
-    Uuid::new_v5(&Uuid::NAMESPACE_URL, format!("erofs:blobs/{digest}").as_bytes())
+    Uuid::new_v5(
+        &Uuid::NAMESPACE_URL,
+        format!("erofs:blobs/{digest}").as_bytes(),
+    )
 }
 
 /// containerd's `mkfs.erofs` arguments before the output path, with kata-deploy's options.

@@ -14,10 +14,7 @@ pub const MIN_VERSION: (u32, u32) = (1, 8);
 
 /// The project's own erofs-utils ≥ 1.8 (Debian 13's, fetched and run by this script of the
 /// source tree the binary was built from), the default when it is there.
-const PROJECT_SCRIPT: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../scripts/erofs-utils-trixie"
-);
+const PROJECT_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/erofs-utils-trixie");
 
 /// A usable `mkfs.erofs` and its version.
 #[derive(Debug, Clone)]

@@ -159,7 +159,9 @@ pub fn compute(
         let out = dir.path().join(format!("layer-{index}.erofs"));
         let r = match builder {
             Builder::Layerpass { mkfs_time } => layerpass_layer(source, index, *mkfs_time, &out),
-            Builder::Containerd { mkfs, path } => containerd_layer(source, index, mkfs, *path, &out),
+            Builder::Containerd { mkfs, path } => {
+                containerd_layer(source, index, mkfs, *path, &out)
+            }
         };
         // only the root hash is needed
         let _ = std::fs::remove_file(&out);
@@ -177,7 +179,13 @@ pub fn compute(
             containerd_path: *path,
             mkfs_args: containerd::mkfs_args(&Uuid::nil())
                 .into_iter()
-                .map(|a| if a == Uuid::nil().to_string() { "<uuid>".into() } else { a })
+                .map(|a| {
+                    if a == Uuid::nil().to_string() {
+                        "<uuid>".into()
+                    } else {
+                        a
+                    }
+                })
                 .collect(),
             note: REPRODUCIBILITY_NOTE,
         },
@@ -277,7 +285,9 @@ fn layerpass_layer(
             reason: "the converter wrote no dm-verity tree".into(),
         });
     };
-    Ok(reference(index, source, digest, diff_id, root, offset, None))
+    Ok(reference(
+        index, source, digest, diff_id, root, offset, None,
+    ))
 }
 
 fn containerd_layer(
@@ -297,17 +307,15 @@ fn containerd_layer(
         ContainerdPath::Cache => diff_id.as_str(),
     });
     let name = source.name();
-    let which = Which {
-        index,
-        name: &name,
-    };
+    let which = Which { index, name: &name };
     let mut stream = source.open(index)?;
     let built = {
-        let (_, mut tar) = crate::erofs::open_tar(&mut stream).map_err(|e| ReferenceError::Layer {
-            index,
-            name: name.clone(),
-            reason: format!("cannot read it: {e}"),
-        })?;
+        let (_, mut tar) =
+            crate::erofs::open_tar(&mut stream).map_err(|e| ReferenceError::Layer {
+                index,
+                name: name.clone(),
+                reason: format!("cannot read it: {e}"),
+            })?;
         containerd::build(mkfs, &uuid, &mut tar, out, which)
     };
     let read = finish(stream, index, source)?;
@@ -319,7 +327,12 @@ fn containerd_layer(
             reason: format!("it changed while it was read: {digest}, then {read}"),
         });
     }
-    check_diff_id(index, source, &format!("sha256:{}", built.diff_id_hex), &diff_id)?;
+    check_diff_id(
+        index,
+        source,
+        &format!("sha256:{}", built.diff_id_hex),
+        &diff_id,
+    )?;
     Ok(reference(
         index,
         source,

@@ -30,7 +30,8 @@ init_pcr = 17
 /// the machine (no paths): the same layers give the same bytes, and so the same initdata
 /// digest, anywhere.
 pub fn reference_values_toml(report: &ReferenceReport) -> String {
-    let mut out = String::from("# reference values computed by `layerpass attest reference-values`\n");
+    let mut out =
+        String::from("# reference values computed by `layerpass attest reference-values`\n");
     match &report.builder {
         BuilderReport::Layerpass { mkfs_time, .. } => out.push_str(&format!(
             "# as layerpass: its reproducible EROFS images, build time {mkfs_time}\n"
@@ -57,7 +58,9 @@ pub fn reference_values_toml(report: &ReferenceReport) -> String {
         }
         out.push_str(&format!("# image config: {}\n", img.config));
     }
-    out.push_str("# each root hash is bound to the layer's diff ID (sha256 of the uncompressed tar)\n");
+    out.push_str(
+        "# each root hash is bound to the layer's diff ID (sha256 of the uncompressed tar)\n",
+    );
     for l in &report.layers {
         out.push_str(&format!(
             "\n# layer {}: {}\n[[layers]]\nroot_hash = \"{}\"\ndigest = \"{}\"\n",
@@ -163,8 +166,14 @@ mod tests {
         );
         // the guest's parser (the format's owner) accepts it and binds as written
         let refs = layerpass_guest::policy::ReferenceValues::parse(&text).unwrap();
-        assert!(refs.check(&"1".repeat(64), &format!("sha256:{}", "2".repeat(64))).is_ok());
-        assert!(refs.check(&"1".repeat(64), &format!("sha256:{}", "1".repeat(64))).is_err());
+        assert!(
+            refs.check(&"1".repeat(64), &format!("sha256:{}", "2".repeat(64)))
+                .is_ok()
+        );
+        assert!(
+            refs.check(&"1".repeat(64), &format!("sha256:{}", "1".repeat(64)))
+                .is_err()
+        );
     }
 
     #[test]
@@ -177,17 +186,16 @@ mod tests {
         let parsed = Initdata::parse(doc.as_bytes()).unwrap();
         assert_eq!(parsed.get(LAYERPASS_KEY).unwrap(), text);
         let aa: toml::Value = toml::from_str(parsed.get(AA_KEY).unwrap()).unwrap();
-        assert_eq!(aa["eventlog_config"]["enable_eventlog"].as_bool(), Some(true));
+        assert_eq!(
+            aa["eventlog_config"]["enable_eventlog"].as_bool(),
+            Some(true)
+        );
         assert_eq!(aa["eventlog_config"]["init_pcr"].as_integer(), Some(17));
         assert_eq!(parsed.get("cdh.toml"), None);
         assert_eq!(parsed.algorithm(), InitdataAlgorithm::Sha384);
         let bare = initdata(&text, InitdataAlgorithm::Sha256, false);
-        assert_eq!(
-            Initdata::parse(bare.as_bytes()).unwrap().data().len(),
-            1
-        );
-        let found =
-            layerpass_guest::policy::initdata::parse(doc.as_bytes(), "test").unwrap();
+        assert_eq!(Initdata::parse(bare.as_bytes()).unwrap().data().len(), 1);
+        let found = layerpass_guest::policy::initdata::parse(doc.as_bytes(), "test").unwrap();
         assert_eq!(found.reference_values.len(), 2);
     }
 }

@@ -123,7 +123,10 @@ impl Stream {
 }
 
 /// The digest and diff ID of a tar file (plain, gzip or zstd), read once to the end.
-pub(super) fn digests_of(source: &Source, index: usize) -> Result<(Digest, Digest), ReferenceError> {
+pub(super) fn digests_of(
+    source: &Source,
+    index: usize,
+) -> Result<(Digest, Digest), ReferenceError> {
     let bad = |reason: String| ReferenceError::Layer {
         index,
         name: source.name(),
