@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use layerpass_protocols::status::Kind;
+use layerpass_types::initdata;
 
 use super::Failure;
 use crate::agent::{AgentConfig, DEFAULT_RUN_DIR};
 use crate::error::Chain;
 use crate::policy::{ReferenceValues, initdata as policy_initdata};
 use crate::server::{DEFAULT_VSOCK_PORT, Transport};
-use layerpass_types::initdata;
 
 /// layerpass guest agent: verified EROFS layers stacked with overlayfs.
 #[derive(Debug, Parser)]
