@@ -62,7 +62,7 @@ const TARGETS: [(&str, Harness, Seeds, usize, &[Stage]); 4] = [
 ];
 
 /// Files committed in `fuzz/corpus/initdata_toml/`.
-const COMMITTED_INITDATA: usize = 27;
+const COMMITTED_INITDATA: usize = 1143;
 
 fn corpus(target: &str) {
     let (_, run, _, committed, stages) = TARGETS.iter().find(|t| t.0 == target).unwrap();
