@@ -59,13 +59,14 @@ impl MkfsErofs {
                 command: command.clone(),
                 source,
             })?;
+        // erofs-utils 1.5 prints its version, then fails on the unknown `--version`: its
+        // version is still the answer (and too old)
         let text = String::from_utf8_lossy(&out.stdout);
-        let Some((version, number)) = parse_version(&text).filter(|_| out.status.success()) else {
+        let Some((version, number)) = parse_version(&text) else {
+            let all = format!("{text}{}", String::from_utf8_lossy(&out.stderr));
             return Err(MkfsError::NoVersion {
                 command,
-                output: format!("{text}{}", String::from_utf8_lossy(&out.stderr))
-                    .trim()
-                    .to_owned(),
+                output: all.trim().chars().take(300).collect(),
             });
         };
         if number < MIN_VERSION {
@@ -135,16 +136,20 @@ mod tests {
         assert_eq!(parse_version(""), None);
     }
 
-    /// A fake `mkfs.erofs` printing `version`.
-    fn fake(dir: &Path, version: &str) -> PathBuf {
-        let p = dir.join(format!("mkfs-{version}"));
+    /// A fake `mkfs.erofs` printing `version`, then exiting with `status`.
+    fn fake_exiting(dir: &Path, version: &str, status: u8) -> PathBuf {
+        let p = dir.join(format!("mkfs-{version}-{status}"));
         std::fs::write(
             &p,
-            format!("#!/bin/sh\necho 'mkfs.erofs (erofs-utils) {version}'\n"),
+            format!("#!/bin/sh\necho 'mkfs.erofs (erofs-utils) {version}'\nexit {status}\n"),
         )
         .unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
         p
+    }
+
+    fn fake(dir: &Path, version: &str) -> PathBuf {
+        fake_exiting(dir, version, 0)
     }
 
     #[test]
@@ -155,6 +160,9 @@ mod tests {
         assert!(e.to_string().contains(">= 1.8"), "{e}");
         let ok = MkfsErofs::at(&fake(dir.path(), "1.8.5")).unwrap();
         assert_eq!(ok.version(), "1.8.5");
+        // Debian 12's 1.5 prints its version and fails on `--version`
+        let e = MkfsErofs::at(&fake_exiting(dir.path(), "1.5", 1)).unwrap_err();
+        assert!(matches!(e, MkfsError::TooOld { ref version, .. } if version == "1.5"));
         let e = MkfsErofs::at(&dir.path().join("absent")).unwrap_err();
         assert!(matches!(e, MkfsError::Start { .. }), "{e}");
     }

@@ -71,6 +71,12 @@ impl InitdataArgs {
             std::fs::File::open(&self.file).and_then(|f| f.take(limit).read_to_end(&mut raw))
         }
         .with_context(|| format!("cannot read {}", self.file.display()))?;
+        if raw.len() > MAX_BYTES {
+            bail!(
+                "{}: larger than the initdata limit of {MAX_BYTES} bytes",
+                self.file.display()
+            );
+        }
         let doc = Initdata::parse(&raw).with_context(|| format!("{}", self.file.display()))?;
         if let Some(want) = self.algorithm.map(InitdataAlgorithm::from)
             && want != doc.algorithm()
