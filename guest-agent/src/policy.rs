@@ -2,18 +2,19 @@
 //! refuses layers without dm-verity; reference values refuse root hashes they do not list
 //! (and, where they list digests for a root hash, any other digest).
 
-use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 use layerpass_protocols::status::Kind;
-use serde::Deserialize;
+use layerpass_types::reference_values as types_refs;
 
 use crate::error::{AgentError, Step};
-use crate::plan::{MountPlan, UpperSpec, validate_digest};
+use crate::plan::{MountPlan, UpperSpec};
 
 pub mod initdata;
 
-/// Root hashes a layer may have, optionally bound to layer digests. Loaded from TOML:
+/// Root hashes a layer may have, optionally bound to layer digests: the shared parser
+/// ([`layerpass_types::ReferenceValues`], whose documentation has the TOML format) with the
+/// agent's errors. Loaded from TOML:
 ///
 /// ```toml
 /// # any digest may use these root hashes
@@ -25,40 +26,10 @@ pub mod initdata;
 /// digest = "sha256:0b1c..."
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReferenceValues {
-    /// root hash (lowercase hex) → digests it is bound to (`None`: any digest).
-    allowed: HashMap<String, Option<BTreeSet<String>>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RefFile {
-    #[serde(default)]
-    root_hashes: Vec<String>,
-    #[serde(default)]
-    layers: Vec<RefLayer>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RefLayer {
-    root_hash: String,
-    digest: Option<String>,
-}
+pub struct ReferenceValues(types_refs::ReferenceValues);
 
 fn config_err(message: String) -> AgentError {
     AgentError::new(Kind::InvalidArgument, Step::Config, message)
-}
-
-fn check_root_hash(origin: &str, hash: &str) -> Result<String, AgentError> {
-    let lower = hash.to_ascii_lowercase();
-    let ok = matches!(lower.len(), 40 | 64 | 128) && lower.bytes().all(|b| b.is_ascii_hexdigit());
-    if !ok {
-        return Err(config_err(format!(
-            "{origin}: root hash {hash:?} is not 40, 64 or 128 hex digits"
-        )));
-    }
-    Ok(lower)
 }
 
 impl ReferenceValues {
@@ -71,80 +42,49 @@ impl ReferenceValues {
                 e,
             )
         })?;
-        Self::parse(&text).map_err(|e| {
-            config_err(format!(
-                "reference values {}: {}",
-                path.display(),
-                e.message()
-            ))
-        })
+        types_refs::ReferenceValues::parse(&text)
+            .map(Self)
+            .map_err(|e| config_err(format!("reference values {}: {e}", path.display())))
     }
 
     /// Parses reference values from TOML text.
     pub fn parse(text: &str) -> Result<Self, AgentError> {
-        let file: RefFile = toml::from_str(text).map_err(|e| config_err(e.message().to_owned()))?;
-        let mut values = Self::default();
-        for h in &file.root_hashes {
-            let h = check_root_hash("root_hashes", h)?;
-            values.allowed.insert(h, None);
-        }
-        for (i, l) in file.layers.iter().enumerate() {
-            let origin = format!("layers[{i}]");
-            let h = check_root_hash(&origin, &l.root_hash)?;
-            match &l.digest {
-                None => {
-                    values.allowed.insert(h, None);
-                }
-                Some(d) => {
-                    validate_digest(d).map_err(|m| config_err(format!("{origin}: {m}")))?;
-                    match values
-                        .allowed
-                        .entry(h)
-                        .or_insert_with(|| Some(BTreeSet::new()))
-                    {
-                        None => {} // already allowed for any digest
-                        Some(set) => {
-                            set.insert(d.clone());
-                        }
-                    }
-                }
-            }
-        }
-        if values.allowed.is_empty() {
-            return Err(config_err("no root hashes listed".into()));
-        }
-        Ok(values)
+        types_refs::ReferenceValues::parse(text)
+            .map(Self)
+            .map_err(|e| config_err(e.to_string()))
     }
 
     /// Adds a root hash allowed for any digest.
     pub fn allow(&mut self, root_hash_hex: &str) {
-        self.allowed
-            .insert(root_hash_hex.to_ascii_lowercase(), None);
+        self.0.allow(root_hash_hex);
     }
 
     /// Number of listed root hashes.
     pub fn len(&self) -> usize {
-        self.allowed.len()
+        self.0.len()
     }
 
     /// True when nothing is listed.
     pub fn is_empty(&self) -> bool {
-        self.allowed.is_empty()
+        self.0.is_empty()
     }
 
     /// Whether `root_hash_hex` may be used for the layer `digest`; `Err` says why not.
     pub fn check(&self, root_hash_hex: &str, digest: &str) -> Result<(), String> {
-        match self.allowed.get(root_hash_hex) {
-            None => Err(format!(
-                "root hash {root_hash_hex} is not in the reference values"
-            )),
-            Some(None) => Ok(()),
-            Some(Some(digests)) if digests.contains(digest) => Ok(()),
-            Some(Some(digests)) => Err(format!(
-                "root hash {root_hash_hex} is listed for {} only, not for this digest",
-                digests.iter().cloned().collect::<Vec<_>>().join(", ")
-            )),
-        }
+        self.0
+            .allows(root_hash_hex, Some(digest))
+            .map_err(|e| e.to_string())
+    }
+
+    /// The shared values.
+    pub fn values(&self) -> &types_refs::ReferenceValues {
+        &self.0
+    }
+}
+
+impl From<types_refs::ReferenceValues> for ReferenceValues {
+    fn from(values: types_refs::ReferenceValues) -> Self {
+        Self(values)
     }
 }
 

@@ -12,6 +12,7 @@
 use std::fs::File;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
+use std::sync::RwLock;
 
 use layerpass_guest::process::{self, ProcessError, ProcessSpec};
 use layerpass_test_support::tools::{require_root, require_tool};
@@ -19,6 +20,12 @@ use layerpass_test_support::tools::{require_root, require_tool};
 const APPLETS: &[&str] = &[
     "sh", "echo", "env", "id", "pwd", "cat", "stat", "test", "true", "readlink", "ls",
 ];
+
+/// Writing an executable while another test thread forks lets the child inherit the
+/// write descriptor until it execs, and then exec of that file fails with ETXTBSY (Text
+/// file busy). Building a rootfs takes this lock for writing, running a process in one
+/// takes it for reading: no fork happens while a file is open for writing.
+static FORK_VS_WRITE: RwLock<()> = RwLock::new(());
 
 /// A rootfs: busybox in /bin with applet links, a user 1000 `user` in groups wheel and
 /// audio, `/lp-only/busybox` reachable only through the absolute symlink
@@ -33,6 +40,7 @@ impl Rootfs {
             return None;
         }
         let busybox = require_tool("busybox", "busybox-static")?;
+        let _writing = FORK_VS_WRITE.write().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().unwrap();
         let r = dir.path().join("rootfs");
         for d in ["bin", "etc", "opt/tools", "lp-only", "home/user"] {
@@ -76,7 +84,10 @@ impl Rootfs {
         let err_path = self.dir.path().join("stderr");
         let out = File::create(&out_path).unwrap();
         let err = File::create(&err_path).unwrap();
-        let exit = process::run_in_rootfs(&self.path(), spec, &out, &err)?;
+        let exit = {
+            let _forking = FORK_VS_WRITE.read().unwrap_or_else(|e| e.into_inner());
+            process::run_in_rootfs(&self.path(), spec, &out, &err)?
+        };
         Ok((
             exit,
             std::fs::read_to_string(out_path).unwrap(),

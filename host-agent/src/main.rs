@@ -2,8 +2,8 @@
 //! command line (`cli/`: clap, anyhow, indicatif) lives here, not in the library.
 //!
 //! Exit status: 0 success, 1 error, 2 usage error, 3 a check ran and failed (e.g. a
-//! corrupted block); `run` exits with its command's status (125: layerpass failed, 130:
-//! interrupted).
+//! corrupted block, or evidence `attest verify` rejects); `run` exits with its command's
+//! status (125: layerpass failed, 130: interrupted).
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

@@ -359,6 +359,7 @@ fn initdata_digest_is_what_sha_sums_give() {
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["digest"].as_str(), Some(want.as_str()));
         assert_eq!(v["algorithm"].as_str(), Some(alg));
+        assert_eq!(v["reference_values"].as_u64(), Some(1));
         assert_eq!(v["tee_fields"][0]["value"].as_str(), Some(&want[..64]));
         // the guest agent reads the reference values from it
         let text = std::fs::read(&file).unwrap();

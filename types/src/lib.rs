@@ -8,10 +8,14 @@
 //! - [`envelope`]: what the host can *format* versus what can be *exported to a guest*;
 //! - [`naming`]: container ids, virtio-blk serials, GPT partition names (`lp-<32 hex>`)
 //!   and the composite disk's serial;
+//! - [`LayerId`]: a layer is identified by its root hash, its diff ID carried when known;
+//! - [`reference_values`]: the root hashes (optionally bound to digests) a layer may have;
 //! - [`initdata`]: CoCo initdata documents (the reference values' measured path into a
 //!   guest), their digest and its forms in each TEE;
-//! - [`LayerId`]: a layer is identified by its root hash, its diff ID carried when known.
+//! - [`attest`]: what the guest measures per layer (canonical JSON, AAEL events) and the
+//!   attestation agent's event log format.
 
+pub mod attest;
 pub mod digest;
 pub mod envelope;
 pub mod error;
@@ -19,6 +23,7 @@ pub mod hash;
 pub mod initdata;
 pub mod layer;
 pub mod naming;
+pub mod reference_values;
 pub mod run;
 pub mod verity;
 
@@ -26,4 +31,5 @@ pub use digest::{Digest, DigestAlgorithm};
 pub use error::TypeError;
 pub use hash::{HashAlgorithm, RootHash};
 pub use layer::LayerId;
+pub use reference_values::ReferenceValues;
 pub use verity::{CorruptionMode, VerityMapping};

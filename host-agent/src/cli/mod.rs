@@ -34,6 +34,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Attestation: reference values computed offline, initdata documents, checking a
+    /// guest's evidence (event log and register).
+    #[command(subcommand)]
+    Attest(attest::Attest),
     /// Serve layer blobs and scratch disks to VMs over vhost-user-blk.
     #[command(subcommand)]
     Blk(blk::BlkCommand),
@@ -58,9 +62,6 @@ pub enum Command {
     /// Build and check dm-verity hash trees (veritysetup-compatible).
     #[command(subcommand)]
     Verity(verity::VerityCommand),
-    /// Attestation: reference values computed offline, initdata documents.
-    #[command(subcommand)]
-    Attest(attest::Attest),
 }
 
 impl Cli {

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
+use layerpass_types::ReferenceValues;
 use layerpass_types::initdata::{Initdata, InitdataAlgorithm, LAYERPASS_KEY, MAX_BYTES, TeeField};
 use serde::Serialize;
 
@@ -59,6 +60,12 @@ struct InitdataJson {
     digest: String,
     keys: Vec<String>,
     tee_fields: Vec<FieldJson>,
+    /// Root hashes in `"layerpass.toml"` (absent without the entry).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reference_values: Option<usize>,
+    /// Why `"layerpass.toml"` is not reference values the guest accepts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reference_values_error: Option<String>,
 }
 
 impl InitdataArgs {
@@ -103,11 +110,17 @@ impl InitdataArgs {
                     },
                 })
                 .collect();
+            let values = doc.get(LAYERPASS_KEY).map(ReferenceValues::parse);
             emit(&serde_json::to_string(&InitdataJson {
                 algorithm: doc.algorithm().name(),
                 digest: hex::encode(doc.digest()),
                 keys: doc.data().keys().cloned().collect(),
                 tee_fields,
+                reference_values: values
+                    .as_ref()
+                    .and_then(|v| v.as_ref().ok())
+                    .map(|v| v.len()),
+                reference_values_error: values.and_then(|v| v.err()).map(|e| e.to_string()),
             })?)?;
         } else {
             emit(&format!(
@@ -135,10 +148,17 @@ pub fn describe(doc: &Initdata) -> String {
             Err(why) => out.push_str(&format!("  {:<26} none: {why}\n", f.name())),
         }
     }
-    if doc.get(LAYERPASS_KEY).is_none() {
-        out.push_str(&format!(
-            "  (no {LAYERPASS_KEY:?} entry: the guest agent finds no reference values in it)\n"
-        ));
+    match doc.get(LAYERPASS_KEY).map(ReferenceValues::parse) {
+        None => out.push_str(&format!(
+            "  no {LAYERPASS_KEY:?} entry: the guest agent finds no reference values in it\n"
+        )),
+        Some(Ok(values)) => out.push_str(&format!(
+            "  {LAYERPASS_KEY:?}: reference values, {} root hashes\n",
+            values.len()
+        )),
+        Some(Err(e)) => out.push_str(&format!(
+            "  {LAYERPASS_KEY:?}: not reference values the guest agent accepts: {e}\n"
+        )),
     }
     out
 }

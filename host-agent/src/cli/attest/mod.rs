@@ -1,7 +1,9 @@
-//! `layerpass attest`: reference values and initdata for attested guests.
+//! `layerpass attest ...`: attestation tools (reference values, initdata, checking
+//! evidence).
 
 mod initdata;
 mod reference_values;
+mod verify;
 
 use clap::Subcommand;
 
@@ -16,6 +18,9 @@ pub enum Attest {
     /// Check a CoCo initdata document and print its digest and the value it gives each
     /// TEE's field (SNP HOSTDATA, TDX MRCONFIGID, CCA, TPM PCR 8).
     Initdata(initdata::InitdataArgs),
+    /// Check an event log against the register it was extended into and against reference
+    /// values; print the verified layers, or the event that failed (exit status 3).
+    Verify(verify::VerifyArgs),
 }
 
 impl Attest {
@@ -23,6 +28,7 @@ impl Attest {
         match self {
             Self::ReferenceValues(a) => a.run(),
             Self::Initdata(a) => a.run(),
+            Self::Verify(a) => a.run(),
         }
     }
 }
