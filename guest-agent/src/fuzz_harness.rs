@@ -1,9 +1,9 @@
 //! The fuzz harnesses of the guest's parsers of hostile input, in one place for the fuzz
 //! targets and the tests.
 //!
-//! `fuzz/fuzz_targets/{mount_plan_json,mount_request_protobuf,reference_values_toml}.rs`
-//! hand every input to [`mount_plan_json`], [`mount_request_protobuf`] and
-//! [`reference_values_toml`], and so does `guest-agent/tests/fuzz_corpus.rs` for every file
+//! `fuzz/fuzz_targets/{mount_plan_json,mount_request_protobuf,reference_values_toml,
+//! initdata_toml}.rs` hand every input to [`mount_plan_json`], [`mount_request_protobuf`],
+//! [`reference_values_toml`] and [`initdata_toml`], and so does `guest-agent/tests/fuzz_corpus.rs` for every file
 //! of the committed corpora, so `cargo test` runs exactly the fuzz targets' code. Not used by
 //! the agent itself.
 //!
@@ -12,7 +12,9 @@
 //! - a rejected input is an `InvalidArgument` error (never an internal or I/O error);
 //! - a mount plan that converts and validates survives the way back: its `MountRequest`,
 //!   written as protobuf and as JSON and read again, converts to the same plan;
-//! - accepted reference values list at least one root hash.
+//! - accepted reference values list at least one root hash;
+//! - an accepted initdata document's digest is its algorithm over the input bytes, and the
+//!   document written again by `initdata::render` reads back to the same entries.
 
 use layerpass_protocols::json;
 use layerpass_protocols::protobuf::Message;
@@ -25,7 +27,9 @@ use crate::plan::{
     UpperSpec, VerityParams,
 };
 use crate::policy::ReferenceValues;
+use crate::policy::initdata as policy_initdata;
 use crate::server::convert;
+use layerpass_types::initdata::{Initdata, render};
 
 /// How far an input got (for tests that check a corpus reaches every stage).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -68,6 +72,17 @@ pub enum Violation {
     /// Reference values accepted with no root hash in them.
     #[error("reference values accepted with no root hash listed")]
     EmptyReferenceValues,
+    /// An accepted initdata document whose digest is not its algorithm over its bytes.
+    #[error("initdata accepted with digest {digest}, not the {algorithm} of its bytes")]
+    InitdataDigest {
+        /// The algorithm the document names.
+        algorithm: String,
+        /// The digest the parser gave (hex).
+        digest: String,
+    },
+    /// An accepted initdata document that does not read back the same once rendered.
+    #[error("initdata does not survive render and parse: {0}")]
+    InitdataRoundTrip(String),
 }
 
 /// The `mount_plan_json` target: the one-shot plan JSON (`layerpass-guest mount --plan`)
@@ -100,6 +115,40 @@ pub fn reference_values_toml(input: &[u8]) -> Result<Stage, Violation> {
         Ok(values) if values.is_empty() => Err(Violation::EmptyReferenceValues),
         Ok(_) => Ok(Stage::Accepted),
         Err(e) => invalid_argument(Stage::Decode, &e),
+    }
+}
+
+/// The `initdata_toml` target: an initdata document as the agent reads it for
+/// `--initdata` (`policy::initdata::parse`: the document, then the reference values under
+/// `"layerpass.toml"`). Stages: `Decode` (not initdata), `Validate` (initdata, but no
+/// valid reference values in it), `Accepted`.
+pub fn initdata_toml(input: &[u8]) -> Result<Stage, Violation> {
+    let Ok(doc) = Initdata::parse(input) else {
+        // a refusal is a typed `InitdataError`: nothing else to check
+        return Ok(Stage::Decode);
+    };
+    if doc.digest() != doc.algorithm().hash(input) {
+        return Err(Violation::InitdataDigest {
+            algorithm: doc.algorithm().to_string(),
+            digest: hex::encode(doc.digest()),
+        });
+    }
+    let again = render(doc.algorithm(), doc.data());
+    match Initdata::parse(again.as_bytes()) {
+        Ok(back) if back.data() == doc.data() && back.algorithm() == doc.algorithm() => {}
+        Ok(back) => {
+            return Err(Violation::InitdataRoundTrip(format!(
+                "{:?} came back as {:?}",
+                doc.data(),
+                back.data()
+            )));
+        }
+        Err(e) => return Err(Violation::InitdataRoundTrip(format!("{again:?}: {e}"))),
+    }
+    match policy_initdata::parse(input, "initdata") {
+        Ok(found) if found.reference_values.is_empty() => Err(Violation::EmptyReferenceValues),
+        Ok(_) => Ok(Stage::Accepted),
+        Err(e) => invalid_argument(Stage::Validate, &e),
     }
 }
 
@@ -262,4 +311,44 @@ pub fn seeds_reference_values_toml() -> Vec<(&'static str, Vec<u8>)> {
         e = "12".repeat(32),
     );
     vec![("seed-reference-values", text.into_bytes())]
+}
+
+/// The seeds of `fuzz/corpus/initdata_toml/`: a document as `layerpass attest
+/// reference-values --format initdata` writes it (with the attestation agent's entry), and
+/// the smallest one, under each algorithm.
+pub fn seeds_initdata_toml() -> Vec<(&'static str, Vec<u8>)> {
+    use layerpass_types::initdata::{AA_KEY, InitdataAlgorithm, LAYERPASS_KEY};
+    let values = String::from_utf8(
+        seeds_reference_values_toml()
+            .into_iter()
+            .next()
+            .map(|(_, v)| v)
+            .unwrap_or_default(),
+    )
+    .unwrap_or_default();
+    let full = std::collections::BTreeMap::from([
+        (
+            AA_KEY.to_owned(),
+            "[eventlog_config]\nenable_eventlog = true\ninit_pcr = 17\n".to_owned(),
+        ),
+        (LAYERPASS_KEY.to_owned(), values),
+    ]);
+    let small = std::collections::BTreeMap::from([(
+        LAYERPASS_KEY.to_owned(),
+        format!("root_hashes = [\"{}\"]\n", "ab".repeat(32)),
+    )]);
+    vec![
+        (
+            "seed-initdata-sha256",
+            render(InitdataAlgorithm::Sha256, &full).into_bytes(),
+        ),
+        (
+            "seed-initdata-sha384",
+            render(InitdataAlgorithm::Sha384, &small).into_bytes(),
+        ),
+        (
+            "seed-initdata-sha512",
+            render(InitdataAlgorithm::Sha512, &small).into_bytes(),
+        ),
+    ]
 }

@@ -10,6 +10,8 @@ use layerpass_types::reference_values as types_refs;
 use crate::error::{AgentError, Step};
 use crate::plan::{MountPlan, UpperSpec};
 
+pub mod initdata;
+
 /// Root hashes a layer may have, optionally bound to layer digests: the shared parser
 /// ([`layerpass_types::ReferenceValues`], whose documentation has the TOML format) with the
 /// agent's errors. Loaded from TOML:

@@ -1,5 +1,5 @@
 //! The guest's fuzz corpora (`fuzz/corpus/{mount_plan_json,mount_request_protobuf,
-//! reference_values_toml}/`), replayed by `cargo test` through the same harnesses the fuzz
+//! reference_values_toml,initdata_toml}/`), replayed by `cargo test` through the same harnesses the fuzz
 //! targets call (`layerpass_guest::fuzz_harness`): every committed input must pass the
 //! oracle, each corpus must still reach acceptance, the seeds must be committed as the
 //! harness makes them, and any crash file a local fuzz run left in `fuzz/artifacts/` is
@@ -9,8 +9,9 @@
 use std::collections::BTreeMap;
 
 use layerpass_guest::fuzz_harness::{
-    Stage, Violation, mount_plan_json, mount_request_protobuf, reference_values_toml,
-    seeds_mount_plan_json, seeds_mount_request_protobuf, seeds_reference_values_toml,
+    Stage, Violation, initdata_toml, mount_plan_json, mount_request_protobuf,
+    reference_values_toml, seeds_initdata_toml, seeds_mount_plan_json,
+    seeds_mount_request_protobuf, seeds_reference_values_toml,
 };
 use layerpass_test_support::fuzz_corpus::{check_seeds, corpus_files, replay, replay_artifacts};
 
@@ -19,7 +20,7 @@ type Seeds = fn() -> Vec<(&'static str, Vec<u8>)>;
 
 /// Each target: its harness, its seeds, the files committed in its corpus (the replay must
 /// see at least as many: raise it when adding files) and the stages the corpus must reach.
-const TARGETS: [(&str, Harness, Seeds, usize, &[Stage]); 3] = [
+const TARGETS: [(&str, Harness, Seeds, usize, &[Stage]); 4] = [
     (
         "mount_plan_json",
         mount_plan_json,
@@ -51,7 +52,17 @@ const TARGETS: [(&str, Harness, Seeds, usize, &[Stage]); 3] = [
         1070,
         &[Stage::Decode, Stage::Accepted],
     ),
+    (
+        "initdata_toml",
+        initdata_toml,
+        seeds_initdata_toml,
+        COMMITTED_INITDATA,
+        &[Stage::Decode, Stage::Validate, Stage::Accepted],
+    ),
 ];
+
+/// Files committed in `fuzz/corpus/initdata_toml/`.
+const COMMITTED_INITDATA: usize = 1143;
 
 fn corpus(target: &str) {
     let (_, run, _, committed, stages) = TARGETS.iter().find(|t| t.0 == target).unwrap();
@@ -82,6 +93,11 @@ fn fuzz_corpus_mount_request_protobuf() {
 #[test]
 fn fuzz_corpus_reference_values_toml() {
     corpus("reference_values_toml");
+}
+
+#[test]
+fn fuzz_corpus_initdata_toml() {
+    corpus("initdata_toml");
 }
 
 /// The committed seeds are the harnesses', and each is accepted.

@@ -10,6 +10,8 @@
 //!   and the composite disk's serial;
 //! - [`LayerId`]: a layer is identified by its root hash, its diff ID carried when known;
 //! - [`reference_values`]: the root hashes (optionally bound to digests) a layer may have;
+//! - [`initdata`]: CoCo initdata documents (the reference values' measured path into a
+//!   guest), their digest and its forms in each TEE;
 //! - [`attest`]: what the guest measures per layer (canonical JSON, AAEL events) and the
 //!   attestation agent's event log format.
 
@@ -18,6 +20,7 @@ pub mod digest;
 pub mod envelope;
 pub mod error;
 pub mod hash;
+pub mod initdata;
 pub mod layer;
 pub mod naming;
 pub mod reference_values;

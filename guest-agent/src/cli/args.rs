@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use layerpass_protocols::status::Kind;
+use layerpass_types::initdata;
 
 use super::Failure;
 use crate::agent::{Agent, AgentConfig, DEFAULT_RUN_DIR};
@@ -13,7 +14,7 @@ use crate::measure::aa_client::DEFAULT_SOCKET;
 use crate::measure::mode::FsProbe;
 use crate::measure::tpm::device::DEFAULT_DEVICE;
 use crate::measure::{Backend, MeasureMode, MeasureOptions, Measurer, ModeError};
-use crate::policy::ReferenceValues;
+use crate::policy::{ReferenceValues, initdata as policy_initdata};
 use crate::server::{DEFAULT_VSOCK_PORT, Transport};
 
 /// layerpass guest agent: verified EROFS layers stacked with overlayfs.
@@ -55,7 +56,19 @@ pub struct PolicyArgs {
     /// TOML file of trusted root hashes; any other root hash is refused.
     #[arg(long, value_name = "FILE")]
     pub reference_values: Option<PathBuf>,
-    /// Confidential mode: --require-verity, and --reference-values is required.
+    /// Take the trusted root hashes from the "layerpass.toml" entry of a CoCo initdata
+    /// document instead [FILE default: /run/confidential-containers/initdata/initdata.toml,
+    /// where Kata writes it]. Not with --reference-values.
+    #[arg(
+        long,
+        value_name = "FILE",
+        num_args = 0..=1,
+        default_missing_value = initdata::KATA_PATH,
+        conflicts_with = "reference_values"
+    )]
+    pub initdata: Option<PathBuf>,
+    /// Confidential mode: --require-verity, and --reference-values or --initdata is
+    /// required.
     #[arg(long)]
     pub confidential: bool,
     /// Where containers, layer mounts, state and the event log live.
@@ -203,14 +216,23 @@ impl PolicyArgs {
     pub fn config(&self) -> Result<AgentConfig, Failure> {
         let device_timeout = Duration::try_from_secs_f64(self.device_timeout)
             .map_err(|e| invalid(format!("--device-timeout {}: {e}", self.device_timeout)))?;
-        let reference_values = self
-            .reference_values
-            .as_deref()
-            .map(ReferenceValues::load)
-            .transpose()?;
+        let reference_values = match (&self.reference_values, &self.initdata) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "--reference-values and --initdata both give the reference values: \
+                     give one"
+                        .into(),
+                ));
+            }
+            (Some(file), None) => Some(ReferenceValues::load(file)?),
+            (None, Some(file)) => Some(policy_initdata::load(file)?.reference_values),
+            (None, None) => None,
+        };
         if self.confidential && reference_values.is_none() {
             return Err(invalid(
-                "--confidential needs --reference-values FILE (the trusted root hashes)".into(),
+                "--confidential needs --reference-values FILE or --initdata [FILE] (the \
+                 trusted root hashes)"
+                    .into(),
             ));
         }
         let mut config = AgentConfig::with_run_dir(self.run_dir.clone());

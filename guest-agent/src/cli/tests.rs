@@ -162,6 +162,60 @@ fn policy_flags_make_the_config() {
     );
 }
 
+#[test]
+fn initdata_gives_the_reference_values() {
+    use layerpass_types::initdata::{InitdataAlgorithm, KATA_PATH, LAYERPASS_KEY, render};
+    // the flag alone means Kata's path
+    let args = serve_args(&["--initdata", "--confidential"]);
+    assert_eq!(args.policy.initdata.as_deref(), Some(Path::new(KATA_PATH)));
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = "cd".repeat(32);
+    let data = std::collections::BTreeMap::from([(
+        LAYERPASS_KEY.to_owned(),
+        format!("root_hashes = [\"{root}\"]\n"),
+    )]);
+    let file = dir.path().join("initdata.toml");
+    std::fs::write(&file, render(InitdataAlgorithm::Sha384, &data)).unwrap();
+    let f = file.to_str().unwrap();
+    let config = serve_args(&["--confidential", "--initdata", f])
+        .policy
+        .config()
+        .unwrap();
+    assert!(config.require_verity);
+    let refs = config.reference_values.unwrap();
+    assert_eq!(refs.len(), 1);
+    assert!(refs.check(&root, DIGEST).is_ok());
+
+    // both sources: a usage error from the parser, and from config() if built by hand
+    let both = Cli::try_parse_from([
+        "layerpass-guest",
+        "serve",
+        "--initdata",
+        f,
+        "--reference-values",
+        f,
+    ])
+    .unwrap_err();
+    assert_eq!(both.kind(), clap::error::ErrorKind::ArgumentConflict);
+    let mut args = serve_args(&["--initdata", f]);
+    args.policy.reference_values = Some(file.clone());
+    let failure = args.policy.config().unwrap_err();
+    assert_eq!(failure.kind, Kind::InvalidArgument);
+    assert!(failure.message.contains("give one"), "{}", failure.message);
+
+    // the default path, absent here: not found, named
+    let failure = serve_args(&["--initdata"]).policy.config().unwrap_err();
+    assert!(failure.message.contains(KATA_PATH), "{}", failure.message);
+    // neither in confidential mode: refused, naming both flags
+    let failure = serve_args(&["--confidential"]).policy.config().unwrap_err();
+    assert!(
+        failure.message.contains("--initdata"),
+        "{}",
+        failure.message
+    );
+}
+
 const DIGEST: &str = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 fn plan_file(dir: &Path, json: &str) -> std::path::PathBuf {

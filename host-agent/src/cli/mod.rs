@@ -34,7 +34,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Attestation: check a guest's evidence (event log and register).
+    /// Attestation: reference values computed offline, initdata documents, checking a
+    /// guest's evidence (event log and register).
     #[command(subcommand)]
     Attest(attest::Attest),
     /// Serve layer blobs and scratch disks to VMs over vhost-user-blk.
@@ -72,11 +73,11 @@ impl Cli {
     /// Runs the parsed command.
     pub fn run(self) -> anyhow::Result<Outcome> {
         match self.command {
-            Command::Attest(cmd) => cmd.run(),
             Command::Blk(cmd) => cmd.run(),
             Command::Convert(cmd) => cmd.run(),
             Command::Plan(args) => args.run(),
             Command::Verity(cmd) => cmd.run(),
+            Command::Attest(cmd) => cmd.run(),
             Command::Serve(a) => a.run(),
             Command::Export(a) => a.run(),
             Command::Unexport(a) => a.run(),

@@ -33,6 +33,8 @@ use uuid::Uuid;
 
 pub use error::ErofsError;
 pub use format::BLOCK_SIZE;
+/// A layer stream (plain, gzip or zstd, told by its magic bytes) as the uncompressed tar.
+pub use input::open as open_tar;
 
 use crate::verity::{
     Follower, FormatOptions, FormatReport, LeafDigests, Sidecar, format_file,

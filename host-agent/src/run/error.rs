@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use layerpass_protocols::status::{HasKind, Kind};
 
 use crate::api::ApiError;
+use crate::attest::ReferenceError;
 use crate::convert::ImageConvertError;
 use crate::daemon::DaemonError;
 use crate::image::ImageError;
@@ -56,6 +57,9 @@ pub enum RunError {
     /// A layer cannot be converted.
     #[error("conversion: {0}")]
     Convert(#[from] ImageConvertError),
+    /// The reference values (confidential runs) cannot be computed.
+    #[error("reference values: {0}")]
+    Reference(#[from] ReferenceError),
     /// The export failed.
     #[error("export: {0}")]
     Daemon(#[from] DaemonError),
@@ -118,6 +122,7 @@ impl HasKind for RunError {
             Self::BadOption(_) => Kind::InvalidArgument,
             Self::Agent(_) | Self::Vm(_) | Self::Kernel(_) => Kind::FailedPrecondition,
             Self::Convert(e) => e.kind(),
+            Self::Reference(e) => e.kind(),
             Self::Daemon(e) => e.kind(),
             Self::Api(e) => e.kind(),
             Self::Boot(_) => Kind::Internal,

@@ -1,31 +1,51 @@
-//! Reference values for a confidential run, computed from the image's layer tars into a
-//! directory of their own, never read from the conversion cache: a tampered cache whose
-//! trees were re-formatted to match cannot produce matching root hashes.
+//! Reference values for a confidential run, computed from the image's layer tars by the one
+//! implementation of `layerpass attest reference-values --as layerpass`
+//! ([`crate::attest::reference`]) in a directory of their own, never read from the
+//! conversion cache: a tampered cache whose trees were re-formatted to match cannot produce
+//! matching root hashes. They reach the guest agent as a CoCo initdata document
+//! (`--initdata`), the form a TEE binds to its launch measurement.
 
 use std::path::Path;
 
+use layerpass_types::initdata::{Initdata, InitdataAlgorithm};
+
 use super::error::RunError;
-use crate::convert::{ImageConvertOptions, OutputLayout, convert_image};
+use crate::attest::reference::{Builder, Input, compute};
+use crate::attest::render;
 use crate::image::Platform;
 
-/// The guest agent's reference-values TOML: each layer's root hash bound to its diff ID.
+/// The initdata document of a run and its digest.
+#[derive(Debug, Clone)]
+pub struct RunInitdata {
+    /// The document (the reference values under `"layerpass.toml"`).
+    pub document: String,
+    /// `sha256:<hex>` of the document's bytes.
+    pub digest: String,
+}
+
+/// The initdata holding the guest agent's reference values for `image`: each layer's root
+/// hash as layerpass converts it (build time 0, as the run's own conversion), bound to its
+/// diff ID. Temporary files go under `scratch` and are gone when this returns.
 pub fn from_image(
     image: &Path,
     platform: Option<&Platform>,
     scratch: &Path,
-) -> Result<String, RunError> {
-    let mut o = ImageConvertOptions::new(OutputLayout::ContainerdCache, scratch);
-    o.platform = platform.cloned();
-    let report = convert_image(image, &o, &|_| {})?;
-    let mut toml =
-        String::from("# layerpass run: root hashes computed from the image's layer tars\n");
-    for l in &report.layers {
-        toml.push_str(&format!(
-            "\n[[layers]]\nroot_hash = \"{}\"\ndigest = \"{}\"\n",
-            l.root_hash, l.diff_id
-        ));
-    }
-    // The trees are not needed: only their root hashes.
-    let _ = std::fs::remove_dir_all(scratch);
-    Ok(toml)
+) -> Result<RunInitdata, RunError> {
+    let input = Input::Image {
+        path: image.to_owned(),
+        platform: platform.cloned(),
+    };
+    let report = compute(
+        &input,
+        &Builder::Layerpass { mkfs_time: 0 },
+        Some(scratch),
+        &|_, _| {},
+    )?;
+    let values = render::reference_values_toml(&report);
+    // no attestation agent in a `layerpass run` VM: only our entry
+    let document = render::initdata(&values, InitdataAlgorithm::Sha256, false);
+    let digest = Initdata::parse(document.as_bytes())
+        .map_err(|e| RunError::Boot(format!("the run's initdata: {e}")))?
+        .digest_string();
+    Ok(RunInitdata { document, digest })
 }

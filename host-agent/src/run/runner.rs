@@ -137,16 +137,16 @@ pub fn run(
         .tempdir()
         .map_err(VmError::io("create", std::env::temp_dir()))?;
 
-    let reference_values = if opts.confidential {
+    let initdata = if opts.confidential {
         let t = Instant::now();
         step("computing reference values from the image's layer tars");
-        let toml = reference::from_image(
-            &image_path,
-            platform.as_ref(),
-            &tmp.path().join("reference"),
-        )?;
+        let found = reference::from_image(&image_path, platform.as_ref(), tmp.path())?;
         timings.reference_values_ms = ms(t.elapsed());
-        Some(toml)
+        step(&format!(
+            "reference values in initdata, digest {}",
+            found.digest
+        ));
+        Some(found.document)
     } else {
         None
     };
@@ -185,7 +185,7 @@ pub fn run(
         &initrd,
         &plan_json,
         &process,
-        reference_values.as_deref(),
+        initdata.as_deref(),
     )?;
 
     let queues = u16::try_from(opts.cpus.clamp(1, MAX_QUEUES as u32)).unwrap_or(1);
@@ -435,13 +435,13 @@ fn choose_accel(
 }
 
 /// `base` followed by the run's own cpio: the plan, the process, the agent's arguments
-/// and, in confidential mode, the reference values.
+/// and, in confidential mode, the initdata document holding the reference values.
 fn write_initrd(
     base: &Path,
     out: &Path,
     plan_json: &str,
     process: &ProcessSpec,
-    reference_values: Option<&str>,
+    initdata: Option<&str>,
 ) -> Result<(), RunError> {
     let process_json = serde_json::to_vec(process)
         .map_err(|e| RunError::Boot(format!("the process spec: {e}")))?;
@@ -456,10 +456,10 @@ fn write_initrd(
         ("plan.json", plan_json.as_bytes().to_vec()),
         ("process.json", process_json),
     ];
-    if let Some(rv) = reference_values {
-        files.push(("reference-values.toml", rv.as_bytes().to_vec()));
+    if let Some(doc) = initdata {
+        files.push(("initdata.toml", doc.as_bytes().to_vec()));
         args.push_str(&format!(
-            " --confidential --reference-values {}/reference-values.toml",
+            " --confidential --initdata {}/initdata.toml",
             guest::RUN_FILES
         ));
     } else {
