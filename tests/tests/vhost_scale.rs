@@ -93,6 +93,11 @@ fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
 
 #[test]
 fn the_engine_scales_without_threads_or_leaks() {
+    // The engine's warnings (why a request failed) appear with a failure's output.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("warn")
+        .with_test_writer()
+        .try_init();
     let dir = tempfile::tempdir().unwrap();
     let blobs: Vec<PathBuf> = (0..50u32)
         .map(|i| {

@@ -215,6 +215,7 @@ impl VhostUserBackendReqHandlerMut for Conn {
         if postcopy_listening.is_some() {
             return Err(unsupported("postcopy is not offered"));
         }
+        let _rings = lock_all(&self.vrings);
         self.memory
             .set(ctx, files)
             .map_err(|e| Self::memory_error(&e))?;
@@ -381,6 +382,7 @@ impl VhostUserBackendReqHandlerMut for Conn {
         if postcopy_listening.is_some() {
             return Err(unsupported("postcopy is not offered"));
         }
+        let _rings = lock_all(&self.vrings);
         self.memory
             .add(region, fd)
             .map_err(|e| Self::memory_error(&e))?;
@@ -388,6 +390,7 @@ impl VhostUserBackendReqHandlerMut for Conn {
     }
 
     fn remove_mem_region(&mut self, region: &VhostUserSingleMemoryRegion) -> ProtoResult<()> {
+        let _rings = lock_all(&self.vrings);
         self.memory
             .remove(region.guest_phys_addr, region.memory_size)
             .map_err(|e| Self::memory_error(&e))
@@ -415,4 +418,15 @@ impl VhostUserBackendReqHandlerMut for Conn {
     fn set_log_base(&mut self, _log: &VhostUserLog, _file: File) -> ProtoResult<()> {
         Err(unsupported("dirty logging is not offered"))
     }
+}
+
+/// Every ring's state lock, in index order, for a memory-table change. A queue worker loads
+/// the table once per batch under its ring's lock and keeps that snapshot for the batch; a
+/// change made while a batch runs would let the frontend (answered as soon as the change is
+/// made) publish a request whose buffers lie in a region the batch's snapshot lacks, and
+/// that request would fail with IOERR. Holding the locks, the change waits for running
+/// batches, and every later batch loads the new table. Workers take one ring lock at a time,
+/// so taking them all here cannot deadlock.
+fn lock_all(vrings: &[Arc<Vring>]) -> Vec<std::sync::MutexGuard<'_, super::vring::VringState>> {
+    vrings.iter().map(|v| v.lock()).collect()
 }

@@ -3,8 +3,10 @@
 //! frontend's own virtual addresses (what SET_VRING_ADDR carries) to guest-physical ones.
 //!
 //! The mapped regions sit behind a [`GuestMemoryAtomic`]: a queue worker loads the current
-//! table once per batch, and a region removed while a batch runs stays mapped until that batch
-//! drops its guard, so a table update never pulls memory from under a request.
+//! table once per batch, under its ring's lock. The connection changes the table only while
+//! holding every ring's lock (`conn.rs`, `lock_all`), so a change waits for running batches
+//! and no batch serves a request, published after the change was acknowledged, with the
+//! table from before it (its buffers would be "outside guest memory": IOERR).
 //!
 //! A region must lie inside its file when the file is a regular one (a memfd, tmpfs or
 //! hugetlbfs file, what VMMs share): a page of the mapping past the end of the file raises
