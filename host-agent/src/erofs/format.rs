@@ -80,6 +80,11 @@ pub struct Superblock {
     /// `blkszbits`: [`BLOCK_BITS`] or [`INDEX_BLOCK_BITS`].
     pub block_bits: u8,
     pub feature_incompat: u32,
+    /// Set `FEATURE_COMPAT_SB_CHKSUM` and the crc32c. Not with 512-byte blocks:
+    /// erofs-utils 1.8.6's `fsck.erofs` and `dump.erofs` compute the checksum over
+    /// `blksz - 1024` bytes and crash when the block is smaller than 1024, and Linux
+    /// changed the covered length for such blocks; dm-verity covers the superblock anyway.
+    pub checksum: bool,
 }
 
 impl Superblock {
@@ -91,7 +96,9 @@ impl Superblock {
         let s = &mut b[SUPER_OFFSET..];
         s[0..4].copy_from_slice(&SUPER_MAGIC.to_le_bytes());
         // checksum at 4..8, filled below
-        s[8..12].copy_from_slice(&FEATURE_COMPAT_SB_CHKSUM.to_le_bytes());
+        if self.checksum {
+            s[8..12].copy_from_slice(&FEATURE_COMPAT_SB_CHKSUM.to_le_bytes());
+        }
         s[12] = self.block_bits;
         s[13] = 0; // sb_extslots
         s[14..16].copy_from_slice(&self.root_nid.to_le_bytes());
@@ -106,10 +113,11 @@ impl Superblock {
         s[80..84].copy_from_slice(&self.feature_incompat.to_le_bytes());
         // the rest zero (no device table: extra_devices 0)
         // The kernel's `erofs_superblock_csum_verify` covers `blksz - 1024` bytes from
-        // the superblock when the block is larger than 1024, else `blksz` bytes: 3072
-        // bytes with 4096-byte blocks, 512 (to byte 1536, the end of `b`) with 512.
-        let crc = crc32c_raw(&b[SUPER_OFFSET..]);
-        b[SUPER_OFFSET + 4..SUPER_OFFSET + 8].copy_from_slice(&crc.to_le_bytes());
+        // the superblock when the block is larger than 1024: 3072 with 4096-byte blocks.
+        if self.checksum {
+            let crc = crc32c_raw(&b[SUPER_OFFSET..]);
+            b[SUPER_OFFSET + 4..SUPER_OFFSET + 8].copy_from_slice(&crc.to_le_bytes());
+        }
         b
     }
 }

@@ -211,6 +211,7 @@ pub fn write_rest(
         } else {
             0
         },
+        checksum: g.block_bits >= 12,
     };
     image
         .write_all_at(&sb.to_block(), 0)
