@@ -303,10 +303,9 @@ fn a_tar_file_larger_than_2_tib_is_refused_before_it_is_read() {
     // sparse: no data blocks
     f.set_len((2 << 40) + 512).unwrap();
     let out = dir.path().join("out");
-    let start = std::time::Instant::now();
+    // (read, it would stop at the 64 GiB max-layer-bytes instead)
     let e = index_layer(&p, &out, &IndexOptions::default()).unwrap_err();
     assert!(matches!(e, ErofsError::TarTooLarge { .. }), "{e:?}");
-    assert!(start.elapsed().as_secs() < 10, "{:?}", start.elapsed());
     assert_nothing_at(&out);
     // the limits of the full writer apply
     let small = dir.path().join("small.tar");

@@ -227,7 +227,7 @@ pub fn index_layer(
         }
         return Err(e);
     }
-    let sidecar_bytes = fs::metadata(&sidecar).map(|m| m.len()).unwrap_or(0);
+    let sidecar_bytes = fs::metadata(&sidecar).map_or(0, |m| m.len());
     let tar = if plain {
         input_path.to_owned()
     } else {
