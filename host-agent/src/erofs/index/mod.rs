@@ -154,7 +154,7 @@ pub fn index_layer(
     let symlinks = DataWriter::with_blocks(meta_file, &meta_path, &dir, INDEX_BLOCK_SIZE, first)?;
     let leaves = LeafDigests::spilled(index_verity_params(), &dir)?;
 
-    let source = source::TarSource::new(reader, leaves, limit, copy);
+    let source = source::TarSource::new(reader, leaves, limit, copy)?;
     let mut archive = TarStream::new(source);
     let mut tree = Tree::new(opts.mkfs_time.unwrap_or(0));
     let mut contents = contents::IndexContents { meta: symlinks };
