@@ -21,6 +21,7 @@
 //! place when complete, the metadata last. See `docs/tar-index.md`.
 
 mod contents;
+mod inflate;
 mod info;
 mod source;
 mod verity;
@@ -113,8 +114,16 @@ pub fn index_layer(
     let limit = opts.max_layer_bytes.min(MAX_TAR_BYTES);
 
     let file = File::open(input_path).map_err(ErofsError::io("open", input_path))?;
-    let (compression, reader) = input::open(&file).map_err(ErofsError::Read)?;
+    let handle = file
+        .try_clone()
+        .map_err(ErofsError::io("open", input_path))?;
+    let (compression, reader) = input::open(handle).map_err(ErofsError::Read)?;
     let plain = compression == Compression::None;
+    let reader: Box<dyn std::io::Read + Send> = if plain {
+        reader
+    } else {
+        Box::new(inflate::threaded(reader)?)
+    };
     if plain {
         let len = file
             .metadata()
