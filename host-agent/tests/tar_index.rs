@@ -1,0 +1,136 @@
+//! Tar-index layers as disks: containerd's `enable_tar_index` blobs (erofs-utils ≥ 1.8
+//! `mkfs.erofs --tar=i --aufs`, the tar appended, `veritysetup format` 512/512 appended,
+//! the `.dmverity` sidecar) are served as they are, at 512-byte logical blocks, and
+//! `layerpass plan` maps them at 512/512; the served disk verifies with veritysetup.
+
+#![allow(
+    clippy::unwrap_used,
+    reason = "test code: a failed unwrap is a failed test"
+)]
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::tars::Tar;
+use common::tools::{erofs_utils, require_tool, run};
+use layerpass::export::Disk;
+use layerpass::export::layer::LayerDisk;
+use layerpass::verity::{Sidecar, sidecar_path};
+use vm_memory::VolatileSlice;
+
+fn small_tar() -> Vec<u8> {
+    let big: Vec<u8> = (0..100_003u32).map(|i| (i % 251) as u8).collect();
+    let mut t = Tar::new();
+    t.dir("d", 0o755)
+        .file("d/a", 0o644, b"hello\n")
+        .file("big", 0o600, &big)
+        .file("empty", 0o644, b"");
+    t.finish()
+}
+
+/// The whole disk, written to `path` (a file veritysetup can read).
+fn served_bytes(disk: &dyn Disk, path: &Path) -> Vec<u8> {
+    let mut buf = vec![0u8; disk.size() as usize];
+    disk.read_at(0, &[VolatileSlice::from(buf.as_mut_slice())])
+        .unwrap();
+    fs::write(path, &buf).unwrap();
+    buf
+}
+
+/// `veritysetup verify DATA HASH ROOT --hash-offset=OFFSET` (superblock at the offset).
+fn veritysetup_verify(veritysetup: &Path, disk: &Path, offset: u64, root: &str) -> bool {
+    Command::new(veritysetup)
+        .arg("verify")
+        .arg(disk)
+        .arg(disk)
+        .arg(root)
+        .arg(format!("--hash-offset={offset}"))
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+/// containerd's differ with `enable_tar_index = true`: `[index][tar]`, verity 512/512
+/// appended, sidecar. Returns the blob and its root hash.
+fn containerd_tar_index_blob(dir: &Path, tar: &[u8]) -> Option<(PathBuf, String, u64)> {
+    let erofs = erofs_utils::require()?;
+    let veritysetup = require_tool("veritysetup", "cryptsetup-bin")?;
+    let tar_path = dir.join("layer.tar");
+    fs::write(&tar_path, tar).unwrap();
+    let meta = dir.join("meta.erofs");
+    run(erofs
+        .command("mkfs.erofs")
+        .args(["--tar=i", "--aufs", "--quiet"])
+        .arg(&meta)
+        .arg(&tar_path));
+    let blob = dir.join("layer.erofs");
+    let mut bytes = fs::read(&meta).unwrap();
+    bytes.extend_from_slice(tar);
+    fs::write(&blob, &bytes).unwrap();
+    let offset = bytes.len() as u64;
+    let out = run(Command::new(&veritysetup)
+        .args(["format", "--data-block-size=512", "--hash-block-size=512"])
+        .arg(format!("--hash-offset={offset}"))
+        .arg(&blob)
+        .arg(&blob));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let root = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Root hash:"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    Sidecar {
+        roothash: root.clone(),
+        hashoffset: offset,
+    }
+    .write(&sidecar_path(&blob))
+    .unwrap();
+    Some((blob, root, offset))
+}
+
+#[test]
+fn containerd_tar_index_blobs_are_served_at_512_byte_blocks_as_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some((blob, root, offset)) = containerd_tar_index_blob(dir.path(), &small_tar()) else {
+        return;
+    };
+    let Some(veritysetup) = require_tool("veritysetup", "cryptsetup-bin") else {
+        return;
+    };
+    let disk = LayerDisk::open(&blob, None, None).unwrap();
+    assert_eq!(disk.logical_block_size(), 512);
+    let image = dir.path().join("served.img");
+    let served = served_bytes(&disk, &image);
+    let file = fs::read(&blob).unwrap();
+    assert_eq!(&served[..file.len()], file.as_slice());
+    assert!(served[file.len()..].iter().all(|&b| b == 0));
+    assert!(veritysetup_verify(&veritysetup, &image, offset, &root));
+
+    // `layerpass plan` maps it at 512/512 on a 512-byte disk (refused at 4096)
+    for extra in [&[][..], &["--composite", "lp-composite"][..]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_layerpass"))
+            .args(["plan", "--container", "c1"])
+            .args(extra)
+            .arg(&blob)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let req =
+            layerpass_protocols::json::parse_mount_request(&String::from_utf8_lossy(&out.stdout))
+                .unwrap();
+        let v = req.layers[0].verity.clone().unwrap();
+        assert_eq!((v.data_block_size, v.hash_block_size), (512, 512));
+        assert_eq!(v.data_blocks, offset / 512);
+        assert_eq!(v.hash_start_block, offset / 512 + 1);
+        assert_eq!(hex::encode(&v.root_hash), root);
+    }
+}
