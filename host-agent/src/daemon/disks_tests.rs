@@ -68,3 +68,43 @@ fn tar_index_blobs_are_exported_at_512_byte_blocks() {
         512
     );
 }
+
+/// containerd's mount option may name the sidecar anywhere: the disk's block size follows
+/// the mapping the daemon read from it, also after a restart.
+#[test]
+fn a_sidecar_elsewhere_still_gives_512_byte_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, _) = appended_blob(dir.path(), "a.erofs", 40, 512, 512);
+    let elsewhere = dir.path().join("sidecars");
+    std::fs::create_dir(&elsewhere).unwrap();
+    let side = elsewhere.join("a.dmverity");
+    std::fs::rename(crate::verity::sidecar_path(&a), &side).unwrap();
+    let verity = layer_verity(
+        &a,
+        Some(&side),
+        VerityMode::RequireSidecar,
+        &dir.path().join("trees"),
+    )
+    .unwrap();
+    let mut r = resolved(dir.path(), &[]);
+    r.layers.push(ResolvedLayer {
+        blob: a.clone(),
+        diff_id: None,
+        verity,
+    });
+    let config = Config {
+        state_dir: dir.path().join("state"),
+        ..Config::default()
+    };
+    let key = ExportKey {
+        sandbox: "sb".into(),
+        container: "c1".into(),
+    };
+    for mode in [ExportMode::PerLayer, ExportMode::Composite] {
+        let out = assemble(&key, &r, mode, None, &config).unwrap();
+        let (record, disk) = &out.disks[0];
+        assert_eq!(disk.logical_block_size(), 512, "{mode:?}");
+        let reopened = super::disks::open_disk(record).unwrap();
+        assert_eq!(reopened.logical_block_size(), 512, "{mode:?}");
+    }
+}

@@ -38,6 +38,9 @@ pub struct CompositeLayer {
     pub diff_id: Option<Digest>,
     /// The root hash of its dm-verity tree, when known.
     pub root_hash: Option<RootHash>,
+    /// The logical block size its verity needs, when known from elsewhere than the files
+    /// ([`LayerDisk::limit_block_size`]).
+    pub block_size: Option<u32>,
 }
 
 impl CompositeLayer {
@@ -102,12 +105,10 @@ impl CompositeDisk {
         let mut disks = Vec::with_capacity(layers.len());
         let mut hexes: Vec<String> = Vec::with_capacity(layers.len());
         for l in layers {
-            disks.push(LayerDisk::open_layer(
-                &l.blob,
-                l.index.as_ref(),
-                l.tree.as_deref(),
-                None,
-            )?);
+            disks.push(
+                LayerDisk::open_layer(&l.blob, l.index.as_ref(), l.tree.as_deref(), None)?
+                    .limit_block_size(l.block_size),
+            );
             hexes.push(l.identity_hex()?);
         }
         let lba_size = if disks

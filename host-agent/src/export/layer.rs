@@ -94,6 +94,20 @@ impl LayerDisk {
         })
     }
 
+    /// Lowers the logical block size to `size` when that is smaller (a layer whose verity
+    /// parameters come from a sidecar the disk cannot find beside its blob). `size` must be
+    /// a power of two from 512 to 4096; anything else is ignored.
+    #[must_use]
+    pub fn limit_block_size(mut self, size: Option<u32>) -> Self {
+        if let Some(s) = size
+            && s.is_power_of_two()
+            && (512..=DEFAULT_LOGICAL_BLOCK_SIZE).contains(&s)
+        {
+            self.block_size = self.block_size.min(s);
+        }
+        self
+    }
+
     /// Where the separate tree file starts on the disk, if there is one.
     pub fn tree_offset(&self) -> Option<u64> {
         self.tree_offset

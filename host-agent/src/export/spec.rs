@@ -147,6 +147,7 @@ impl LayerFileSpec {
             tree: self.tree.clone(),
             diff_id: self.diff_id(),
             root_hash: self.sidecar_root_hash()?,
+            block_size: None,
         })
     }
 }

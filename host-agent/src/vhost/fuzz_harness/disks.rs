@@ -113,6 +113,7 @@ impl Disks {
                     tree: None,
                     diff_id: Some(digest(1)),
                     root_hash: None,
+                    block_size: None,
                 },
                 CompositeLayer {
                     blob: blob2.clone(),
@@ -120,6 +121,7 @@ impl Disks {
                     tree: Some(tree.clone()),
                     diff_id: Some(digest(2)),
                     root_hash: None,
+                    block_size: None,
                 },
             ],
             COMPOSITE_LBA,
