@@ -134,3 +134,92 @@ fn containerd_tar_index_blobs_are_served_at_512_byte_blocks_as_they_are() {
         assert_eq!(hex::encode(&v.root_hash), root);
     }
 }
+
+/// `layerpass convert layer TAR META --index`, then META+TAR served: the disk is
+/// META‖TAR‖zeros‖TREE at 512-byte blocks, verifies with veritysetup under the sidecar's
+/// root hash, and `layerpass plan` maps it at 512/4096; the tar referenced in place inside
+/// a larger file (`#OFFSET`) gives the same disk; the tar is never modified.
+#[test]
+fn an_index_layer_is_served_from_its_files() {
+    let Some(veritysetup) = require_tool("veritysetup", "cryptsetup-bin") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let tar = small_tar();
+    let tar_path = dir.path().join("layer.tar");
+    fs::write(&tar_path, &tar).unwrap();
+    let mtime = fs::metadata(&tar_path).unwrap().modified().unwrap();
+    let meta = dir.path().join("idx.erofs");
+    run(Command::new(env!("CARGO_BIN_EXE_layerpass"))
+        .args(["convert", "layer"])
+        .arg(&tar_path)
+        .arg(&meta)
+        .arg("--index"));
+    let sidecar = Sidecar::read(&sidecar_path(&meta)).unwrap();
+    let meta_bytes = fs::read(&meta).unwrap();
+    let tree_bytes = fs::read(layerpass::export::layer::index_tree_path(&meta)).unwrap();
+    let pad = |mut b: Vec<u8>| {
+        b.resize(b.len().div_ceil(4096) * 4096, 0);
+        b
+    };
+    let mut expected = meta_bytes.clone();
+    expected.extend_from_slice(&tar);
+    let mut expected = pad(expected);
+    assert_eq!(expected.len() as u64, sidecar.hashoffset);
+    expected.extend(pad(tree_bytes));
+
+    // the same tar inside a larger file, referenced at its offset
+    let archive = dir.path().join("archive.tar");
+    let mut a = vec![0x11u8; 3 * 512];
+    a.extend_from_slice(&tar);
+    a.extend_from_slice(&[0u8; 1024]);
+    fs::write(&archive, &a).unwrap();
+
+    let specs = [
+        format!("{}+{}", meta.display(), tar_path.display()),
+        format!("{}+{}#1536", meta.display(), archive.display()),
+    ];
+    for spec in &specs {
+        let disk = layerpass::export::spec::LayerFileSpec::parse(spec)
+            .unwrap()
+            .layer_disk(None)
+            .unwrap();
+        assert_eq!(disk.logical_block_size(), 512);
+        let image = dir.path().join("served.img");
+        assert!(served_bytes(&disk, &image) == expected, "{spec}");
+        assert!(
+            veritysetup_verify(&veritysetup, &image, sidecar.hashoffset, &sidecar.roothash),
+            "{spec}"
+        );
+        // one flipped byte in the tar region fails verification
+        let mut bad = fs::read(&image).unwrap();
+        bad[meta_bytes.len() + 600] ^= 1;
+        fs::write(&image, &bad).unwrap();
+        assert!(!veritysetup_verify(
+            &veritysetup,
+            &image,
+            sidecar.hashoffset,
+            &sidecar.roothash
+        ));
+
+        let out = Command::new(env!("CARGO_BIN_EXE_layerpass"))
+            .args(["plan", "--container", "c1", spec])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let req =
+            layerpass_protocols::json::parse_mount_request(&String::from_utf8_lossy(&out.stdout))
+                .unwrap();
+        let v = req.layers[0].verity.clone().unwrap();
+        assert_eq!((v.data_block_size, v.hash_block_size), (512, 4096));
+        assert_eq!(v.data_blocks, sidecar.hashoffset / 512);
+        assert_eq!(v.hash_start_block, sidecar.hashoffset / 4096 + 1);
+        assert_eq!(hex::encode(&v.root_hash), sidecar.roothash);
+    }
+    assert_eq!(fs::read(&tar_path).unwrap(), tar);
+    assert_eq!(fs::metadata(&tar_path).unwrap().modified().unwrap(), mtime);
+}

@@ -3,26 +3,22 @@
 //! same disk, as `layerpass convert layer --index` writes them. The disk is
 //! `[META][TAR][zeros to 4096][TREE padded to 4096]`, assembled from the files as they are.
 //!
-//! What is checked before anything is served: `META` is a regular file, a whole number of
+//! What is checked before anything is served (the superblock read by the index writer's
+//! own `erofs::index::IndexInfo::read`): `META` is a regular file, a whole number of
 //! 512-byte blocks, with an EROFS superblock at byte 1024 whose block size is 512; its
 //! `blocks` field covers more than `META` (the rest is the tar: `blocks * 512 - len(META)`
 //! bytes); `OFFSET` is on a 512-byte record boundary; the file `TAR` is a whole number of
 //! 512-byte records and holds the tar's bytes from `OFFSET`.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::error::DiskError;
+use crate::erofs::ErofsError;
+use crate::erofs::index::IndexInfo;
 
-/// Where the EROFS superblock starts.
-pub const EROFS_SUPER_OFFSET: u64 = 1024;
-/// `EROFS_SUPER_MAGIC_V1`.
-pub const EROFS_MAGIC: u32 = 0xE0F5_E1E2;
 /// The EROFS block size of an index (`blkszbits` 9) and the tar's record size.
 pub const INDEX_BLOCK: u64 = 512;
-/// Bytes of the superblock read (up to and including `extra_devices`).
-const SUPER_READ: usize = 128;
 
 /// The tar an index layer's metadata points into.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,42 +47,6 @@ impl IndexGeometry {
     }
 }
 
-/// The fields of an EROFS superblock an index layer is checked by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ErofsSuper {
-    /// log2 of the block size.
-    pub blkszbits: u8,
-    /// Blocks of the whole image (metadata and the data it addresses on the same disk).
-    pub blocks: u32,
-    /// Devices besides the primary one (containerd's tar index has one: the tar).
-    pub extra_devices: u16,
-}
-
-impl ErofsSuper {
-    /// Parses the superblock bytes read at [`EROFS_SUPER_OFFSET`] of `path` (named in
-    /// errors).
-    pub fn parse(b: &[u8], path: &Path) -> Result<Self, DiskError> {
-        let bad = |reason: String| DiskError::Invalid {
-            what: format!("index metadata {}", path.display()),
-            reason,
-        };
-        if b.len() < SUPER_READ {
-            return Err(bad("too short for an EROFS superblock at byte 1024".into()));
-        }
-        let magic = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-        if magic != EROFS_MAGIC {
-            return Err(bad(format!(
-                "no EROFS superblock at byte 1024 (magic {magic:#010x}, not {EROFS_MAGIC:#010x})"
-            )));
-        }
-        Ok(Self {
-            blkszbits: b[12],
-            blocks: u32::from_le_bytes([b[36], b[37], b[38], b[39]]),
-            extra_devices: u16::from_le_bytes([b[86], b[87]]),
-        })
-    }
-}
-
 /// Checks an index layer's metadata file and tar (see the module documentation) and
 /// returns their sizes.
 pub fn check_index(meta: &Path, tar: &IndexTar) -> Result<IndexGeometry, DiskError> {
@@ -105,30 +65,18 @@ pub fn check_index(meta: &Path, tar: &IndexTar) -> Result<IndexGeometry, DiskErr
             "its length {meta_len} is not a whole number of 512-byte EROFS blocks"
         )));
     }
-    let mut b = [0u8; SUPER_READ];
-    match m.read_exact_at(&mut b, EROFS_SUPER_OFFSET) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            return Err(bad_meta(format!(
-                "{meta_len} bytes: too short for an EROFS superblock at byte 1024"
-            )));
-        }
-        Err(e) => return Err(DiskError::io("read", meta)(e)),
-    }
-    let sb = ErofsSuper::parse(&b, meta)?;
-    if sb.blkszbits != 9 {
-        return Err(bad_meta(format!(
-            "its EROFS block size is 2^{} bytes; an index over a tar has 512-byte blocks \
-             (blkszbits 9)",
-            sb.blkszbits
-        )));
-    }
-    let total = u64::from(sb.blocks) * INDEX_BLOCK;
+    // the superblock as the index writer reads it back: magic, 512-byte blocks, `blocks`
+    let info = IndexInfo::read(meta).map_err(|e| match e {
+        ErofsError::NotAnIndex { reason, .. } => bad_meta(reason),
+        ErofsError::NotErofs { .. } => bad_meta("no EROFS superblock at byte 1024".into()),
+        other => bad_meta(other.to_string()),
+    })?;
+    let total = u64::from(info.blocks) * INDEX_BLOCK;
     if total <= meta_len {
         return Err(bad_meta(format!(
             "its superblock counts {} blocks ({total} bytes), no more than the metadata's own \
              {meta_len} bytes: it addresses no tar (not an index layer?)",
-            sb.blocks
+            info.blocks
         )));
     }
     let tar_len = total - meta_len;
@@ -178,7 +126,7 @@ pub(crate) mod tests {
     pub(crate) fn meta_bytes(meta_blocks: u32, blocks: u32, blkszbits: u8) -> Vec<u8> {
         let mut m = vec![0u8; meta_blocks as usize * 512];
         let sb = &mut m[1024..];
-        sb[0..4].copy_from_slice(&EROFS_MAGIC.to_le_bytes());
+        sb[0..4].copy_from_slice(&0xE0F5_E1E2u32.to_le_bytes());
         sb[12] = blkszbits;
         sb[36..40].copy_from_slice(&blocks.to_le_bytes());
         m
@@ -252,7 +200,7 @@ pub(crate) mod tests {
     #[test]
     fn metadata_needs_512_byte_blocks() {
         let (_d, m, t) = setup(&meta_bytes(8, 10, 12), &[1u8; 3072]);
-        assert!(err(&m, &t).contains("blkszbits 9"), "{}", err(&m, &t));
+        assert!(err(&m, &t).contains("not 512"), "{}", err(&m, &t));
     }
 
     #[test]
