@@ -223,3 +223,83 @@ fn an_index_layer_is_served_from_its_files() {
     assert_eq!(fs::read(&tar_path).unwrap(), tar);
     assert_eq!(fs::metadata(&tar_path).unwrap().modified().unwrap(), mtime);
 }
+
+/// Runs `layerpass blk serve --socket S ARGS` until its socket exists, stops it with
+/// SIGTERM, and returns what it logged.
+fn blk_serve_log(dir: &Path, args: &[&str]) -> String {
+    let socket = dir.join("blk.sock");
+    let _ = fs::remove_file(&socket);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_layerpass"))
+        .args(["blk", "serve", "--socket"])
+        .arg(&socket)
+        .args(args)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !socket.exists() {
+        if let Some(status) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "blk serve exited with {status}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no socket within 20 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // SIGTERM: a graceful stop, after everything it logs on the way up
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: signalling the child this test started and has not yet reaped.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `blk serve --layer META+TAR` and `--composite` with an index layer advertise 512-byte
+/// logical blocks; a layer whose tar is the wrong one is refused before serving.
+#[test]
+fn blk_serve_takes_index_layers() {
+    let dir = tempfile::tempdir().unwrap();
+    let tar = small_tar();
+    let tar_path = dir.path().join("layer.tar");
+    fs::write(&tar_path, &tar).unwrap();
+    let meta = dir.path().join("idx.erofs");
+    run(Command::new(env!("CARGO_BIN_EXE_layerpass"))
+        .args(["convert", "layer"])
+        .arg(&tar_path)
+        .arg(&meta)
+        .arg("--index"));
+    let spec = format!("{}+{}", meta.display(), tar_path.display());
+    for args in [
+        &["--layer", spec.as_str()][..],
+        &["--composite", spec.as_str()],
+    ] {
+        let log = blk_serve_log(dir.path(), args);
+        assert!(log.contains("logical_block_size=512"), "{log}");
+    }
+    // a tar shorter than the index addresses
+    let short = dir.path().join("short.tar");
+    fs::write(&short, &tar[..tar.len() / 2 / 512 * 512]).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_layerpass"))
+        .args(["blk", "serve", "--socket"])
+        .arg(dir.path().join("x.sock"))
+        .arg("--layer")
+        .arg(format!("{}+{}", meta.display(), short.display()))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("short.tar") && err.contains("truncated"),
+        "{err}"
+    );
+}
