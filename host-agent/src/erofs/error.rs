@@ -83,6 +83,11 @@ pub enum ErofsError {
     /// The tar has more entries than `ConvertOptions::max_entries`.
     #[error("the layer has more entries than the max-entries limit of {limit}")]
     TooManyEntries { limit: u64 },
+    #[error(
+        "the tar reaches byte {bytes}: a tar index addresses at most 2 TiB (32-bit addresses \
+         of 512-byte blocks; more would need EROFS's 48-bit layout, Linux 6.15 or later)"
+    )]
+    TarTooLarge { bytes: u64 },
     #[error("the image would need {blocks} blocks; EROFS addresses at most 2^32")]
     TooLarge { blocks: u64 },
     #[error("cannot {op} {path}")]
@@ -94,6 +99,8 @@ pub enum ErofsError {
     },
     #[error("{path} is not an EROFS image (no EROFS magic at byte 1024)")]
     NotErofs { path: PathBuf },
+    #[error("{path} is not the metadata of a tar index: {reason}")]
+    NotAnIndex { path: PathBuf, reason: String },
     #[error("cannot add the dm-verity tree")]
     Verity(#[from] VerityError),
 }
@@ -152,9 +159,11 @@ impl HasKind for ErofsError {
             | Self::BadSymlink { .. }
             | Self::BadWhiteout { .. }
             | Self::TooLarge { .. }
+            | Self::TarTooLarge { .. }
             | Self::LayerTooLarge { .. }
             | Self::TooManyEntries { .. }
-            | Self::NotErofs { .. } => Kind::InvalidArgument,
+            | Self::NotErofs { .. }
+            | Self::NotAnIndex { .. } => Kind::InvalidArgument,
         }
     }
 }
