@@ -87,6 +87,7 @@ fn composite_layer(l: &CompositeLayerRecord) -> Result<CompositeLayer, DaemonErr
     };
     Ok(CompositeLayer {
         blob: l.blob.clone(),
+        index: None,
         tree: l.tree.clone(),
         diff_id: l
             .diff_id
