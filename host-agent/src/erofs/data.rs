@@ -23,14 +23,17 @@ const PREALLOCATE: u64 = 64 << 20;
 /// Told, now and then, that every image block before the given one is in the file.
 pub type Written = Box<dyn FnMut(u64) + Send>;
 
-/// Whether a tail of `tail` bytes goes inline: it must fit in one block with the inode
-/// (counted as extended, the larger kind) and the xattrs (counted all inline, the most
-/// they can take), so the decision made while streaming holds whatever the layout does.
-pub fn tail_fits_inline(tail: u64, xattr_bytes: u64) -> bool {
-    tail > 0 && EXTENDED_INODE_SIZE + xattr_bytes + tail <= BLOCK_SIZE
+/// Whether a tail of `tail` bytes goes inline: it must fit in one block of `block_size`
+/// bytes with the inode (counted as extended, the larger kind) and the xattrs (counted
+/// all inline, the most they can take), so the decision made while streaming holds
+/// whatever the layout does.
+pub fn tail_fits_inline(tail: u64, xattr_bytes: u64, block_size: u64) -> bool {
+    tail > 0 && EXTENDED_INODE_SIZE + xattr_bytes + tail <= block_size
 }
 
 pub struct DataWriter {
+    /// Block size in bytes.
+    bs: u64,
     image: BufWriter<File>,
     image_path: PathBuf,
     /// Next free block of the image.
@@ -71,17 +74,29 @@ impl DataWriter {
     /// Starts the data area at block 1 of `image` (block 0 is left for the superblock);
     /// the spill file is anonymous in `spill_dir`.
     pub fn new(image: File, image_path: &Path, spill_dir: &Path) -> Result<Self, ErofsError> {
+        Self::with_blocks(image, image_path, spill_dir, BLOCK_SIZE, 1)
+    }
+
+    /// Starts the data area at block `first` of `image`, in blocks of `bs` bytes.
+    pub fn with_blocks(
+        image: File,
+        image_path: &Path,
+        spill_dir: &Path,
+        bs: u64,
+        first: u64,
+    ) -> Result<Self, ErofsError> {
         let tails = tempfile::tempfile_in(spill_dir)
             .map_err(ErofsError::io("create a spill file in", spill_dir))?;
         // small: content slices of at least this size go to the file without a copy
         let mut image = BufWriter::with_capacity(IMAGE_BUFFER, image);
         image
-            .seek(SeekFrom::Start(BLOCK_SIZE))
+            .seek(SeekFrom::Start(first * bs))
             .map_err(ErofsError::io("seek", image_path))?;
         Ok(Self {
+            bs,
             image,
             image_path: image_path.to_owned(),
-            next_block: 1,
+            next_block: first,
             tails: BufWriter::with_capacity(1 << 16, tails),
             tails_len: 0,
             buf: vec![0u8; TAIL_BUFFER],
@@ -117,7 +132,8 @@ impl DataWriter {
         size: u64,
         inline_tail: bool,
     ) -> Result<Data, CopyError> {
-        let tail_len = size % BLOCK_SIZE;
+        let bs = self.bs;
+        let tail_len = size % bs;
         let full = size - tail_len;
         let inline = inline_tail && tail_len > 0;
         let data = self.allocate(size, inline).map_err(CopyError::Write)?;
@@ -131,13 +147,13 @@ impl DataWriter {
             let n = avail
                 .len()
                 .min(usize::try_from(full - done).unwrap_or(usize::MAX));
-            self.reserve_through((u64::from(data.blkaddr) * BLOCK_SIZE) + done + n as u64);
+            self.reserve_through((u64::from(data.blkaddr) * bs) + done + n as u64);
             if let Err(e) = self.image.write_all(&avail[..n]) {
                 return Err(CopyError::Write(self.write_err(e)));
             }
             src.consume(n);
             done += n as u64;
-            self.maybe_report(u64::from(data.blkaddr) + done / BLOCK_SIZE)
+            self.maybe_report(u64::from(data.blkaddr) + done / bs)
                 .map_err(CopyError::Write)?;
         }
         if tail_len > 0 {
@@ -175,9 +191,9 @@ impl DataWriter {
 
     fn allocate(&mut self, size: u64, inline: bool) -> Result<Data, ErofsError> {
         let blocks = if inline {
-            size / BLOCK_SIZE
+            size / self.bs
         } else {
-            size.div_ceil(BLOCK_SIZE)
+            size.div_ceil(self.bs)
         };
         let tail = inline.then_some(self.tails_len);
         let blkaddr = if blocks == 0 {
@@ -218,10 +234,11 @@ impl DataWriter {
                 .map_err(ErofsError::io("write", "the tail spill file"))?;
             self.tails_len += len as u64;
         } else {
-            self.buf[len..BLOCK_SIZE as usize].fill(0);
-            self.reserve_through(self.next_block * BLOCK_SIZE);
+            let bs = self.bs as usize;
+            self.buf[len..bs].fill(0);
+            self.reserve_through(self.next_block * self.bs);
             self.image
-                .write_all(&self.buf[..BLOCK_SIZE as usize])
+                .write_all(&self.buf[..bs])
                 .map_err(|e| self.write_err(e))?;
         }
         Ok(())
@@ -252,13 +269,13 @@ impl DataWriter {
             path: "the tail spill file".into(),
             source: e.into_error(),
         })?;
-        Ok((image, Tails(tails)))
+        Ok((image, Tails(tails, self.bs)))
     }
 }
 
 /// The spill file of inline tails, read back while writing the metadata.
 #[derive(Debug)]
-pub struct Tails(File);
+pub struct Tails(File, u64);
 
 impl Tails {
     /// Appends the tail of `data` to `out`.
@@ -266,7 +283,7 @@ impl Tails {
         let Some(offset) = data.tail else {
             return Ok(());
         };
-        let len = (data.size % BLOCK_SIZE) as usize;
+        let len = (data.size % self.1) as usize;
         let start = out.len();
         out.resize(start + len, 0);
         self.0
@@ -347,9 +364,11 @@ mod tests {
         let mut block = vec![0u8; 8192];
         image.read_exact_at(&mut block, 4096).unwrap();
         assert_eq!(block, content[..8192]);
-        assert!(tail_fits_inline(4032, 0));
-        assert!(!tail_fits_inline(4033, 0));
-        assert!(!tail_fits_inline(0, 0));
+        assert!(tail_fits_inline(4032, 0, 4096));
+        assert!(!tail_fits_inline(4033, 0, 4096));
+        assert!(!tail_fits_inline(0, 0, 4096));
+        assert!(tail_fits_inline(448, 0, 512));
+        assert!(!tail_fits_inline(449, 0, 512));
     }
 
     #[test]

@@ -83,6 +83,11 @@ pub enum ErofsError {
     /// The tar has more entries than `ConvertOptions::max_entries`.
     #[error("the layer has more entries than the max-entries limit of {limit}")]
     TooManyEntries { limit: u64 },
+    #[error(
+        "the tar reaches byte {bytes}: a tar index addresses at most 2 TiB (32-bit addresses \
+         of 512-byte blocks; more would need EROFS's 48-bit layout, Linux 6.15 or later)"
+    )]
+    TarTooLarge { bytes: u64 },
     #[error("the image would need {blocks} blocks; EROFS addresses at most 2^32")]
     TooLarge { blocks: u64 },
     #[error("cannot {op} {path}")]
@@ -152,6 +157,7 @@ impl HasKind for ErofsError {
             | Self::BadSymlink { .. }
             | Self::BadWhiteout { .. }
             | Self::TooLarge { .. }
+            | Self::TarTooLarge { .. }
             | Self::LayerTooLarge { .. }
             | Self::TooManyEntries { .. }
             | Self::NotErofs { .. } => Kind::InvalidArgument,

@@ -1,10 +1,23 @@
 //! EROFS on-disk structures, as the kernel's `fs/erofs/erofs_fs.h` defines them (all
-//! little-endian). Only what a Linux 5.4 kernel reads: no compression, no chunks, no
-//! long xattr prefixes.
+//! little-endian). The full writer uses only what a Linux 5.4 kernel reads (4096-byte
+//! blocks, no compression, no chunks, no long xattr prefixes); the tar index adds
+//! 512-byte blocks and chunk-based files (`index/`).
 
-/// Block size: 4096 bytes (`blkszbits` 12).
+/// Block size of the full writer: 4096 bytes (`blkszbits` 12).
 pub const BLOCK_SIZE: u64 = 4096;
 pub const BLOCK_BITS: u8 = 12;
+/// Block size of a tar index: 512 bytes (`blkszbits` 9), the tar's own block size.
+pub const INDEX_BLOCK_BITS: u8 = 9;
+/// `EROFS_FEATURE_INCOMPAT_CHUNKED_FILE`: some inodes are chunk-based.
+pub const FEATURE_INCOMPAT_CHUNKED_FILE: u32 = 0x4;
+/// `EROFS_CHUNK_FORMAT_INDEXES`: 8-byte chunk indexes rather than 4-byte block-map entries.
+pub const CHUNK_FORMAT_INDEXES: u16 = 0x20;
+/// `EROFS_CHUNK_FORMAT_BLKBITS_MASK`: chunk bits minus block bits.
+pub const CHUNK_FORMAT_BLKBITS_MASK: u16 = 0x1F;
+/// Bytes of one `erofs_inode_chunk_index` `{advise u16, device_id u16, blkaddr u32}`.
+pub const CHUNK_INDEX_SIZE: u64 = 8;
+/// Bytes before the first block that may hold anything but the superblock (its end).
+pub const SUPER_END: u64 = SUPER_OFFSET as u64 + 128;
 /// The superblock sits at byte 1024 of block 0.
 pub const SUPER_OFFSET: usize = 1024;
 pub const SUPER_MAGIC: u32 = 0xE0F5_E1E2;
@@ -25,6 +38,8 @@ pub enum DataLayout {
     FlatPlain = 0,
     /// Whole blocks from `raw_blkaddr`, the tail right after the inode and its xattrs.
     FlatInline = 2,
+    /// Chunks listed by the chunk indexes after the inode and its xattrs.
+    ChunkBased = 4,
 }
 
 /// `EROFS_FT_*` dirent file types (the kernel's `FT_*`).
@@ -62,17 +77,29 @@ pub struct Superblock {
     pub meta_blkaddr: u32,
     pub xattr_blkaddr: u32,
     pub uuid: [u8; 16],
+    /// `blkszbits`: [`BLOCK_BITS`] or [`INDEX_BLOCK_BITS`].
+    pub block_bits: u8,
+    pub feature_incompat: u32,
+    /// Set `FEATURE_COMPAT_SB_CHKSUM` and the crc32c. Not with 512-byte blocks:
+    /// erofs-utils 1.8.6's `fsck.erofs` and `dump.erofs` compute the checksum over
+    /// `blksz - 1024` bytes and crash when the block is smaller than 1024, and Linux
+    /// changed the covered length for such blocks; dm-verity covers the superblock anyway.
+    pub checksum: bool,
 }
 
 impl Superblock {
-    /// Block 0 of the image: zeros, the 128-byte superblock at 1024, its crc32c.
+    /// The blocks before the first one free for anything else: zeros, the 128-byte
+    /// superblock at 1024, its crc32c (block 0 with 4096-byte blocks, blocks 0–2 with 512).
     pub fn to_block(&self) -> Vec<u8> {
-        let mut b = vec![0u8; BLOCK_SIZE as usize];
+        let bs = 1u64 << self.block_bits;
+        let mut b = vec![0u8; SUPER_END.next_multiple_of(bs) as usize];
         let s = &mut b[SUPER_OFFSET..];
         s[0..4].copy_from_slice(&SUPER_MAGIC.to_le_bytes());
         // checksum at 4..8, filled below
-        s[8..12].copy_from_slice(&FEATURE_COMPAT_SB_CHKSUM.to_le_bytes());
-        s[12] = BLOCK_BITS;
+        if self.checksum {
+            s[8..12].copy_from_slice(&FEATURE_COMPAT_SB_CHKSUM.to_le_bytes());
+        }
+        s[12] = self.block_bits;
         s[13] = 0; // sb_extslots
         s[14..16].copy_from_slice(&self.root_nid.to_le_bytes());
         s[16..24].copy_from_slice(&self.inos.to_le_bytes());
@@ -82,11 +109,33 @@ impl Superblock {
         s[40..44].copy_from_slice(&self.meta_blkaddr.to_le_bytes());
         s[44..48].copy_from_slice(&self.xattr_blkaddr.to_le_bytes());
         s[48..64].copy_from_slice(&self.uuid);
-        // volume_name 64..80 zero, feature_incompat 80..84 zero, the rest zero
-        let crc = crc32c_raw(&b[SUPER_OFFSET..]);
-        b[SUPER_OFFSET + 4..SUPER_OFFSET + 8].copy_from_slice(&crc.to_le_bytes());
+        // volume_name 64..80 zero
+        s[80..84].copy_from_slice(&self.feature_incompat.to_le_bytes());
+        // the rest zero (no device table: extra_devices 0)
+        // The kernel's `erofs_superblock_csum_verify` covers `blksz - 1024` bytes from
+        // the superblock when the block is larger than 1024: 3072 with 4096-byte blocks.
+        if self.checksum {
+            let crc = crc32c_raw(&b[SUPER_OFFSET..]);
+            b[SUPER_OFFSET + 4..SUPER_OFFSET + 8].copy_from_slice(&crc.to_le_bytes());
+        }
         b
     }
+}
+
+/// Sets the UUID of the superblock in `head` (the image's first bytes, through the end of
+/// the superblock's block) and recomputes its checksum.
+pub fn reseal_superblock(head: &mut [u8], uuid: [u8; 16]) {
+    let bs = 1usize << head[SUPER_OFFSET + 12];
+    let len = if bs > SUPER_OFFSET {
+        bs - SUPER_OFFSET
+    } else {
+        bs
+    };
+    let s = &mut head[SUPER_OFFSET..SUPER_OFFSET + len];
+    s[48..64].copy_from_slice(&uuid);
+    s[4..8].fill(0);
+    let crc = crc32c_raw(s);
+    s[4..8].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// What goes into one on-disk inode.

@@ -12,21 +12,77 @@
 //! xattr_blkaddr..         shared xattrs (only if any)
 //! ```
 //!
+//! A tar index (`index/`) has the same layout with 512-byte blocks, the superblock
+//! taking blocks 0–2, only symlink contents in the data area, and regular files
+//! chunk-based: their chunk indexes follow the inode and its xattrs (8-byte aligned) and
+//! point into the tar after the metadata.
+//!
 //! Every choice is a function of the tree alone, so the same tar gives the same bytes.
 
 use std::collections::{HashMap, VecDeque};
 
 use super::error::ErofsError;
 use super::format::{
-    BLOCK_SIZE, COMPACT_INODE_SIZE, DIRENT_SIZE, DataLayout, EXTENDED_INODE_SIZE, SLOT_SIZE,
+    BLOCK_BITS, CHUNK_FORMAT_BLKBITS_MASK, CHUNK_INDEX_SIZE, COMPACT_INODE_SIZE, DIRENT_SIZE,
+    DataLayout, EXTENDED_INODE_SIZE, INDEX_BLOCK_BITS, SLOT_SIZE,
 };
-use super::tree::{InodeId, Kind, ROOT, Tree};
+use super::tree::{Data, InodeId, Kind, ROOT, Tree};
 use super::xattr::{self, Xattr};
 
 /// xattr pairs used by more than this many inodes are stored once, in the shared area.
 const SHARE_ABOVE: u32 = 2;
 const OPAQUE: (&[u8], &[u8]) = (b"trusted.overlay.opaque", b"y");
 const ORIGIN: (&[u8], &[u8]) = (b"trusted.overlay.origin", b"");
+
+/// Block size and where regular files' contents are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geometry {
+    /// `blkszbits`.
+    pub block_bits: u8,
+    /// An index over a tar of this many blocks placed right after the metadata: regular
+    /// files are chunk-based and their [`Data::blkaddr`] counts from the tar's first block.
+    pub tar_blocks: Option<u64>,
+}
+
+impl Geometry {
+    /// The full writer: 4096-byte blocks, contents in the image.
+    pub const FULL: Self = Self {
+        block_bits: BLOCK_BITS,
+        tar_blocks: None,
+    };
+
+    /// An index over a tar of `tar_blocks` 512-byte blocks.
+    pub fn index(tar_blocks: u64) -> Self {
+        Self {
+            block_bits: INDEX_BLOCK_BITS,
+            tar_blocks: Some(tar_blocks),
+        }
+    }
+
+    pub fn block_size(self) -> u64 {
+        1 << self.block_bits
+    }
+
+    /// `Some(data)` when `kind` is a regular file stored as chunks (an index, not empty).
+    pub fn chunked(self, kind: &Kind) -> Option<&Data> {
+        match kind {
+            Kind::Reg(d) if self.tar_blocks.is_some() && d.size > 0 => Some(d),
+            _ => None,
+        }
+    }
+}
+
+/// Chunk bits of a chunk-based file of `size` bytes: one chunk for the whole file when the
+/// format allows (as `mkfs.erofs --tar=i` does), at most 2^31 blocks per chunk.
+pub fn chunk_bits(size: u64, block_bits: u8) -> u8 {
+    let need = (64 - size.saturating_sub(1).leading_zeros()) as u8;
+    need.clamp(block_bits, block_bits + CHUNK_FORMAT_BLKBITS_MASK as u8)
+}
+
+/// Chunks of a chunk-based file of `size` bytes.
+pub fn chunk_count(size: u64, block_bits: u8) -> u64 {
+    size.div_ceil(1 << chunk_bits(size, block_bits))
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct Slot {
@@ -48,6 +104,7 @@ pub struct Slot {
 
 #[derive(Debug)]
 pub struct Layout {
+    pub geometry: Geometry,
     /// Reachable inodes, breadth-first, directories' entries in name order.
     pub order: Vec<InodeId>,
     /// Indexed by inode id.
@@ -60,6 +117,7 @@ pub struct Layout {
     /// Bytes of the metadata area used.
     pub meta_bytes: u64,
     pub xattr_blkaddr: u32,
+    /// Blocks of the image (of the metadata, for an index).
     pub total_blocks: u64,
 }
 
@@ -125,14 +183,14 @@ pub fn dirents(tree: &Tree, id: InodeId, parent: InodeId) -> Vec<(&[u8], InodeId
     v
 }
 
-/// `i_size` of a directory: a dirent and its name never cross a block; every block but
-/// the last counts whole.
-pub fn dir_size<'a>(names: impl Iterator<Item = &'a [u8]>) -> u64 {
+/// `i_size` of a directory with `block_size`-byte blocks: a dirent and its name never
+/// cross a block; every block but the last counts whole.
+pub fn dir_size<'a>(names: impl Iterator<Item = &'a [u8]>, block_size: u64) -> u64 {
     let mut size = 0u64;
     for name in names {
         let len = DIRENT_SIZE + name.len() as u64;
-        if size % BLOCK_SIZE + len > BLOCK_SIZE {
-            size = size.next_multiple_of(BLOCK_SIZE);
+        if size % block_size + len > block_size {
+            size = size.next_multiple_of(block_size);
         }
         size += len;
     }
@@ -147,7 +205,9 @@ fn inode_size(extended: bool) -> u64 {
     }
 }
 
-pub fn plan(tree: &Tree, data_end_block: u64) -> Result<Layout, ErofsError> {
+/// Places everything for `tree`, whose contents end before block `data_end_block`.
+pub fn plan(tree: &Tree, data_end_block: u64, geometry: Geometry) -> Result<Layout, ErofsError> {
+    let bs = geometry.block_size();
     let n = tree.inodes.len();
     let mut slots = vec![Slot::default(); n];
     let mut order = Vec::new();
@@ -193,10 +253,10 @@ pub fn plan(tree: &Tree, data_end_block: u64) -> Result<Layout, ErofsError> {
     let mut shared_bytes = 0u64;
     for x in shared_list {
         let size = xattr::entry_size(&x.0, &x.1);
-        if size <= BLOCK_SIZE && shared_bytes % BLOCK_SIZE + size > BLOCK_SIZE {
-            shared_bytes = shared_bytes.next_multiple_of(BLOCK_SIZE);
+        if size <= bs && shared_bytes % bs + size > bs {
+            shared_bytes = shared_bytes.next_multiple_of(bs);
         }
-        let id = u32::try_from(shared_bytes / 4).map_err(|_| too_large(shared_bytes))?;
+        let id = u32::try_from(shared_bytes / 4).map_err(|_| too_large(shared_bytes, bs))?;
         shared.push((x, id));
         shared_bytes += size;
     }
@@ -209,13 +269,14 @@ pub fn plan(tree: &Tree, data_end_block: u64) -> Result<Layout, ErofsError> {
         let inode = &tree.inodes[id as usize];
         let xattrs = effective_xattrs(tree, id);
         let slot = &mut slots[id as usize];
-        slot.ino = u32::try_from(ino + 1).map_err(|_| too_large(ino as u64))?;
+        slot.ino = u32::try_from(ino + 1).map_err(|_| too_large(ino as u64, bs))?;
         slot.xattr_size = xattr_area_size(&xattrs, &shared_ids);
         let size = match &inode.kind {
             Kind::Reg(d) | Kind::Symlink(d) => d.size,
-            Kind::Dir { .. } => {
-                dir_size(dirents(tree, id, slot.parent).into_iter().map(|(n, _)| n))
-            }
+            Kind::Dir { .. } => dir_size(
+                dirents(tree, id, slot.parent).into_iter().map(|(n, _)| n),
+                bs,
+            ),
             _ => 0,
         };
         let m = &inode.meta;
@@ -228,14 +289,13 @@ pub fn plan(tree: &Tree, data_end_block: u64) -> Result<Layout, ErofsError> {
         match &inode.kind {
             Kind::Reg(d) | Kind::Symlink(d) => slot.inline = d.tail.is_some(),
             Kind::Dir { .. } => {
-                let tail = size % BLOCK_SIZE;
+                let tail = size % bs;
                 slot.dir_size = size;
-                slot.inline =
-                    tail > 0 && inode_size(slot.extended) + slot.xattr_size + tail <= BLOCK_SIZE;
+                slot.inline = tail > 0 && inode_size(slot.extended) + slot.xattr_size + tail <= bs;
                 slot.dir_blocks = if slot.inline {
-                    size / BLOCK_SIZE
+                    size / bs
                 } else {
-                    size.div_ceil(BLOCK_SIZE)
+                    size.div_ceil(bs)
                 };
                 if slot.dir_blocks > 0 {
                     slot.dir_blkaddr = block_addr(dir_next)?;
@@ -252,28 +312,33 @@ pub fn plan(tree: &Tree, data_end_block: u64) -> Result<Layout, ErofsError> {
     for &id in &order {
         let slot = &mut slots[id as usize];
         let isize = inode_size(slot.extended);
-        let tail = if slot.inline {
-            inline_tail(tree, id, slot)
+        let kind = &tree.inodes[id as usize].kind;
+        let whole = if let Some(d) = geometry.chunked(kind) {
+            // chunk indexes, 8-byte aligned, may run on into the next blocks
+            (isize + slot.xattr_size).next_multiple_of(CHUNK_INDEX_SIZE)
+                + CHUNK_INDEX_SIZE * chunk_count(d.size, geometry.block_bits)
+        } else if slot.inline {
+            isize + slot.xattr_size + inline_tail(tree, id, slot, bs)
         } else {
-            0
+            isize + slot.xattr_size
         };
-        let whole = isize + slot.xattr_size + tail;
-        let room = BLOCK_SIZE - cursor % BLOCK_SIZE;
-        if whole > room && (whole <= BLOCK_SIZE || isize > room) {
-            cursor = cursor.next_multiple_of(BLOCK_SIZE);
+        let room = bs - cursor % bs;
+        if whole > room && (whole <= bs || isize > room) {
+            cursor = cursor.next_multiple_of(bs);
         }
         slot.nid = cursor / SLOT_SIZE;
         cursor = (cursor + whole).next_multiple_of(SLOT_SIZE);
     }
-    let meta_blocks = cursor.div_ceil(BLOCK_SIZE);
+    let meta_blocks = cursor.div_ceil(bs);
     let xattr_blkaddr = if shared.is_empty() {
         0
     } else {
         meta_blkaddr + meta_blocks
     };
-    let total_blocks = meta_blkaddr + meta_blocks + shared_bytes.div_ceil(BLOCK_SIZE);
-    block_addr(total_blocks)?;
+    let total_blocks = meta_blkaddr + meta_blocks + shared_bytes.div_ceil(bs);
+    block_addr(total_blocks + geometry.tar_blocks.unwrap_or(0))?;
     Ok(Layout {
+        geometry,
         order,
         slots,
         shared,
@@ -286,18 +351,20 @@ pub fn plan(tree: &Tree, data_end_block: u64) -> Result<Layout, ErofsError> {
     })
 }
 
-/// Bytes of `id`'s inline tail.
-pub fn inline_tail(tree: &Tree, id: InodeId, slot: &Slot) -> u64 {
+/// Bytes of `id`'s inline tail with `block_size`-byte blocks.
+pub fn inline_tail(tree: &Tree, id: InodeId, slot: &Slot, block_size: u64) -> u64 {
     match &tree.inodes[id as usize].kind {
-        Kind::Reg(d) | Kind::Symlink(d) if d.tail.is_some() => d.size % BLOCK_SIZE,
-        Kind::Dir { .. } if slot.inline => slot.dir_size % BLOCK_SIZE,
+        Kind::Reg(d) | Kind::Symlink(d) if d.tail.is_some() => d.size % block_size,
+        Kind::Dir { .. } if slot.inline => slot.dir_size % block_size,
         _ => 0,
     }
 }
 
 /// The data layout of `id`.
-pub fn data_layout(slot: &Slot) -> DataLayout {
-    if slot.inline {
+pub fn data_layout(slot: &Slot, chunked: bool) -> DataLayout {
+    if chunked {
+        DataLayout::ChunkBased
+    } else if slot.inline {
         DataLayout::FlatInline
     } else {
         DataLayout::FlatPlain
@@ -308,9 +375,9 @@ fn block_addr(block: u64) -> Result<u32, ErofsError> {
     u32::try_from(block).map_err(|_| ErofsError::TooLarge { blocks: block })
 }
 
-fn too_large(v: u64) -> ErofsError {
+fn too_large(v: u64, block_size: u64) -> ErofsError {
     ErofsError::TooLarge {
-        blocks: v / BLOCK_SIZE,
+        blocks: v / block_size,
     }
 }
 
@@ -321,11 +388,25 @@ mod tests {
     #[test]
     fn dir_sizes_start_a_new_block_when_an_entry_does_not_fit() {
         let small: Vec<&[u8]> = vec![b".", b".."];
-        assert_eq!(dir_size(small.into_iter()), 12 + 1 + 12 + 2);
+        assert_eq!(dir_size(small.into_iter(), 4096), 12 + 1 + 12 + 2);
         // 15 entries of 12 + 255 bytes = 4005 bytes fit in one block; the 16th does not
         let name = [b'x'; 255];
         let names: Vec<&[u8]> = (0..16).map(|_| &name[..]).collect();
-        assert_eq!(dir_size(names.into_iter()), 4096 + 267);
+        assert_eq!(dir_size(names.clone().into_iter(), 4096), 4096 + 267);
+        // with 512-byte blocks: one 267-byte entry per block
+        assert_eq!(dir_size(names.into_iter(), 512), 15 * 512 + 267);
+    }
+
+    #[test]
+    fn a_chunk_covers_a_whole_file_up_to_2_pow_31_blocks() {
+        assert_eq!(chunk_bits(1, 9), 9);
+        assert_eq!(chunk_bits(512, 9), 9);
+        assert_eq!(chunk_bits(513, 9), 10);
+        assert_eq!(chunk_bits(1_000_003, 9), 20);
+        assert_eq!(chunk_count(1_000_003, 9), 1);
+        assert_eq!(chunk_bits(1 << 40, 9), 40);
+        assert_eq!(chunk_bits((1 << 40) + 1, 9), 40);
+        assert_eq!(chunk_count((1 << 41) - 512, 9), 2);
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! - `input`: compression by magic bytes, diff ID (sha256 of the uncompressed tar);
 //! - `tarread`: tar entries → `tree` (metadata) and `data` (contents, streamed);
 //! - `layout`: nids, directory blocks, xattr sharing; `write`: the rest of the image;
-//! - `format`: the kernel's on-disk structures; `xattr`, `path`: names and normalisation.
+//! - `format`: the kernel's on-disk structures; `xattr`, `path`: names and normalisation;
+//! - `index`: EROFS metadata over a tar whose contents stay in place (zero-copy layers).
 //!
 //! The image is built in a temporary file next to the output and renamed into place only
 //! when it and its hash tree are complete: an error leaves nothing behind. See
@@ -14,6 +15,7 @@ mod data;
 mod error;
 mod format;
 pub mod fuzz_harness;
+pub mod index;
 mod input;
 mod layout;
 mod path;
@@ -180,7 +182,7 @@ fn convert_in<'scope, R: Read + Send + 'scope>(
 
     let data_end = data.next_block();
     let (image, tails) = data.finish()?;
-    let plan = layout::plan(&tree, data_end)?;
+    let plan = layout::plan(&tree, data_end, layout::Geometry::FULL)?;
     let uuid = erofs_uuid(&diff_id);
     let rest = write::write_rest(&image, &tmp_path, &tree, &plan, &tails, *uuid.as_bytes())?;
     let erofs_size = rest.size;

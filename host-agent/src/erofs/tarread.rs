@@ -18,6 +18,7 @@ use super::format::{BLOCK_SIZE, encode_dev, mode};
 use super::input::{over_limit, stream_error};
 use super::path::{Components, normalise};
 use super::tarstream::{Entry, TarError, TarStream};
+use super::tree::Data;
 use super::tree::{Inode, Kind, Meta, ROOT, Tree};
 use super::xattr::{self, Xattr};
 
@@ -26,6 +27,41 @@ const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
 const AUFS_META_PREFIX: &[u8] = b".wh..wh.";
 /// Longest symlink target Linux accepts (`PATH_MAX` − 1).
 const SYMLINK_MAX: usize = 4095;
+
+/// Where the contents of regular files and symlinks go: the full writer copies them into
+/// the image ([`DataWriter`]); the tar index records where they are in the tar.
+pub trait Contents {
+    /// Takes the `size` bytes of a regular file's content from `src`, which starts at byte
+    /// `offset` of the archive; `xattr_bytes` is what its xattrs take inline at most.
+    fn file(
+        &mut self,
+        offset: u64,
+        src: &mut dyn BufRead,
+        size: u64,
+        xattr_bytes: u64,
+    ) -> Result<Data, CopyError>;
+
+    /// Stores a symlink's target.
+    fn symlink(&mut self, target: &[u8], xattr_bytes: u64) -> Result<Data, ErofsError>;
+}
+
+impl Contents for DataWriter {
+    fn file(
+        &mut self,
+        _offset: u64,
+        src: &mut dyn BufRead,
+        size: u64,
+        xattr_bytes: u64,
+    ) -> Result<Data, CopyError> {
+        let inline = tail_fits_inline(size % BLOCK_SIZE, xattr_bytes, BLOCK_SIZE);
+        self.copy(src, size, inline)
+    }
+
+    fn symlink(&mut self, target: &[u8], xattr_bytes: u64) -> Result<Data, ErofsError> {
+        let tail = target.len() as u64 % BLOCK_SIZE;
+        self.store(target, tail_fits_inline(tail, xattr_bytes, BLOCK_SIZE))
+    }
+}
 
 /// What was read, for logs.
 #[derive(Debug, Default, Clone, Copy)]
@@ -40,7 +76,7 @@ pub struct Stats {
 pub fn read_entries<R: BufRead>(
     stream: &mut TarStream<R>,
     tree: &mut Tree,
-    data: &mut DataWriter,
+    data: &mut dyn Contents,
     compression: &'static str,
     max_entries: u64,
 ) -> Result<Stats, ErofsError> {
@@ -101,7 +137,7 @@ fn add_entry(
     content: &mut dyn BufRead,
     name: &str,
     tree: &mut Tree,
-    data: &mut DataWriter,
+    data: &mut dyn Contents,
     stats: &mut Stats,
     compression: &'static str,
 ) -> Result<(), ErofsError> {
@@ -208,16 +244,17 @@ fn add_entry(
         },
         KindOf::Reg => {
             let size = entry.size;
-            let inline = tail_fits_inline(size % BLOCK_SIZE, xattr_bytes);
-            let d = data.copy(content, size, inline).map_err(|e| match e {
-                CopyError::Short { got } => ErofsError::Truncated {
-                    entry: name.to_owned(),
-                    expected: size,
-                    got,
-                },
-                CopyError::Read(e) => stream_or_tar(e, name, compression),
-                CopyError::Write(e) => e,
-            })?;
+            let d = data
+                .file(entry.offset, content, size, xattr_bytes)
+                .map_err(|e| match e {
+                    CopyError::Short { got } => ErofsError::Truncated {
+                        entry: name.to_owned(),
+                        expected: size,
+                        got,
+                    },
+                    CopyError::Read(e) => stream_or_tar(e, name, compression),
+                    CopyError::Write(e) => e,
+                })?;
             stats.content_bytes += size;
             Kind::Reg(d)
         }
@@ -238,8 +275,7 @@ fn add_entry(
                     reason,
                 });
             }
-            let inline = tail_fits_inline(target.len() as u64 % BLOCK_SIZE, xattr_bytes);
-            Kind::Symlink(data.store(&target, inline)?)
+            Kind::Symlink(data.symlink(&target, xattr_bytes)?)
         }
         KindOf::Dev(is_char) => {
             let h = &entry.header;

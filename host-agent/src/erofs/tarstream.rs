@@ -27,6 +27,8 @@ pub struct Entry {
     pub link: Vec<u8>,
     /// Content size: PAX `size`, else the header's.
     pub size: u64,
+    /// Byte offset of the content in the archive (always a multiple of 512).
+    pub offset: u64,
     /// The entry's PAX records (for `uid`, `gid`, `mtime`, xattrs), one per key (the
     /// last value given).
     pub pax: Vec<PaxRecord>,
@@ -80,6 +82,8 @@ pub struct TarStream<R> {
     remaining: u64,
     padding: u64,
     done: bool,
+    /// Bytes of the archive consumed.
+    pos: u64,
 }
 
 impl<R: BufRead> TarStream<R> {
@@ -89,6 +93,7 @@ impl<R: BufRead> TarStream<R> {
             remaining: 0,
             padding: 0,
             done: false,
+            pos: 0,
         }
     }
 
@@ -110,7 +115,11 @@ impl<R: BufRead> TarStream<R> {
         let mut ext_bytes = 0u64;
         loop {
             let mut block = [0u8; BLOCK];
-            if !read_block(&mut self.inner, &mut block)? {
+            let read = read_block(&mut self.inner, &mut block)?;
+            if read {
+                self.pos += BLOCK as u64;
+            }
+            if !read {
                 if long_name.is_some() || long_link.is_some() || pax.is_some() {
                     return Err(TarError::Format(
                         "archive ends after an extension header".into(),
@@ -211,6 +220,7 @@ impl<R: BufRead> TarStream<R> {
                 path,
                 link,
                 size,
+                offset: self.pos,
                 pax,
             }));
         }
@@ -227,6 +237,7 @@ impl<R: BufRead> TarStream<R> {
         let padded = size.next_multiple_of(BLOCK as u64);
         let mut data = vec![0u8; padded as usize];
         read_exact_or_truncated(&mut self.inner, &mut data)?;
+        self.pos += padded;
         data.truncate(size as usize);
         Ok(data)
     }
@@ -241,6 +252,7 @@ impl<R: BufRead> TarStream<R> {
                     "archive ends inside an entry's content".into(),
                 ));
             }
+            self.pos += n;
         }
         self.remaining = 0;
         self.padding = 0;
@@ -269,6 +281,7 @@ impl<R: BufRead> BufRead for Content<'_, R> {
         let amt = amt.min(usize::try_from(self.stream.remaining).unwrap_or(usize::MAX));
         self.stream.inner.consume(amt);
         self.stream.remaining -= amt as u64;
+        self.stream.pos += amt as u64;
     }
 }
 

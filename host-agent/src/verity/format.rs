@@ -133,15 +133,53 @@ pub fn format_file_from_leaves(
     format_impl(data_path, opts, Some(leaves), None)
 }
 
+/// Writes the separate hash file of `opts.target` for data that exists only as the
+/// recorded `leaves` of its `opts.data_blocks` blocks (no data file is read or written;
+/// `data_name` names the data in the report and errors). The tar index uses it: its data,
+/// `[metadata][tar][padding]`, is never one file.
+///
+/// # Errors
+/// `opts` does not name a separate hash file or the data blocks, the digests do not cover
+/// exactly those blocks, or writing failed.
+pub fn format_hash_file_from_leaves(
+    data_name: &Path,
+    opts: &FormatOptions,
+    leaves: &LeafDigests,
+) -> Result<FormatReport, VerityError> {
+    let (HashTarget::File(_), Some(blocks), false) = (&opts.target, opts.data_blocks, opts.sidecar)
+    else {
+        return Err(VerityError::Leaves(
+            "data known only by its digests needs a separate hash file, a data block count \
+             and no sidecar"
+                .into(),
+        ));
+    };
+    let size = blocks.saturating_mul(u64::from(opts.params.data_block_size));
+    format_with(data_name, Some(size), opts, Some(leaves), None)
+}
+
 fn format_impl(
     data_path: &Path,
     opts: &FormatOptions,
     leaves: Option<&LeafDigests>,
     progress: Option<Progress<'_>>,
 ) -> Result<FormatReport, VerityError> {
+    format_with(data_path, None, opts, leaves, progress)
+}
+
+/// `virtual_size`: the data is not a file, only `leaves` of that many bytes.
+fn format_with(
+    data_path: &Path,
+    virtual_size: Option<u64>,
+    opts: &FormatOptions,
+    leaves: Option<&LeafDigests>,
+    progress: Option<Progress<'_>>,
+) -> Result<FormatReport, VerityError> {
     opts.params.validate()?;
     let target = match &opts.target {
-        HashTarget::File(p) if same_file(p, data_path) => HashTarget::Append,
+        HashTarget::File(p) if virtual_size.is_none() && same_file(p, data_path) => {
+            HashTarget::Append
+        }
         t => t.clone(),
     };
     let appending = target == HashTarget::Append;
@@ -153,15 +191,26 @@ fn format_impl(
                 .into(),
         });
     }
-    let data = OpenOptions::new()
-        .read(true)
-        .write(appending)
-        .open(data_path)
-        .map_err(VerityError::io("open", data_path))?;
-    let size = data
-        .metadata()
-        .map_err(VerityError::io("stat", data_path))?
-        .len();
+    let (data, size) = match virtual_size {
+        Some(size) if leaves.is_some() && !appending => (None, size),
+        Some(_) => {
+            return Err(VerityError::Leaves(
+                "data known only by its digests cannot be appended to or read".into(),
+            ));
+        }
+        None => {
+            let data = OpenOptions::new()
+                .read(true)
+                .write(appending)
+                .open(data_path)
+                .map_err(VerityError::io("open", data_path))?;
+            let size = data
+                .metadata()
+                .map_err(VerityError::io("stat", data_path))?
+                .len();
+            (Some(data), size)
+        }
+    };
     let plan = Plan::new(data_path, size, opts, appending)?;
     let geometry = Geometry::new(&opts.params, plan.data_blocks)?;
     if let Some(l) = leaves {
@@ -190,11 +239,14 @@ fn format_impl(
             file.write_all_at(&area, plan.hash_offset)
                 .map_err(VerityError::io("write", path))?;
         }
-        let source = match leaves {
-            Some(d) => Leaves::Digests(d),
-            None => Leaves::Data(
+        let source = match (leaves, &data) {
+            (Some(d), _) => Leaves::Digests(d),
+            (None, None) => {
+                return Err(VerityError::Leaves("no data and no digests".into()));
+            }
+            (None, Some(data)) => Leaves::Data(
                 Blocks {
-                    file: &data,
+                    file: data,
                     path: data_path,
                     offset: 0,
                     block_size: opts.params.data_block_size as usize,
@@ -213,12 +265,17 @@ fn format_impl(
 
     let (root, hash_file, sidecar) = match &target {
         HashTarget::Append => {
-            let guard = AppendGuard::new(&data, data_path, size, plan.hash_offset, tree_end)?;
+            let Some(data) = &data else {
+                return Err(VerityError::Leaves(
+                    "data known only by its digests cannot be appended to".into(),
+                ));
+            };
+            let guard = AppendGuard::new(data, data_path, size, plan.hash_offset, tree_end)?;
             if plan.data_end > size {
                 data.set_len(plan.data_end)
                     .map_err(VerityError::io("pad", data_path))?;
             }
-            let root = write_area(&data, data_path)?;
+            let root = write_area(data, data_path)?;
             data.sync_all()
                 .map_err(VerityError::io("sync", data_path))?;
             let sidecar = if opts.sidecar {

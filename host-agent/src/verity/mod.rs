@@ -34,7 +34,10 @@ pub use build::build_tree;
 pub use check::{VerifyOptions, VerifyReport, verify_file};
 pub use error::VerityError;
 pub use follow::{Follower, WrittenReporter};
-pub use format::{FormatOptions, FormatReport, HashTarget, format_file, format_file_from_leaves};
+pub use format::{
+    FormatOptions, FormatReport, HashTarget, format_file, format_file_from_leaves,
+    format_hash_file_from_leaves,
+};
 pub use geometry::{Geometry, Level};
 pub use hash::{HashAlgorithm, RootHash};
 pub use leaves::LeafDigests;
