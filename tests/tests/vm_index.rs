@@ -11,8 +11,9 @@
 //! - a flipped byte inside one file's data in a copy of the tar (served with the same
 //!   META and tree): EIO on that file only, the others read;
 //! - containerd's tar-index blob (`mkfs.erofs --tar=i --aufs` 1.8.6 + the tar appended +
-//!   `veritysetup format` 512/512 appended, `.dmverity` sidecar) mounts on 6.12 and is
-//!   refused on 6.1 with the kernel-version error, before any mount, nothing left behind.
+//!   `veritysetup format` 512/512 appended, `.dmverity` sidecar) of the edge-case tar
+//!   mounts on 6.12 and lists as the tar says, and is refused on 6.1 with the
+//!   kernel-version error, before any mount, nothing left behind.
 
 #![allow(
     clippy::unwrap_used,
@@ -282,7 +283,7 @@ for d in $(ls /sys/block | grep '^vd'); do echo "LBS $(cat /sys/block/$d/serial)
 r=$($G mount --require-verity --plan /plans/stack.json)
 listing EDGE @EDGE@
 listing DEB @DEB@
-for p in top.txt lower-only gone opq/old opq/new big usr/bin/ls; do show MERGED $p "$r/$p"; done
+for p in top.txt lower-only gone opq/old opq/new big bin/ls; do show MERGED $p "$r/$p"; done
 leftovers STACKED
 $G unmount stack
 leftovers AFTER-STACK
@@ -299,8 +300,7 @@ leftovers AFTER-TAMPER
 # 3. containerd's tar index.
 expect_fail CTD $G mount --require-verity --plan /plans/containerd.json
 if [ -d @CTD@ ]; then
-  echo "CTD-BIG $(sha256sum < @CTD@/big | cut -d' ' -f1)"
-  echo "CTD-LINK $(readlink @CTD@/link)"
+  listing CTDL @CTD@
   $G unmount containerd
 fi
 leftovers FINAL
@@ -538,27 +538,22 @@ fn index_layers_on(kernel: &assets::Kernel, name: &str, flatdev: bool) {
         &guest_tree(&vm.lines_with("EDGE ")),
         &[],
     );
-    let want = model::expected(&deb_tar, 0).tree;
-    assert!(want.len() > 50, "{} paths in {PACKAGE}", want.len());
+    let deb_want = model::expected(&deb_tar, 0).tree;
+    assert!(deb_want.len() > 50, "{} paths in {PACKAGE}", deb_want.len());
     walk::assert_same(
         &format!("{PACKAGE} on {kernel_line}"),
-        &want,
+        &deb_want,
         &guest_tree(&vm.lines_with("DEB ")),
         &[],
     );
     // The overlay of full and index layers.
     let merged = shown(&vm, "MERGED ");
-    let ls = {
-        let mut ar = tar::Archive::new(&deb_tar[..]);
-        let mut e = ar
-            .entries()
-            .unwrap()
-            .map(Result::unwrap)
-            .find(|e| e.path().unwrap().to_str() == Some("./usr/bin/ls"))
-            .unwrap();
-        let mut v = Vec::new();
-        std::io::Read::read_to_end(&mut e, &mut v).unwrap();
-        v
+    let Some(Node {
+        kind: Kind::Reg { sha256: ls, .. },
+        ..
+    }) = deb_want.get("bin/ls")
+    else {
+        panic!("{PACKAGE} has no bin/ls")
     };
     let want_merged = [
         ("top.txt", sha(b"top\n")),
@@ -567,7 +562,7 @@ fn index_layers_on(kernel: &assets::Kernel, name: &str, flatdev: bool) {
         ("opq/old", "missing".to_owned()),
         ("opq/new", sha(b"new\n")),
         ("big", sha(&pseudo_random(BIG, 17))),
-        ("usr/bin/ls", sha(&ls)),
+        ("bin/ls", ls.clone()),
     ];
     for (p, h) in &want_merged {
         assert_eq!(merged.get(*p), Some(h), "merged {p}: {merged:?}");
@@ -602,12 +597,23 @@ fn index_layers_on(kernel: &assets::Kernel, name: &str, flatdev: bool) {
     let ctd = &vm.lines_with("CTD ")[0];
     if flatdev {
         assert!(ctd.starts_with("rc=0 "), "{ctd}");
-        assert_eq!(
-            vm.lines_with("CTD-BIG "),
-            [sha(&pseudo_random(BIG, 17))],
-            "{kernel_line}"
+        // mkfs.erofs gives directories the tar did not list its own build time.
+        let got = guest_tree(&vm.lines_with("CTDL "));
+        let model::Expected {
+            mut tree,
+            implicit_dirs,
+        } = model::expected(&edge_bytes, 0);
+        for p in &implicit_dirs {
+            if let (Some(w), Some(g)) = (tree.get_mut(p), got.get(p)) {
+                w.mtime = g.mtime;
+            }
+        }
+        walk::assert_same(
+            &format!("containerd's tar index on {kernel_line}"),
+            &tree,
+            &got,
+            &[],
         );
-        assert_eq!(vm.lines_with("CTD-LINK "), ["owned.txt"]);
     } else {
         for want in [
             "FailedPrecondition",
@@ -619,7 +625,7 @@ fn index_layers_on(kernel: &assets::Kernel, name: &str, flatdev: bool) {
         ] {
             assert!(ctd.contains(want), "{want:?} not in {ctd}");
         }
-        assert!(vm.lines_with("CTD-BIG ").is_empty());
+        assert!(vm.lines_with("CTDL ").is_empty());
     }
     assert_clean(&vm, "FINAL");
     eprintln!(
