@@ -99,6 +99,8 @@ pub enum ErofsError {
     },
     #[error("{path} is not an EROFS image (no EROFS magic at byte 1024)")]
     NotErofs { path: PathBuf },
+    #[error("{path} is not the metadata of a tar index: {reason}")]
+    NotAnIndex { path: PathBuf, reason: String },
     #[error("cannot add the dm-verity tree")]
     Verity(#[from] VerityError),
 }
@@ -160,7 +162,8 @@ impl HasKind for ErofsError {
             | Self::TarTooLarge { .. }
             | Self::LayerTooLarge { .. }
             | Self::TooManyEntries { .. }
-            | Self::NotErofs { .. } => Kind::InvalidArgument,
+            | Self::NotErofs { .. }
+            | Self::NotAnIndex { .. } => Kind::InvalidArgument,
         }
     }
 }

@@ -21,6 +21,7 @@
 //! place when complete, the metadata last. See `docs/tar-index.md`.
 
 mod contents;
+mod info;
 mod source;
 mod verity;
 
@@ -41,6 +42,7 @@ use super::tree::Tree;
 use super::{DEFAULT_MAX_ENTRIES, DEFAULT_MAX_LAYER_BYTES, tarread, write};
 use crate::verity::LeafDigests;
 
+pub use info::IndexInfo;
 pub use verity::index_verity_params;
 
 /// Largest tar an index addresses: 2 TiB, 2^32 blocks of 512 bytes (the metadata's blocks
@@ -227,7 +229,7 @@ pub fn index_layer(
         }
         return Err(e);
     }
-    let sidecar_bytes = fs::metadata(&sidecar).map(|m| m.len()).unwrap_or(0);
+    let sidecar_bytes = fs::metadata(&sidecar).map_or(0, |m| m.len());
     let tar = if plain {
         input_path.to_owned()
     } else {
