@@ -7,6 +7,7 @@
 
 pub mod agent;
 pub mod cli;
+pub mod erofs_support;
 pub mod error;
 pub mod events;
 pub mod fuzz_harness;

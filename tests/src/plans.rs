@@ -34,6 +34,25 @@ pub fn on_composite(blob: &Path, digest: &str) -> anyhow::Result<PlannedLayer> {
     Ok(plan_layer_files(&spec, placement, false)?)
 }
 
+/// The layer `spec` as the command line writes it (`BLOB@DIGEST`, or an index layer's
+/// `META+TAR@DIGEST`) on the whole disk with `serial`, which advertises
+/// `logical_block_size`-byte blocks (512 for index layers and containerd's tar-index blobs).
+pub fn on_disk_spec(
+    spec: &str,
+    serial: &str,
+    logical_block_size: u32,
+) -> anyhow::Result<PlannedLayer> {
+    let placement = LayerPlacement::Disk {
+        serial: serial.to_owned(),
+        logical_block_size,
+    };
+    Ok(plan_layer_files(
+        &LayerFileSpec::parse(spec)?,
+        placement,
+        false,
+    )?)
+}
+
 fn spec(blob: &Path, digest: &str) -> anyhow::Result<LayerFileSpec> {
     Ok(LayerFileSpec::parse(&format!(
         "{}@{digest}",

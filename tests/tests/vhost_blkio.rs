@@ -164,9 +164,11 @@ fn composite_disk_is_a_valid_gpt_with_every_layer() {
         .iter()
         .map(|(p, _, d)| CompositeLayer {
             blob: p.clone(),
+            index: None,
             tree: None,
             diff_id: Some(layerpass_types::Digest::parse(&format!("sha256:{d}")).unwrap()),
             root_hash: None,
+            block_size: None,
         })
         .collect();
     let disk = CompositeDisk::build(&spec, 4096, "lp-composite").unwrap();

@@ -576,3 +576,42 @@ fn a_hostile_frontend_loses_only_its_own_connection() {
         "GET_VRING_BASE of a missing queue must end the connection, not leave it waiting"
     );
 }
+
+/// A layer whose verity has 512-byte blocks (containerd's tar-index blobs) reaches the
+/// guest with `blk_size` 512 in the config space; a 4096/4096 one with 4096.
+#[test]
+fn the_config_space_carries_the_disks_logical_block_size() {
+    use layerpass::verity::{FormatOptions, VerityParams, format_file};
+
+    let dir = tempfile::tempdir().unwrap();
+    for (name, size) in [("small", 512u32), ("big", 4096)] {
+        let blob = dir.path().join(name);
+        fs::write(&blob, vec![7u8; 8 * 4096]).unwrap();
+        let opts = FormatOptions {
+            params: VerityParams {
+                data_block_size: size,
+                hash_block_size: size,
+                ..VerityParams::containerd()
+            },
+            ..FormatOptions::containerd()
+        };
+        format_file(&blob, &opts, None).unwrap();
+        let disk = Arc::new(LayerDisk::open(&blob, None, None).unwrap());
+        let server = Served::start(&dir.path().join(format!("{name}.sock")), disk, 1).unwrap();
+        let mut frontend = Frontend::connect(server.socket(), 1).unwrap();
+        frontend.set_owner().unwrap();
+        frontend.get_features().unwrap();
+        frontend.get_protocol_features().unwrap();
+        frontend
+            .set_protocol_features(VhostUserProtocolFeatures::CONFIG)
+            .unwrap();
+        let (_, config) = frontend
+            .get_config(0, 57, VhostUserConfigFlags::WRITABLE, &[0u8; 57])
+            .unwrap();
+        assert_eq!(
+            u32::from_le_bytes(config[20..24].try_into().unwrap()),
+            size,
+            "{name}"
+        );
+    }
+}

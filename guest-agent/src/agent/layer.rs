@@ -1,5 +1,6 @@
 //! Layer setup and teardown: find the layer's disk, open it through dm-verity (create →
-//! load → resume → node), mount EROFS read-only under `<run_dir>/layers/<key>`; and the
+//! load → resume → node), check that the running kernel can mount the EROFS its verified
+//! superblock describes, mount EROFS read-only under `<run_dir>/layers/<key>`; and the
 //! reverse when the last container using a shared layer lets it go.
 
 use std::io;
@@ -13,6 +14,7 @@ use super::Agent;
 use super::fsops::{
     NO_DEVICE, NO_FILE, NOT_MOUNTED, create_dir_new, done_if_gone, is_errno, remove_dir_if_present,
 };
+use crate::erofs_support::{self, KernelVersion, SUPERBLOCK_LEN, SUPERBLOCK_OFFSET, Superblock};
 use crate::error::{AgentError, Step};
 use crate::kernel::{BlockDevice, MountSpec};
 use crate::layers::LayerRecord;
@@ -107,6 +109,9 @@ impl Agent {
             },
             Some(params) => self.open_verity(spec, &disk, params, undo)?,
         };
+        let t = Instant::now();
+        self.check_erofs_support(&device)?;
+        phase_done("check_erofs", t);
         let mount_dir = self.config.run_dir.join("layers").join(key);
         let t = Instant::now();
         self.mount_erofs(&device, &mount_dir, undo)?;
@@ -200,6 +205,72 @@ impl Agent {
         })
     }
 
+    /// EIO through dm-verity means a block did not match the tree: the words saying so,
+    /// with the target's status (`C` once it has seen a corrupted block); empty otherwise.
+    fn verity_hint(&self, device: &LayerDevice, e: &io::Error) -> String {
+        match &device.dm_name {
+            Some(name) if is_errno(e, &[Errno::IO]) => {
+                let status = self.kernel.dm_status(name).ok().flatten();
+                format!(
+                    " (dm-verity status {:?}: the blob does not match root hash {}, \
+                     or it is corrupted)",
+                    status.unwrap_or_default(),
+                    device.root_hash
+                )
+            }
+            _ => String::new(),
+        }
+    }
+
+    /// Reads the layer's EROFS superblock (through dm-verity when the plan has it, so the
+    /// bytes are the ones the root hash names) and refuses, before any mount, a layer the
+    /// running kernel cannot mount: sub-page blocks before 6.1.113 / 6.4, a flat device
+    /// table (containerd's tar index) before 6.4.
+    fn check_erofs_support(&self, device: &LayerDevice) -> Result<(), AgentError> {
+        let shown = if device.root_hash.is_empty() {
+            format!("{}", device.path.display())
+        } else {
+            format!("{} (root hash {})", device.path.display(), device.root_hash)
+        };
+        let mut buf = [0u8; SUPERBLOCK_LEN];
+        self.kernel
+            .read_device(&device.path, SUPERBLOCK_OFFSET, &mut buf)
+            .map_err(|e| {
+                let hint = self.verity_hint(device, &e);
+                AgentError::io(
+                    Step::MountErofs,
+                    format!("reading the EROFS superblock of {shown}{hint}"),
+                    e,
+                )
+            })?;
+        let sb = Superblock::parse(&buf).map_err(|e| {
+            AgentError::new(
+                Kind::InvalidArgument,
+                Step::MountErofs,
+                format!("{shown} holds no EROFS filesystem this guest mounts"),
+            )
+            .with_source(e)
+        })?;
+        let running = self.kernel.release();
+        let Some(version) = KernelVersion::running(&running.release, &running.version) else {
+            // Unknown release: the kernel decides at mount.
+            tracing::warn!(
+                release = running.release,
+                needs = ?erofs_support::requirements(&sb),
+                "cannot parse the kernel release; not checking EROFS features"
+            );
+            return Ok(());
+        };
+        erofs_support::check(&sb, &running.release, version).map_err(|e| {
+            AgentError::new(
+                Kind::FailedPrecondition,
+                Step::MountErofs,
+                format!("the EROFS on {shown} cannot be mounted by this kernel"),
+            )
+            .with_source(e)
+        })
+    }
+
     /// Mounts the layer's EROFS read-only on `mount_dir` (created here).
     fn mount_erofs(
         &self,
@@ -218,20 +289,7 @@ impl Agent {
             source: device.path.clone(),
         };
         self.kernel.mount(&spec, mount_dir).map_err(|e| {
-            // EIO through dm-verity means a block did not match the tree: say so, with
-            // the target's status (`C` once it has seen a corrupted block).
-            let verity_hint = match &device.dm_name {
-                Some(name) if is_errno(&e, &[Errno::IO]) => {
-                    let status = self.kernel.dm_status(name).ok().flatten();
-                    format!(
-                        " (dm-verity status {:?}: the blob does not match root hash {}, \
-                         or it is corrupted)",
-                        status.unwrap_or_default(),
-                        device.root_hash
-                    )
-                }
-                _ => String::new(),
-            };
+            let verity_hint = self.verity_hint(device, &e);
             AgentError::io(
                 Step::MountErofs,
                 format!(

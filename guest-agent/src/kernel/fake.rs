@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use rustix::io::Errno;
 
-use super::{BlockDevice, DevNum, DmTarget, Kernel, MountSpec, OverlaySpec};
+use super::{BlockDevice, DevNum, DmTarget, Kernel, KernelRelease, MountSpec, OverlaySpec};
 use crate::plan::DiskRef;
 use crate::sync::lock;
 
@@ -40,6 +40,8 @@ pub enum Call {
     Mount(MountSpec, PathBuf),
     /// `unmount(target)`.
     Unmount(PathBuf),
+    /// `read_device(device, offset, len)`.
+    ReadDevice(PathBuf, u64, usize),
 }
 
 impl Call {
@@ -57,6 +59,7 @@ impl Call {
             Self::MakeExt2(p) => format!("make_ext2 {}", p.display()),
             Self::Mount(_, t) => format!("mount {}", t.display()),
             Self::Unmount(t) => format!("unmount {}", t.display()),
+            Self::ReadDevice(p, at, len) => format!("read {} {at}+{len}", p.display()),
         }
     }
 }
@@ -78,6 +81,22 @@ struct State {
     mounts: BTreeMap<PathBuf, MountSpec>,
     fail: Vec<FailRule>,
     on_mount: Vec<MountHook>,
+    /// The first bytes of disks whose contents a test set ([`FakeKernel::set_contents`]).
+    contents: HashMap<DiskRef, Vec<u8>>,
+    release: Option<KernelRelease>,
+}
+
+/// The first 2048 bytes of an EROFS image whose superblock has these fields (the rest
+/// zero); `devt_slotoff` is 9 (after the superblock) when there are extra devices.
+pub fn erofs_head(blkszbits: u8, feature_incompat: u32, extra_devices: u16) -> Vec<u8> {
+    let mut b = vec![0u8; 2048];
+    b[1024..1028].copy_from_slice(&crate::erofs_support::EROFS_MAGIC.to_le_bytes());
+    b[1024 + 12] = blkszbits;
+    b[1024 + 80..1024 + 84].copy_from_slice(&feature_incompat.to_le_bytes());
+    b[1024 + 86..1024 + 88].copy_from_slice(&extra_devices.to_le_bytes());
+    let slot: u16 = if extra_devices > 0 { 9 } else { 0 };
+    b[1024 + 88..1024 + 90].copy_from_slice(&slot.to_le_bytes());
+    b
 }
 
 /// The recording fake.
@@ -129,6 +148,20 @@ impl FakeKernel {
     /// the mounted filesystem already holds, e.g. the files a host put on a scratch disk.
     pub fn when_mounted(&self, hook: impl Fn(&MountSpec, &Path) + Send + Sync + 'static) {
         lock(&self.state).on_mount.push(Box::new(hook));
+    }
+
+    /// Sets the first bytes of `disk` (what `read_device` returns for it and for a verity
+    /// device over it). Disks without contents read as a 4096-byte-block EROFS image.
+    pub fn set_contents(&self, disk: DiskRef, bytes: Vec<u8>) {
+        lock(&self.state).contents.insert(disk, bytes);
+    }
+
+    /// Sets what `release` returns (default `6.12.0-fake`, `#1 SMP fake`).
+    pub fn set_release(&self, release: &str, version: &str) {
+        lock(&self.state).release = Some(KernelRelease {
+            release: release.to_owned(),
+            version: version.to_owned(),
+        });
     }
 
     /// Removes all failure rules.
@@ -383,6 +416,48 @@ impl Kernel for FakeKernel {
             return Err(io::Error::other("fake: the fd's directory is gone"));
         }
         self.mount(&MountSpec::Overlay(spec.clone()), &actual)
+    }
+
+    /// A disk's contents; a verity device's are its data disk's (the table's first device).
+    fn read_device(&self, device: &Path, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let s = self.record(Call::ReadDevice(device.to_owned(), offset, buf.len()))?;
+        let dev = match device
+            .strip_prefix("/dev/mapper")
+            .ok()
+            .and_then(|n| n.to_str())
+        {
+            Some(name) => {
+                let table = s.tables.get(name).ok_or_else(|| errno(ENXIO))?;
+                let data_dev = table
+                    .first()
+                    .and_then(|t| t.params.split(' ').nth(1))
+                    .unwrap_or_default();
+                s.disks.iter().find(|(_, d)| d.dev.to_string() == data_dev)
+            }
+            None => s.disks.iter().find(|(_, d)| d.path == device),
+        };
+        let Some((disk, _)) = dev else {
+            return Err(errno(ENOENT));
+        };
+        let default = erofs_head(12, 0, 0);
+        let bytes = s.contents.get(disk).unwrap_or(&default);
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        let src = start
+            .checked_add(buf.len())
+            .and_then(|end| bytes.get(start..end))
+            .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+
+    fn release(&self) -> KernelRelease {
+        lock(&self.state)
+            .release
+            .clone()
+            .unwrap_or_else(|| KernelRelease {
+                release: "6.12.0-fake".to_owned(),
+                version: "#1 SMP fake".to_owned(),
+            })
     }
 
     fn unmount(&self, target: &Path) -> io::Result<()> {

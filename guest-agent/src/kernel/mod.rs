@@ -143,4 +143,19 @@ pub trait Kernel: Send + Sync + fmt::Debug {
     ) -> io::Result<()>;
     /// Unmounts `target`.
     fn unmount(&self, target: &Path) -> io::Result<()>;
+
+    /// Reads `buf.len()` bytes at byte `offset` of the block device `device` (a layer's
+    /// EROFS superblock, through its dm-verity device).
+    fn read_device(&self, device: &Path, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+    /// The running kernel: `uname -r` and `uname -v`.
+    fn release(&self) -> KernelRelease;
+}
+
+/// The running kernel's `uname -r` and `uname -v`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelRelease {
+    /// `uname -r`, e.g. `6.1.0-57-cloud-amd64`.
+    pub release: String,
+    /// `uname -v`, e.g. `#1 SMP PREEMPT_DYNAMIC Debian 6.1.192-3 (2026-10-01)`.
+    pub version: String,
 }

@@ -8,9 +8,8 @@ use anyhow::Context;
 use clap::{ArgGroup, Args, Subcommand};
 use layerpass::export::Disk;
 use layerpass::export::composite::CompositeDisk;
-use layerpass::export::layer::LayerDisk;
 use layerpass::export::scratch::ScratchDisk;
-use layerpass::export::spec::{LayerFileSpec, split_tree};
+use layerpass::export::spec::LayerFileSpec;
 use layerpass::vhost::config::MAX_QUEUES;
 use layerpass::vhost::engine::{DEFAULT_POLL, Engine, EngineConfig, default_workers};
 
@@ -38,13 +37,16 @@ pub struct ServeArgs {
     /// on one socket), all from the same threads.
     #[arg(long, value_name = "PATH", required = true)]
     socket: Vec<PathBuf>,
-    /// A read-only layer disk: the blob, then (if given) a separate hash tree file.
-    #[arg(long, value_name = "FILE[:TREE]")]
+    /// A read-only layer disk: the blob, then (if given) a separate hash tree file; or an
+    /// index layer META+TAR[#OFFSET] (EROFS index metadata, the tar it points into from byte
+    /// OFFSET, then its tree, META.tree by default), served with 512-byte logical blocks.
+    #[arg(long, value_name = "FILE[:TREE]|META+TAR[#OFFSET][:TREE]")]
     layer: Option<String>,
     /// A read-only composite GPT disk, one partition per layer, top layer first. A layer's
     /// diff ID (`@DIGEST`, or the file name if it is 64 hex digits) names its partition;
-    /// without one, the root hash in the blob's `.dmverity` sidecar does.
-    #[arg(long, value_name = "FILE[:TREE][@DIGEST]", num_args = 1..)]
+    /// without one, the root hash in the blob's `.dmverity` sidecar does. Index layers
+    /// (META+TAR[#OFFSET]) are accepted; with one, the disk has 512-byte logical blocks.
+    #[arg(long, value_name = "FILE[:TREE][@DIGEST]|META+TAR[#OFFSET][:TREE][@DIGEST]", num_args = 1..)]
     composite: Vec<String>,
     /// A writable scratch disk, created sparse and ext4-formatted if missing.
     #[arg(long, value_name = "FILE", requires = "size")]
@@ -91,6 +93,7 @@ impl ServeArgs {
             tracing::info!(
                 socket = %socket.display(),
                 size = disk.size(),
+                logical_block_size = disk.logical_block_size(),
                 read_only = disk.read_only(),
                 serial = %String::from_utf8_lossy(disk.serial()),
                 queues = self.queues,
@@ -114,8 +117,7 @@ impl ServeArgs {
 
     fn open(&self) -> anyhow::Result<Arc<dyn Disk>> {
         if let Some(spec) = &self.layer {
-            let (blob, tree) = split_tree(spec);
-            let d = LayerDisk::open(&blob, tree.as_deref(), self.serial.as_deref())?;
+            let d = LayerFileSpec::parse(spec)?.layer_disk(self.serial.as_deref())?;
             return Ok(Arc::new(d));
         }
         if let Some(path) = &self.scratch {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use layerpass_protocols::v1::guest as pb;
 use layerpass_types::envelope::DEFAULT_LOGICAL_BLOCK_SIZE;
 use layerpass_types::naming::partition_name;
-use layerpass_types::{Digest, HashAlgorithm, RootHash};
+use layerpass_types::{Digest, HashAlgorithm, RootHash, VerityMapping};
 
 use super::DaemonError;
 use super::config::{Config, ExportMode, UpperKind};
@@ -46,8 +46,12 @@ pub struct Assembled {
 pub fn open_disk(record: &DiskRecord) -> Result<Arc<dyn Disk>, DaemonError> {
     let serial = Some(record.serial.as_str());
     let disk: Arc<dyn Disk> = match &record.backing {
-        DiskBacking::Layer { blob, tree } => {
-            Arc::new(LayerDisk::open(blob, tree.as_deref(), serial)?)
+        DiskBacking::Layer {
+            blob,
+            tree,
+            block_size,
+        } => {
+            Arc::new(LayerDisk::open(blob, tree.as_deref(), serial)?.limit_block_size(*block_size))
         }
         DiskBacking::Composite { layers } => {
             let layers = layers
@@ -87,6 +91,7 @@ fn composite_layer(l: &CompositeLayerRecord) -> Result<CompositeLayer, DaemonErr
     };
     Ok(CompositeLayer {
         blob: l.blob.clone(),
+        index: None,
         tree: l.tree.clone(),
         diff_id: l
             .diff_id
@@ -100,6 +105,7 @@ fn composite_layer(l: &CompositeLayerRecord) -> Result<CompositeLayer, DaemonErr
             .map(|h| RootHash::parse(h, HashAlgorithm::Sha256))
             .transpose()
             .map_err(|e| bad("root hash", e))?,
+        block_size: l.block_size,
     })
 }
 
@@ -127,15 +133,16 @@ pub fn assemble(
         ExportMode::PerLayer => {
             for (i, l) in resolved.layers.iter().enumerate() {
                 let serial = layer_serial(&stem, i);
+                let block_size = verity_block_size(l.verity.mapping.as_ref());
                 let backing = DiskBacking::Layer {
                     blob: l.blob.clone(),
                     tree: l.verity.tree.clone(),
+                    block_size,
                 };
-                let disk: Arc<dyn Disk> = Arc::new(LayerDisk::open(
-                    &l.blob,
-                    l.verity.tree.as_deref(),
-                    Some(&serial),
-                )?);
+                let disk: Arc<dyn Disk> = Arc::new(
+                    LayerDisk::open(&l.blob, l.verity.tree.as_deref(), Some(&serial))?
+                        .limit_block_size(block_size),
+                );
                 builder = builder.layer(PlannedLayer {
                     source: l.blob.clone(),
                     diff_id: l.diff_id.clone(),
@@ -158,6 +165,7 @@ pub fn assemble(
                     tree: l.verity.tree.clone(),
                     diff_id: l.diff_id.as_ref().map(ToString::to_string),
                     root_hash: l.verity.mapping.as_ref().map(|m| hex::encode(&m.root_hash)),
+                    block_size: verity_block_size(l.verity.mapping.as_ref()),
                 })
                 .collect();
             let layers = records
@@ -287,6 +295,15 @@ pub fn assemble(
             Err(e.into())
         }
     }
+}
+
+/// The logical block size a layer's verity needs, when below 4096: `min(data, hash block
+/// size)` of its mapping (the mapping may come from a sidecar that is not beside the blob,
+/// where the layer disk looks).
+fn verity_block_size(mapping: Option<&VerityMapping>) -> Option<u32> {
+    mapping
+        .map(|m| m.data_block_size.min(m.hash_block_size))
+        .filter(|&s| s < DEFAULT_LOGICAL_BLOCK_SIZE)
 }
 
 fn check_scratch_size(size: u64) -> Result<(), DaemonError> {

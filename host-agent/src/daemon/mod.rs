@@ -16,6 +16,8 @@
 pub mod config;
 mod core;
 pub mod disks;
+#[cfg(test)]
+mod disks_tests;
 mod error;
 pub mod layers;
 pub mod naming;

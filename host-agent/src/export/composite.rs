@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::error::DiskError;
 use super::extent::{ExtentMap, ReadOnlyExtents, Source};
 use super::gpt::{self, LINUX_FS_TYPE, Layout, Partition};
+use super::index::IndexTar;
 use super::layer::LayerDisk;
 use super::{Disk, serial_from};
 
@@ -28,12 +29,18 @@ pub const MAX_LAYERS: usize = 4096;
 /// known: they name the partition.
 #[derive(Debug, Clone)]
 pub struct CompositeLayer {
+    /// The blob, or an index layer's metadata.
     pub blob: PathBuf,
+    /// An index layer's tar.
+    pub index: Option<IndexTar>,
     pub tree: Option<PathBuf>,
     /// The digest of the layer's uncompressed tar, when known.
     pub diff_id: Option<Digest>,
     /// The root hash of its dm-verity tree, when known.
     pub root_hash: Option<RootHash>,
+    /// The logical block size its verity needs, when known from elsewhere than the files
+    /// ([`LayerDisk::limit_block_size`]).
+    pub block_size: Option<u32>,
 }
 
 impl CompositeLayer {
@@ -75,7 +82,9 @@ pub struct CompositeDisk {
 
 impl CompositeDisk {
     /// Lays out `layers` (top layer first) with `lba_size`-byte blocks (the guest's logical
-    /// block size: the virtio-blk `blk_size`).
+    /// block size: the virtio-blk `blk_size`), or 512-byte blocks when a layer's disk needs
+    /// smaller logical blocks than `lba_size` (an index layer, a tree with 512-byte blocks:
+    /// dm-verity refuses blocks smaller than the disk's). Partitions stay 1 MiB aligned.
     pub fn build(
         layers: &[CompositeLayer],
         lba_size: u64,
@@ -93,13 +102,24 @@ impl CompositeDisk {
                 reason: format!("{lba_size} is neither 512 nor 4096"),
             });
         }
-        let layout = Layout::new(lba_size, layers.len());
         let mut disks = Vec::with_capacity(layers.len());
         let mut hexes: Vec<String> = Vec::with_capacity(layers.len());
         for l in layers {
-            disks.push(LayerDisk::open(&l.blob, l.tree.as_deref(), None)?);
+            disks.push(
+                LayerDisk::open_layer(&l.blob, l.index.as_ref(), l.tree.as_deref(), None)?
+                    .limit_block_size(l.block_size),
+            );
             hexes.push(l.identity_hex()?);
         }
+        let lba_size = if disks
+            .iter()
+            .any(|d| u64::from(d.logical_block_size()) < lba_size)
+        {
+            512
+        } else {
+            lba_size
+        };
+        let layout = Layout::new(lba_size, layers.len());
 
         let mut placed = Vec::with_capacity(layers.len());
         let mut partitions = Vec::with_capacity(layers.len());

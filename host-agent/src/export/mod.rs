@@ -3,7 +3,8 @@
 //! A [`Disk`] is a byte range with a size, a read-only flag and a serial; reads and writes go
 //! straight between its backing files and the caller's memory slices (guest memory in the
 //! vhost-user backend, plain buffers in tests). Three kinds exist:
-//! - [`layer::LayerDisk`]: one layer blob, optionally followed by a separate hash tree file;
+//! - [`layer::LayerDisk`]: one layer blob, optionally followed by a separate hash tree file,
+//!   or an index layer: EROFS metadata, the tar it points into and its tree ([`index`]);
 //! - [`composite::CompositeDisk`]: every layer of an image as GPT partitions, synthesised;
 //! - [`scratch::ScratchDisk`]: a writable sparse file (ext4 when new).
 
@@ -11,10 +12,16 @@ pub mod composite;
 mod error;
 pub mod extent;
 pub mod gpt;
+pub mod index;
 mod io;
 pub mod layer;
 pub mod scratch;
 pub mod spec;
+
+#[cfg(test)]
+pub(crate) mod index_fixture;
+#[cfg(test)]
+mod index_tests;
 
 use std::fmt::Debug;
 

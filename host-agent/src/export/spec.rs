@@ -1,10 +1,18 @@
 //! Layer files as a user names them on the command line, and who each layer is.
 //!
-//! Grammar: `FILE[:TREE][@DIGEST][=SERIAL]`. `TREE` is a separate dm-verity hash tree file,
+//! Grammar: `FILE[:TREE][@DIGEST][=SERIAL]`, or for an index layer
+//! `META+TAR[#OFFSET][:TREE][@DIGEST][=SERIAL]`. `TREE` is a separate dm-verity hash tree file,
 //! `DIGEST` the layer's diff ID (`sha256:<64 hex>`), `SERIAL` the virtio-blk serial of the
-//! disk that holds it. A path that exists as given is taken whole (it may contain `:`, `@`
-//! or `=`); otherwise each suffix is taken only when it is valid (a digest that parses, a
-//! serial that follows the virtio-blk rule), so `a@b.erofs` is still a file name.
+//! disk that holds it. `META+TAR` is EROFS index metadata and the uncompressed tar it points
+//! into (`layerpass convert layer TAR META --index`), the tar starting at byte `OFFSET` of
+//! the file `TAR` (0 by default: a layer tar inside a `docker save` archive is referenced in
+//! place); its `TREE` defaults to `META.tree`, its root hash is in `META.dmverity`.
+//!
+//! A path that exists as given is taken whole (it may contain `:`, `@`, `=`, `+` or `#`);
+//! otherwise each suffix is taken only when it is valid (a digest that parses, a serial that
+//! follows the virtio-blk rule, an offset that is a decimal number), so `a@b.erofs` is still
+//! a file name. `+` splits at the first `+` whose left side is an existing file, else at the
+//! first `+` with text on both sides when the whole name does not exist.
 //!
 //! Identity ([`layerpass_types::LayerId`]): the diff ID comes from `@DIGEST`, else from a
 //! file named `<64 hex>.erofs` (the flat layout of `layerpass convert image`); the root hash
@@ -17,14 +25,19 @@ use layerpass_types::{Digest, HashAlgorithm, RootHash};
 
 use super::DiskError;
 use super::composite::CompositeLayer;
+use super::index::IndexTar;
+use super::layer::{LayerDisk, index_tree_path};
 use crate::verity::{Sidecar, sidecar_path};
 
-/// One `FILE[:TREE][@DIGEST][=SERIAL]`.
+/// One `FILE[:TREE][@DIGEST][=SERIAL]` or `META+TAR[#OFFSET][:TREE][@DIGEST][=SERIAL]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerFileSpec {
-    /// The layer blob (EROFS, with the tree appended in containerd's layout or not).
+    /// The layer blob (EROFS, with the tree appended in containerd's layout or not), or an
+    /// index layer's metadata (`META`).
     pub blob: PathBuf,
-    /// A separate hash tree file.
+    /// An index layer's tar (`+TAR[#OFFSET]`).
+    pub index: Option<IndexTar>,
+    /// A separate hash tree file (an index layer's is `META.tree` unless named).
     pub tree: Option<PathBuf>,
     /// The diff ID given with `@DIGEST`.
     pub digest: Option<Digest>,
@@ -43,6 +56,7 @@ impl LayerFileSpec {
         }
         let mut out = Self {
             blob: PathBuf::from(spec),
+            index: None,
             tree: None,
             digest: None,
             serial: None,
@@ -66,9 +80,27 @@ impl LayerFileSpec {
             rest = left;
         }
         let (blob, tree) = split_tree(rest);
-        out.blob = blob;
         out.tree = tree;
+        match blob.to_str().and_then(split_index) {
+            Some((meta, tar)) => {
+                out.tree = out.tree.or_else(|| Some(index_tree_path(&meta)));
+                out.blob = meta;
+                out.index = Some(tar);
+            }
+            None => out.blob = blob,
+        }
         Ok(out)
+    }
+
+    /// The layer's disk, as `blk serve --layer` exports it (`serial` given, else `=SERIAL`,
+    /// else the file name).
+    pub fn layer_disk(&self, serial: Option<&str>) -> Result<LayerDisk, DiskError> {
+        LayerDisk::open_layer(
+            &self.blob,
+            self.index.as_ref(),
+            self.tree.as_deref(),
+            serial.or(self.serial.as_deref()),
+        )
     }
 
     /// The diff ID: `@DIGEST`, else the file stem when it is 64 lower-case hex digits.
@@ -111,9 +143,11 @@ impl LayerFileSpec {
     pub fn composite_layer(&self) -> Result<CompositeLayer, DiskError> {
         Ok(CompositeLayer {
             blob: self.blob.clone(),
+            index: self.index.clone(),
             tree: self.tree.clone(),
             diff_id: self.diff_id(),
             root_hash: self.sidecar_root_hash()?,
+            block_size: None,
         })
     }
 }
@@ -129,6 +163,39 @@ pub fn split_tree(spec: &str) -> (PathBuf, Option<PathBuf>) {
         }
         _ => (PathBuf::from(spec), None),
     }
+}
+
+/// `META+TAR[#OFFSET]`, when `spec` (which does not exist as a path) is one: split at the
+/// first `+` whose left side exists, else at the first `+` with text on both sides.
+fn split_index(spec: &str) -> Option<(PathBuf, IndexTar)> {
+    if Path::new(spec).exists() {
+        return None;
+    }
+    let splits: Vec<(&str, &str)> = spec
+        .match_indices('+')
+        .map(|(i, _)| (&spec[..i], &spec[i + 1..]))
+        .filter(|(meta, tar)| !meta.is_empty() && !tar.is_empty())
+        .collect();
+    let (meta, tar) = splits
+        .iter()
+        .find(|(meta, _)| Path::new(meta).is_file())
+        .or_else(|| splits.first())?;
+    let mut index = IndexTar {
+        path: PathBuf::from(tar),
+        offset: 0,
+    };
+    if let Some((path, offset)) = tar.rsplit_once('#')
+        && !path.is_empty()
+        && !Path::new(tar).exists()
+        && offset.bytes().all(|c| c.is_ascii_digit())
+        && let Ok(offset) = offset.parse::<u64>()
+    {
+        index = IndexTar {
+            path: PathBuf::from(path),
+            offset,
+        };
+    }
+    Some((PathBuf::from(meta), index))
 }
 
 #[cfg(test)]

@@ -1,12 +1,16 @@
-//! A plan from layer files as a user names them (`FILE[:TREE][@DIGEST][=SERIAL]`, top layer
-//! first), exported the way `layerpass blk serve` exports them: each file a disk of its
-//! own, or all of them partitions of one composite disk.
+//! A plan from layer files as a user names them (`FILE[:TREE][@DIGEST][=SERIAL]` or
+//! `META+TAR[#OFFSET][:TREE][@DIGEST][=SERIAL]`, top layer first), exported the way
+//! `layerpass blk serve` exports them: each file a disk of its own, or all of them
+//! partitions of one composite disk. Each layer is checked against the logical block size
+//! of the disk `blk serve` would make (opened here the same way).
 
 use layerpass_protocols::v1::guest as pb;
 use layerpass_types::envelope::DEFAULT_LOGICAL_BLOCK_SIZE;
 
 use super::build::{LayerPlacement, PlanBuilder, PlannedLayer, Upper};
 use super::{PlanError, layer_mapping};
+use crate::export::Disk;
+use crate::export::composite::CompositeDisk;
 use crate::export::spec::LayerFileSpec;
 
 /// Everything `layerpass plan` takes.
@@ -33,6 +37,18 @@ impl FilesPlan {
         let mut builder = PlanBuilder::new(&self.container_id)
             .upper(self.upper.clone())
             .mount_point(self.mount_point.clone());
+        let composite_block_size = match &self.composite {
+            Some(serial) => {
+                let layers = self
+                    .layers
+                    .iter()
+                    .map(LayerFileSpec::composite_layer)
+                    .collect::<Result<Vec<_>, _>>()?;
+                CompositeDisk::build(&layers, u64::from(DEFAULT_LOGICAL_BLOCK_SIZE), serial)?
+                    .logical_block_size()
+            }
+            None => DEFAULT_LOGICAL_BLOCK_SIZE,
+        };
         let mut disks: Vec<(&str, &LayerFileSpec)> = Vec::new();
         let mut serials = Vec::with_capacity(self.layers.len());
         for spec in &self.layers {
@@ -54,7 +70,7 @@ impl FilesPlan {
                 Some(composite) => LayerPlacement::Partition {
                     serial: composite.clone(),
                     name: partition_name(spec)?,
-                    logical_block_size: DEFAULT_LOGICAL_BLOCK_SIZE,
+                    logical_block_size: composite_block_size,
                 },
                 None => {
                     if let Some((_, other)) = disks
@@ -70,7 +86,7 @@ impl FilesPlan {
                     disks.push((serial, spec));
                     LayerPlacement::Disk {
                         serial: serial.clone(),
-                        logical_block_size: DEFAULT_LOGICAL_BLOCK_SIZE,
+                        logical_block_size: spec.layer_disk(Some(serial))?.logical_block_size(),
                     }
                 }
             };

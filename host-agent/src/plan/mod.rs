@@ -17,4 +17,6 @@ pub use files::{FilesPlan, plan_layer_files};
 pub use verity::{Found, layer_mapping, mapping, read_superblock_at};
 
 #[cfg(test)]
+mod index_tests;
+#[cfg(test)]
 mod tests;

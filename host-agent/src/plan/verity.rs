@@ -12,6 +12,12 @@
 //!   parameters. The root hash comes from the blob's sidecar
 //!   (`layerpass verity format --hash-file T --sidecar`); the host never derives a root hash
 //!   from the tree it serves.
+//! - Index layer (`META+TAR[#OFFSET][:TREE]`): the disk holds `[META][TAR]` padded to 4096
+//!   bytes, then the tree file (`META.tree` by default) — a separate tree whose "blob" is
+//!   `[META][TAR]`. The sidecar `META.dmverity` must give that padded length as its
+//!   `hashoffset` (what `layerpass convert layer --index` writes), the tree's superblock
+//!   512-byte data blocks (the EROFS block size) covering all of it: `hash_start_block =
+//!   hashoffset / hash_block_size + 1`.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -20,7 +26,8 @@ use std::path::Path;
 use layerpass_types::{CorruptionMode, RootHash, VerityMapping};
 
 use super::PlanError;
-use crate::export::layer::LAYER_ALIGN;
+use crate::export::index::{INDEX_BLOCK, check_index};
+use crate::export::layer::{LAYER_ALIGN, index_tree_path};
 use crate::export::spec::LayerFileSpec;
 use crate::verity::{
     Geometry, SUPERBLOCK_SIZE, Sidecar, Superblock, VerityError, VerityParams, sidecar_path,
@@ -41,6 +48,9 @@ pub fn layer_mapping(spec: &LayerFileSpec) -> Result<VerityMapping, PlanError> {
         return Err(PlanError::NoVerity { path: blob.clone() });
     }
     let sidecar = Sidecar::read(&side).map_err(verity)?;
+    if spec.index.is_some() {
+        return index_mapping(spec, sidecar);
+    }
     let blob_len = std::fs::metadata(blob)
         .map_err(VerityError::io("stat", blob))
         .map_err(verity)?
@@ -70,6 +80,71 @@ pub fn layer_mapping(spec: &LayerFileSpec) -> Result<VerityMapping, PlanError> {
         }
     };
     mapping(blob, &found)
+}
+
+/// The mapping of an index layer: a separate tree after `[META][TAR]` padded to 4096,
+/// checked against the sidecar and the sizes of the files.
+fn index_mapping(spec: &LayerFileSpec, sidecar: Sidecar) -> Result<VerityMapping, PlanError> {
+    let blob = &spec.blob;
+    let Some(tar) = &spec.index else {
+        return Err(PlanError::NoVerity { path: blob.clone() });
+    };
+    let g = check_index(blob, tar)?;
+    let data_len = g.data_len();
+    let invalid = |reason: String| PlanError::Invalid {
+        what: format!("index layer {}", blob.display()),
+        reason,
+    };
+    if sidecar.hashoffset != data_len {
+        return Err(invalid(format!(
+            "its sidecar's hashoffset {} is not where its tree starts on the disk: {} bytes of \
+             metadata and {} of tar ({}), padded to 4096, end at byte {data_len} (a sidecar \
+             of another layer or tar?)",
+            sidecar.hashoffset,
+            g.meta_len,
+            g.tar_len,
+            tar.path.display()
+        )));
+    }
+    let tree = spec.tree.clone().unwrap_or_else(|| index_tree_path(blob));
+    let tree_err = |source| PlanError::Verity {
+        path: tree.clone(),
+        source,
+    };
+    let tree_len = std::fs::metadata(&tree)
+        .map_err(VerityError::io("stat", &tree))
+        .map_err(tree_err)?
+        .len();
+    let Some(superblock) = read_superblock_at(&tree, 0).map_err(tree_err)? else {
+        return Err(invalid(format!(
+            "its tree {} has no veritysetup superblock",
+            tree.display()
+        )));
+    };
+    let dbs = u64::from(superblock.params.data_block_size);
+    if dbs != INDEX_BLOCK {
+        return Err(invalid(format!(
+            "its tree {} has {dbs}-byte data blocks; a 512-byte-block EROFS index needs 512",
+            tree.display()
+        )));
+    }
+    if superblock.data_blocks.saturating_mul(dbs) != data_len {
+        return Err(invalid(format!(
+            "its tree {} covers {} blocks of 512 bytes, not the {data_len} bytes of metadata, \
+             tar and padding",
+            tree.display(),
+            superblock.data_blocks
+        )));
+    }
+    mapping(
+        blob,
+        &Found {
+            sidecar,
+            blob_len: data_len,
+            tree_len: Some(tree_len),
+            superblock: Some(superblock),
+        },
+    )
 }
 
 /// What [`layer_mapping`] reads from a layer's files.

@@ -68,6 +68,10 @@ pub enum DiskBacking {
         blob: PathBuf,
         /// A tree the daemon computed (in its cache), when the blob has none appended.
         tree: Option<PathBuf>,
+        /// The logical block size its verity needs (`min(4096, data, hash block size)`),
+        /// when its sidecar is not beside the blob for the disk to find.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        block_size: Option<u32>,
     },
     /// Every layer as a GPT partition, top first.
     Composite {
@@ -95,6 +99,9 @@ pub struct CompositeLayerRecord {
     pub diff_id: Option<String>,
     /// The root hash (hex), when the layer has verity.
     pub root_hash: Option<String>,
+    /// As for [`DiskBacking::Layer`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub block_size: Option<u32>,
 }
 
 /// The role of a disk in the export.

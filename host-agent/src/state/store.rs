@@ -178,6 +178,7 @@ mod tests {
                 backing: DiskBacking::Layer {
                     blob: "/b".into(),
                     tree: None,
+                    block_size: None,
                 },
             }],
             plan_json: "{}".into(),

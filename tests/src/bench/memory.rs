@@ -28,6 +28,8 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
@@ -107,7 +109,9 @@ pub fn run_bench(dir: &Path, args: &MemoryArgs) -> anyhow::Result<()> {
     fs::create_dir_all(&base)?;
     let image = oci_layout(&base.join("image"), &tars)?;
     let rootfs = ext4_rootfs(&base, &tars, &mkfs)?;
+    let interrupted = interrupt_flag()?;
     let env = Env {
+        interrupted: &interrupted,
         dir,
         base: &base,
         host_bin: &host_bin,
@@ -138,7 +142,24 @@ pub fn run_bench(dir: &Path, args: &MemoryArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A flag SIGINT sets (a second SIGINT ends the process at once), so that a bench stopped
+/// with Ctrl-C still stops its VMs and daemon and removes its temporary directories.
+fn interrupt_flag() -> anyhow::Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register_conditional_shutdown(
+        signal_hook::consts::SIGINT,
+        130,
+        Arc::clone(&flag),
+    )
+    .context("SIGINT handler")?;
+    signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&flag))
+        .context("SIGINT handler")?;
+    Ok(flag)
+}
+
 struct Env<'a> {
+    /// Set by SIGINT: the waits stop, the guards clean up, the bench fails.
+    interrupted: &'a AtomicBool,
     dir: &'a Path,
     base: &'a Path,
     host_bin: &'a Path,
@@ -389,21 +410,50 @@ sleep 100000
 }
 
 /// Boots the VMs, waits until every one has read everything and returns them (still
-/// running) with the bytes the first one read.
+/// running) with the bytes the first one read. Fails at once, with the console of the VM
+/// concerned, when a VM's script fails or its QEMU exits, when the serving daemon exits,
+/// or on SIGINT (the guards then stop every VM and the temporary directories go).
 fn boot_and_read(
     builders: Vec<VmBuilder>,
     what: &str,
+    mut daemon: Option<&mut ChildGuard>,
+    interrupted: &AtomicBool,
 ) -> anyhow::Result<(Vec<VmGuard>, u64, Duration)> {
     let start = Instant::now();
-    let vms = builders
+    let mut vms = builders
         .into_iter()
         .map(VmBuilder::spawn)
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut read = Vec::new();
-    for vm in &vms {
-        read.push(wait_read(vm, what)?);
+    let mut read: Vec<Option<u64>> = vec![None; vms.len()];
+    while read.iter().any(Option::is_none) {
+        ensure!(!interrupted.load(Ordering::Relaxed), "{what}: interrupted");
+        if let Some(d) = daemon.as_deref_mut()
+            && let Some(status) = d.try_wait()?
+        {
+            bail!("{what}: the serving daemon exited with {status} while the VMs were reading");
+        }
+        for (i, vm) in vms.iter_mut().enumerate() {
+            if read[i].is_some() {
+                continue;
+            }
+            read[i] = read_done(vm, what)?;
+            if read[i].is_none()
+                && let Some(status) = vm.try_exit()?
+            {
+                bail!(
+                    "{what}: VM {i} (QEMU) exited with {status} before it read everything:\n{}",
+                    vm.console()
+                );
+            }
+        }
+        ensure!(
+            start.elapsed() < READ_TIMEOUT,
+            "{what}: not every VM read everything within {READ_TIMEOUT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
     }
     let elapsed = start.elapsed();
+    let read: Vec<u64> = read.into_iter().flatten().collect();
     let first = read[0];
     ensure!(
         read.iter().all(|&n| n == first),
@@ -412,29 +462,23 @@ fn boot_and_read(
     Ok((vms, first, elapsed))
 }
 
-/// Waits for the VM's `MEM-READ-DONE N` line; fails as soon as its test script failed.
-fn wait_read(vm: &VmGuard, what: &str) -> anyhow::Result<u64> {
-    let start = Instant::now();
-    loop {
-        let text = vm.console();
-        if let Some(n) = text
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("MEM-READ-DONE "))
-        {
-            return n
-                .trim()
-                .parse::<u64>()
-                .with_context(|| format!("{what}: MEM-READ-DONE {n:?}"));
-        }
-        if text.contains(RESULT_MARKER) {
-            bail!("{what}: the guest script failed:\n{text}");
-        }
-        ensure!(
-            start.elapsed() < READ_TIMEOUT,
-            "{what}: no MEM-READ-DONE within {READ_TIMEOUT:?}:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
+/// The VM's `MEM-READ-DONE N` once it has printed it; fails when its test script failed.
+fn read_done(vm: &VmGuard, what: &str) -> anyhow::Result<Option<u64>> {
+    let text = vm.console();
+    if let Some(n) = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("MEM-READ-DONE "))
+    {
+        return n
+            .trim()
+            .parse::<u64>()
+            .map(Some)
+            .with_context(|| format!("{what}: MEM-READ-DONE {n:?}"));
     }
+    if text.contains(RESULT_MARKER) {
+        bail!("{what}: the guest script failed:\n{text}");
+    }
+    Ok(None)
 }
 
 fn qemu_anon(vms: &[VmGuard]) -> anyhow::Result<u64> {
@@ -532,7 +576,8 @@ fn measure_layerpass(env: &Env<'_>, round: usize) -> anyhow::Result<Sample> {
         .iter()
         .map(|f| resident_bytes(f))
         .sum::<anyhow::Result<_>>()?;
-    let (vms, read, elapsed) = boot_and_read(builders, "layerpass")?;
+    let (vms, read, elapsed) =
+        boot_and_read(builders, "layerpass", Some(&mut daemon), env.interrupted)?;
     let served_cache: u64 = served
         .iter()
         .map(|f| resident_bytes(f))
@@ -596,7 +641,8 @@ fn measure_ext4(env: &Env<'_>, round: usize) -> anyhow::Result<Sample> {
         .iter()
         .map(|f| resident_bytes(f))
         .sum::<anyhow::Result<_>>()?;
-    let (vms, read, elapsed) = boot_and_read(builders, "ext4 copies")?;
+    let (vms, read, elapsed) =
+        boot_and_read(builders, "ext4 copies", None, env.interrupted)?;
     let served_cache: u64 = copies
         .iter()
         .map(|f| resident_bytes(f))

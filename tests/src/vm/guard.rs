@@ -107,6 +107,11 @@ impl VmGuard {
             .collect()
     }
 
+    /// QEMU's exit status if it has exited (without waiting).
+    pub fn try_exit(&mut self) -> Result<Option<ExitStatus>> {
+        self.process.try_wait()
+    }
+
     /// Waits for QEMU to exit by itself (the guest powered off) and returns its status.
     pub fn wait_exit(&mut self, timeout: Duration) -> Result<ExitStatus> {
         match self.process.wait_timeout(timeout)? {

@@ -46,7 +46,7 @@ pub use guard::VmGuard;
 pub use initramfs::{BOOTED_MARKER, Initramfs, RESULT_MARKER, TestImage};
 pub use process::ChildGuard;
 pub use qemu::{VhostUserBlk, VmBuilder};
-pub use static_bin::{static_binary, static_binary_release};
+pub use static_bin::{static_binary, static_binary_release, static_rustc};
 
 use crate::tools::require_tool;
 

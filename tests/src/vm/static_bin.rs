@@ -48,3 +48,37 @@ fn build_static(package: &str, bin: &str, release: bool) -> Result<PathBuf> {
     ensure!(path.is_file(), "cargo built no {}", path.display());
     Ok(path)
 }
+
+/// Compiles the std-only guest helper `tests/src/vm/guest/<name>.rs` with rustc alone
+/// (no cargo, no dependencies: seconds, not a workspace build) as a static executable at
+/// `<workspace>/target/vm-static/rustc/<name>`; rebuilt when the source is newer.
+pub fn static_rustc(name: &str) -> Result<PathBuf> {
+    let source = workspace_root()
+        .join("tests/src/vm/guest")
+        .join(format!("{name}.rs"));
+    let dir = workspace_root()
+        .join("target")
+        .join("vm-static")
+        .join("rustc");
+    std::fs::create_dir_all(&dir)?;
+    let out = dir.join(name);
+    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    if modified(&out).is_some() && modified(&out) >= modified(&source) {
+        return Ok(out);
+    }
+    // Built under a private name and renamed: a concurrent test sees all of it or none.
+    let partial = tempfile::Builder::new()
+        .prefix(&format!(".{name}-"))
+        .tempfile_in(&dir)?
+        .into_temp_path();
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    run(Command::new(rustc)
+        .args(["--edition", "2024", "-O", "--target", TARGET])
+        .args(["-C", "target-feature=+crt-static", "-C", "strip=symbols"])
+        .arg("-o")
+        .arg(&partial)
+        .arg(&source))
+    .with_context(|| format!("cannot compile {}", source.display()))?;
+    partial.persist(&out)?;
+    Ok(out)
+}

@@ -131,6 +131,7 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 }
 
 mod container;
+mod erofs_support;
 mod events;
 mod layer;
 mod measure;

@@ -1,5 +1,6 @@
 //! Writing to a block device directly: zeroing blocks (dm-integrity's superblock, so the
-//! kernel formats it; the blocks `mke2fs` writes in part) and making an ext2 with `mke2fs`.
+//! kernel formats it; the blocks `mke2fs` writes in part) and making an ext2 with `mke2fs`;
+//! reading a few bytes of one (a layer's EROFS superblock).
 
 use std::fs::OpenOptions;
 use std::io;
@@ -37,6 +38,16 @@ pub fn zero_blocks(device: &Path, blocks: &[u64]) -> io::Result<()> {
         file.write_all_at(zeros, offset)?;
     }
     file.sync_all()
+}
+
+/// Reads `buf.len()` bytes at byte `offset` of `device` (read-only, through the page
+/// cache the filesystem mounted from it later shares).
+pub fn read_at(device: &Path, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::CLOEXEC.bits() as i32)
+        .open(device)?;
+    file.read_exact_at(buf, offset)
 }
 
 fn libc_flags() -> i32 {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rustix::fs::{CWD, FileType, Mode, makedev, mknodat};
 
-use super::{BlockDevice, DevNum, DmTarget, Kernel, MountSpec, OverlaySpec};
+use super::{BlockDevice, DevNum, DmTarget, Kernel, KernelRelease, MountSpec, OverlaySpec};
 use crate::plan::DiskRef;
 
 pub mod blockdev;
@@ -26,6 +26,7 @@ pub struct LinuxKernel {
     dm: dm::DeviceMapper,
     lowerdir_plus: bool,
     page_size: usize,
+    release: KernelRelease,
     /// The disks and partitions found by the last sysfs scan.
     disks: std::sync::Mutex<disk::DiskIndex>,
 }
@@ -41,18 +42,18 @@ impl LinuxKernel {
     /// overlayfs `lowerdir+` support.
     pub fn new() -> Self {
         let (sys_block, dev_dir) = disk::default_dirs();
-        let release = rustix::system::uname()
-            .release()
-            .to_string_lossy()
-            .into_owned();
+        let uname = rustix::system::uname();
+        let release = uname.release().to_string_lossy().into_owned();
+        let version = uname.version().to_string_lossy().into_owned();
         let lowerdir_plus = mount::kernel_has_lowerdir_plus(&release);
-        tracing::debug!(release, lowerdir_plus, "kernel");
+        tracing::debug!(release, version, lowerdir_plus, "kernel");
         Self {
             sys_block,
             dev_dir,
             dm: dm::DeviceMapper::default(),
             lowerdir_plus,
             page_size: rustix::param::page_size(),
+            release: KernelRelease { release, version },
             disks: std::sync::Mutex::default(),
         }
     }
@@ -147,5 +148,13 @@ impl Kernel for LinuxKernel {
 
     fn unmount(&self, target: &Path) -> io::Result<()> {
         mount::unmount_path(target)
+    }
+
+    fn read_device(&self, device: &Path, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        blockdev::read_at(device, offset, buf)
+    }
+
+    fn release(&self) -> KernelRelease {
+        self.release.clone()
     }
 }

@@ -109,15 +109,19 @@ impl Disks {
             &[
                 CompositeLayer {
                     blob: blob.clone(),
+                    index: None,
                     tree: None,
                     diff_id: Some(digest(1)),
                     root_hash: None,
+                    block_size: None,
                 },
                 CompositeLayer {
                     blob: blob2.clone(),
+                    index: None,
                     tree: Some(tree.clone()),
                     diff_id: Some(digest(2)),
                     root_hash: None,
+                    block_size: None,
                 },
             ],
             COMPOSITE_LBA,
