@@ -641,8 +641,7 @@ fn measure_ext4(env: &Env<'_>, round: usize) -> anyhow::Result<Sample> {
         .iter()
         .map(|f| resident_bytes(f))
         .sum::<anyhow::Result<_>>()?;
-    let (vms, read, elapsed) =
-        boot_and_read(builders, "ext4 copies", None, env.interrupted)?;
+    let (vms, read, elapsed) = boot_and_read(builders, "ext4 copies", None, env.interrupted)?;
     let served_cache: u64 = copies
         .iter()
         .map(|f| resident_bytes(f))
