@@ -338,3 +338,109 @@ fn a_docker_save_archive_is_referenced_at_its_offsets() {
         "the archive untouched"
     );
 }
+
+/// The daemon with `layer_format = "index"` exports an image's layers as index layers into
+/// `index-layers/` of its cache: per-layer disks and a composite (512-byte GPT) at 512-byte
+/// blocks, planned at 512/4096 verity with the conversion's root hashes; a disk reopened
+/// from its record (a restart) is the same.
+#[test]
+fn the_daemon_exports_index_layers_per_layer_and_composite() {
+    use layerpass::daemon::config::{Config, ExportMode, VerityMode};
+    use layerpass::daemon::disks::open_disk;
+    use layerpass::daemon::{Daemon, ExportSpec, SourceSpec};
+    use layerpass::state::DiskBacking;
+
+    let dir = tempfile::tempdir().unwrap();
+    let layout = dir.path().join("layout");
+    let oci = OciDir::new(&layout);
+    let plain_tar = layer_tar(&[("etc/os-release", b"plain\n")]);
+    let gzip_tar = layer_tar(&[("usr/bin/tool", &[3u8; 9000])]);
+    let layers = vec![
+        LayerSpec::new(LAYER_TAR, &plain_tar),
+        LayerSpec::new(LAYER_GZIP, &gzip_tar),
+    ];
+    let manifest = oci.image(&layers, None);
+    oci.write_index(vec![manifest.clone()]);
+    let plain_blob = oci
+        .blob_path(&oci.manifest(&manifest)["layers"][0])
+        .canonicalize()
+        .unwrap();
+    let run = dir.path().join("run");
+    let config = Config {
+        state_dir: dir.path().join("state"),
+        cache_dir: dir.path().join("cache"),
+        api_socket: run.join("api.sock"),
+        run_dir: run,
+        verity: VerityMode::RequireSidecar,
+        layer_format: LayerFormat::Index,
+        ..Config::default()
+    };
+    let daemon = Daemon::start(config.clone()).unwrap();
+    for (i, mode) in [ExportMode::PerLayer, ExportMode::Composite]
+        .into_iter()
+        .enumerate()
+    {
+        let spec = ExportSpec {
+            sandbox: format!("sb{i}"),
+            container: "c1".into(),
+            source: SourceSpec::Image {
+                path: layout.clone(),
+                platform: None,
+            },
+            mode: Some(mode),
+            upper: None,
+            guest: None,
+        };
+        let outcome = daemon.export(&spec).unwrap();
+        // the plan: top layer first, 512-byte data blocks, 4096-byte hash blocks
+        assert_eq!(outcome.plan.layers.len(), 2);
+        for (planned, tar) in outcome.plan.layers.iter().zip([&gzip_tar, &plain_tar]) {
+            assert_eq!(planned.digest, digest(tar));
+            let v = planned.verity.as_ref().unwrap();
+            assert_eq!((v.data_block_size, v.hash_block_size), (512, 4096));
+        }
+        let layer_disks: Vec<_> = outcome
+            .record
+            .disks
+            .iter()
+            .filter(|d| !matches!(d.backing, DiskBacking::Scratch { .. }))
+            .collect();
+        match mode {
+            ExportMode::PerLayer => {
+                assert_eq!(layer_disks.len(), 2);
+                let DiskBacking::Layer { blob, index, .. } = &layer_disks[1].backing else {
+                    panic!("{:?}", layer_disks[1].backing);
+                };
+                // the bottom (plain) layer's tar is the image's blob file, in place
+                assert!(blob.starts_with(dir.path().join("cache/index-layers")));
+                let index = index.as_ref().unwrap();
+                assert_eq!(
+                    (index.path.as_path(), index.offset),
+                    (plain_blob.as_path(), 0)
+                );
+            }
+            ExportMode::Composite => {
+                assert_eq!(layer_disks.len(), 1);
+                let DiskBacking::Composite { layers } = &layer_disks[0].backing else {
+                    panic!("{:?}", layer_disks[0].backing);
+                };
+                assert!(layers.iter().all(|l| l.index.is_some()));
+            }
+        }
+        for d in layer_disks {
+            let reopened = open_disk(d).unwrap();
+            assert_eq!(reopened.logical_block_size(), 512, "{mode:?}");
+            assert_eq!(reopened.size(), d.size);
+        }
+        daemon.unexport(&format!("sb{i}"), "c1").unwrap();
+    }
+    daemon.shutdown();
+    // nothing of the image was copied into the cache but the gzip layer's tar
+    let cached = files(&dir.path().join("cache"));
+    let tars: Vec<_> = cached
+        .iter()
+        .filter(|(p, _)| p.to_string_lossy().ends_with(".tar"))
+        .collect();
+    assert_eq!(tars.len(), 1, "{cached:?}");
+    assert_eq!(tars[0].1, gzip_tar.len() as u64);
+}
