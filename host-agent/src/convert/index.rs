@@ -161,7 +161,7 @@ fn index_to(
         ),
         None => match crate::erofs::open_tar(counted) {
             Ok((compression, tar)) => {
-                let mut hashed = HashingReader::new(tar);
+                let mut hashed = Sha256Reader::new(tar);
                 let indexed = index_tar(&mut hashed, TarData::Decompressed(compression), tmp, opts);
                 (indexed, Some(hashed.digest()))
             }
@@ -278,26 +278,29 @@ fn discard(tmp: &Path) {
     }
 }
 
-/// The sha256 of an uncompressed tar as it is read: the layer's diff ID.
-struct HashingReader<R> {
+/// The sha256 of what is read through it (an uncompressed tar: the layer's diff ID).
+#[derive(Debug)]
+pub struct Sha256Reader<R> {
     inner: R,
     hash: Sha256,
 }
 
-impl<R> HashingReader<R> {
-    fn new(inner: R) -> Self {
+impl<R> Sha256Reader<R> {
+    /// Hashes what is read from `inner`.
+    pub fn new(inner: R) -> Self {
         Self {
             inner,
             hash: Sha256::new(),
         }
     }
 
-    fn digest(self) -> Digest {
+    /// The sha256 of everything read.
+    pub fn digest(self) -> Digest {
         Digest::sha256(&self.hash.finalize().into())
     }
 }
 
-impl<R: Read> Read for HashingReader<R> {
+impl<R: Read> Read for Sha256Reader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.hash.update(&buf[..n]);

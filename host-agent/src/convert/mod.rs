@@ -29,6 +29,7 @@ use std::path::Path;
 
 pub use counting::CountingReader;
 pub use error::{ImageConvertError, LayerConvertError};
+pub use index::Sha256Reader;
 pub use layout::OutputLayout;
 pub use options::{ConvertEvent, ImageConvertOptions, LayerFormat, Progress};
 pub use report::{ImageConvertReport, IndexFiles, LayerConvertReport, LayerOutcome};
