@@ -4,7 +4,8 @@
 //! is copied; a gzip layer is decompressed once beside its metadata. Each layer's served
 //! disk is `[META][TAR][zeros][TREE]` with the root hash `convert layer --index` gives the
 //! same tar; a second run reuses everything; a cached tar of the wrong length is made
-//! again; an in-place tar that changed is refused; a wrong diff ID leaves nothing.
+//! again; an in-place tar that changed is refused; a wrong diff ID leaves nothing; the
+//! daemon exports such layers; reference values `--as layerpass-index` match them.
 
 #![allow(
     clippy::unwrap_used,
@@ -443,4 +444,54 @@ fn the_daemon_exports_index_layers_per_layer_and_composite() {
         .collect();
     assert_eq!(tars.len(), 1, "{cached:?}");
     assert_eq!(tars[0].1, gzip_tar.len() as u64);
+}
+
+/// The reference values of a confidential `run --index` (`attest reference-values --as
+/// layerpass-index`), computed from the image alone in a scratch directory, are the root
+/// hashes `convert image --index` gives, for a plain and a gzip layer, from an OCI layout
+/// and from a `docker save` archive; nothing is left in the scratch directory.
+#[test]
+fn reference_values_as_index_layers_equal_the_conversion() {
+    use layerpass::attest::reference::{Builder, Input, compute};
+
+    let dir = tempfile::tempdir().unwrap();
+    let plain_tar = layer_tar(&[("a/plain", &[1u8; 3000])]);
+    let gzip_tar = layer_tar(&[("b/gz", &[2u8; 7000])]);
+    let layout = dir.path().join("layout");
+    let oci = OciDir::new(&layout);
+    let layers = vec![
+        LayerSpec::new(LAYER_TAR, &plain_tar),
+        LayerSpec::new(LAYER_GZIP, &gzip_tar),
+    ];
+    oci.write_index(vec![oci.image(&layers, None)]);
+    let archive = dir.path().join("image.tar");
+    docker_legacy(
+        &archive,
+        &[plain_tar.clone(), gzip_tar],
+        "linux/amd64",
+        "x:1",
+    );
+    let scratch = dir.path().join("scratch");
+    fs::create_dir(&scratch).unwrap();
+    for image in [&layout, &archive] {
+        let converted = convert(image, &dir.path().join("cache")).unwrap();
+        let reference = compute(
+            &Input::Image {
+                path: image.clone(),
+                platform: None,
+            },
+            &Builder::LayerpassIndex { mkfs_time: 0 },
+            Some(&scratch),
+            &|_, _| {},
+        )
+        .unwrap();
+        assert_eq!(reference.layers.len(), 2);
+        for (r, c) in reference.layers.iter().zip(&converted.layers) {
+            assert_eq!(r.diff_id, c.diff_id);
+            assert_eq!(r.root_hash, c.root_hash.to_hex(), "{}", image.display());
+            assert_eq!(r.hash_offset, c.hash_offset);
+            assert_eq!((r.data_block_size, r.hash_block_size), (512, 4096));
+        }
+        assert_eq!(files(&scratch), [], "nothing left in the scratch directory");
+    }
 }
