@@ -256,7 +256,17 @@ fn a_tar_that_ends_early_is_refused() {
     let p = dir.path().join("short.tar.gz");
     fs::write(&p, common::tars::gzip(&tar[..tar.len() / 3])).unwrap();
     let out = dir.path().join("gz");
-    index_layer(&p, &out, &IndexOptions::default()).unwrap_err();
+    let e = index_layer(&p, &out, &IndexOptions::default()).unwrap_err();
+    assert!(matches!(e, ErofsError::Truncated { .. }), "{e:?}");
+    assert_nothing_at(&out);
+    // a gzip stream that ends early (decompressed on a thread of its own)
+    let gz = common::tars::gzip(&tar);
+    fs::write(&p, &gz[..gz.len() / 2]).unwrap();
+    let e = index_layer(&p, &out, &IndexOptions::default()).unwrap_err();
+    assert!(
+        matches!(e, ErofsError::Decompress { format: "gzip", .. }),
+        "{e:?}"
+    );
     assert_nothing_at(&out);
 }
 

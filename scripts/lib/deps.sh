@@ -2,7 +2,7 @@
 # shellcheck shell=bash
 
 # apt packages every script here may use.
-LAYERPASS_APT_PACKAGES=(cryptsetup-bin erofs-utils e2fsprogs busybox-static cpio kmod skopeo xz-utils zstd fdisk gdisk libdevmapper-dev libclang-dev pkg-config swtpm)
+LAYERPASS_APT_PACKAGES=(cryptsetup-bin erofs-utils e2fsprogs busybox-static cpio kmod skopeo xz-utils zstd fdisk gdisk libdevmapper-dev libclang-dev pkg-config swtpm debootstrap)
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi

@@ -39,7 +39,7 @@ const EXTRA_PACKAGES: [&str; 10] = [
 ];
 
 /// Options of containerd's EROFS differ (`mkfs.erofs` arguments it passes, 2.x).
-const CONTAINERD_MKFS_ARGS: [&str; 5] = [
+pub(super) const CONTAINERD_MKFS_ARGS: [&str; 5] = [
     "--tar=f",
     "--aufs",
     "--quiet",
@@ -49,12 +49,12 @@ const CONTAINERD_MKFS_ARGS: [&str; 5] = [
 
 /// One measured run of one contender.
 #[derive(Debug, Clone, Copy)]
-struct Sample {
-    time: Duration,
+pub(super) struct Sample {
+    pub(super) time: Duration,
     /// User + system CPU time.
-    cpu: Duration,
+    pub(super) cpu: Duration,
     /// Peak RSS of the largest process of the contender, KiB.
-    rss_kib: i64,
+    pub(super) rss_kib: i64,
 }
 
 /// Runs the benchmark in `dir` on `tar` (built there from Debian packages when `None`),
@@ -224,7 +224,7 @@ impl Drop for RemoveOnDrop {
 }
 
 /// `tar` compressed with `gzip -1` into `tar.gz` beside it, unless that exists already.
-fn gzip_once(tar: &Path) -> anyhow::Result<PathBuf> {
+pub(super) fn gzip_once(tar: &Path) -> anyhow::Result<PathBuf> {
     let mut name = tar.as_os_str().to_owned();
     name.push(".gz");
     let gz = PathBuf::from(name);
@@ -244,7 +244,7 @@ fn times(s: &[Sample]) -> Vec<Duration> {
 }
 
 /// Runs `cmd` to completion; wall time, peak RSS (from `wait4`) and stdout.
-fn measure(cmd: &mut Command) -> anyhow::Result<(Sample, Vec<u8>)> {
+pub(super) fn measure(cmd: &mut Command) -> anyhow::Result<(Sample, Vec<u8>)> {
     let out_file = tempfile::tempfile()?;
     let err_file = tempfile::tempfile()?;
     cmd.stdout(out_file.try_clone()?)
@@ -291,7 +291,7 @@ fn measure(cmd: &mut Command) -> anyhow::Result<(Sample, Vec<u8>)> {
     ))
 }
 
-fn remove(paths: &[&Path]) {
+pub(super) fn remove(paths: &[&Path]) {
     for p in paths {
         let _ = fs::remove_file(p);
     }
@@ -315,7 +315,7 @@ fn count_entries(tar: &Path) -> anyhow::Result<usize> {
         .count())
 }
 
-fn warm(path: &Path) -> anyhow::Result<()> {
+pub(super) fn warm(path: &Path) -> anyhow::Result<()> {
     let mut f = fs::File::open(path)?;
     std::io::copy(&mut f, &mut std::io::sink())?;
     Ok(())

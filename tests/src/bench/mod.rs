@@ -3,6 +3,7 @@
 
 pub mod blk;
 pub mod convert;
+pub mod convert_index;
 pub mod memory;
 pub mod procfs;
 pub mod run;

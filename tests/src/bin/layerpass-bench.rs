@@ -34,6 +34,12 @@ enum Cmd {
         /// contender decompresses it (`tar -z`, `mkfs.erofs --ungzip`).
         #[arg(long)]
         gzip: bool,
+        /// Time to a servable verified layer, page cache hot and cold (root): `convert
+        /// layer --index` against the full conversion, containerd's `mkfs.erofs --tar=f`
+        /// with veritysetup, and its tar-index pipeline (`--tar=i`, append, veritysetup
+        /// 512/512), with bytes written.
+        #[arg(long)]
+        index: bool,
     },
     /// 4 KiB random and 1 MiB sequential reads over vhost-user-blk: layerpass against
     /// qemu-storage-daemon (iothread, io_uring), both separate processes driven by
@@ -86,7 +92,15 @@ fn run(args: Args) -> anyhow::Result<()> {
         Cmd::Blk(a) => bench::blk::run_bench(&dir, &a),
         Cmd::Run(a) => bench::run::run_bench(&dir, &a),
         Cmd::Memory(a) => bench::memory::run_bench(&dir, &a),
-        Cmd::Convert { tar, runs, gzip } => bench::convert::run_bench(&dir, tar, runs, gzip),
+        Cmd::Convert {
+            tar,
+            runs,
+            gzip,
+            index: true,
+        } => bench::convert_index::run_bench(&dir, tar, runs, gzip),
+        Cmd::Convert {
+            tar, runs, gzip, ..
+        } => bench::convert::run_bench(&dir, tar, runs, gzip),
         Cmd::Verity { size_mib, runs } => bench::verity::run_bench(&dir, size_mib << 20, runs),
     }
 }

@@ -21,6 +21,7 @@
 //! place when complete, the metadata last. See `docs/tar-index.md`.
 
 mod contents;
+mod inflate;
 mod info;
 mod source;
 mod verity;
@@ -110,8 +111,16 @@ pub fn index_layer(
 ) -> Result<IndexReport, ErofsError> {
     let limit = opts.max_layer_bytes.min(MAX_TAR_BYTES);
     let file = File::open(input_path).map_err(ErofsError::io("open", input_path))?;
-    let (compression, reader) = input::open(&file).map_err(ErofsError::Read)?;
+    let handle = file
+        .try_clone()
+        .map_err(ErofsError::io("open", input_path))?;
+    let (compression, reader) = input::open(handle).map_err(ErofsError::Read)?;
     let plain = compression == Compression::None;
+    let reader: Box<dyn std::io::Read + Send> = if plain {
+        reader
+    } else {
+        Box::new(inflate::threaded(reader)?)
+    };
     if plain {
         let len = file
             .metadata()
@@ -189,7 +198,7 @@ pub fn index_tar<'a>(
     let symlinks = DataWriter::with_blocks(meta_file, &meta_path, &dir, INDEX_BLOCK_SIZE, first)?;
     let leaves = LeafDigests::spilled(index_verity_params(), &dir)?;
 
-    let source = source::TarSource::new(reader, leaves, limit, copy);
+    let source = source::TarSource::new(reader, leaves, limit, copy)?;
     let mut archive = TarStream::new(source);
     let mut tree = Tree::new(opts.mkfs_time.unwrap_or(0));
     let mut contents = contents::IndexContents { meta: symlinks };

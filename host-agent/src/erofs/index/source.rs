@@ -1,11 +1,13 @@
 //! The tar as it is read: every 512-byte block hashed for dm-verity (as blocks of the tar,
-//! renumbered once the metadata's size is known), counted against the limits, and — for
-//! a decompressed layer — copied into the file that becomes the tar. One pass, no copy of
-//! a plain tar.
+//! renumbered once the metadata's size is known) on a thread of its own while the next
+//! 1 MiB is read, counted against the limits, and — for a decompressed layer — copied into
+//! the file that becomes the tar. One pass, no copy of a plain tar.
 
 use std::fs::File;
 use std::io::{self, BufRead, Read, Write};
 use std::path::PathBuf;
+use std::sync::mpsc;
+use std::thread;
 
 use crate::erofs::error::ErofsError;
 use crate::erofs::input::{OverLimit, StreamError};
@@ -29,16 +31,19 @@ pub struct TarSource<'a> {
     pos: usize,
     filled: usize,
     eof: bool,
-    leaves: LeafDigests,
     /// The tar block `buf[0]` is.
     block: u64,
     /// Bytes read from `inner`.
     total: u64,
     limit: u64,
-    copy: Option<Copy>,
-    /// A hashing or copying failure, reported as such by [`finish`](Self::finish).
-    failed: Option<ErofsError>,
+    /// Full buffers to the hashing thread, empty ones back: reading goes on while the
+    /// previous buffer is hashed.
+    to_hash: Option<mpsc::SyncSender<(Vec<u8>, usize, u64)>>,
+    free: mpsc::Receiver<Vec<u8>>,
+    hasher: Option<thread::JoinHandle<Hashed>>,
 }
+
+type Hashed = Result<(LeafDigests, Option<Copy>), ErofsError>;
 
 impl std::fmt::Debug for TarSource<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -51,31 +56,56 @@ impl std::fmt::Debug for TarSource<'_> {
 
 impl<'a> TarSource<'a> {
     /// Reads `inner` (the uncompressed tar), recording block digests into `leaves`
-    /// (block 0 = the tar's first block) and refusing more than `limit` bytes.
+    /// (block 0 = the tar's first block) on a thread of its own and refusing more than
+    /// `limit` bytes.
+    ///
+    /// # Errors
+    /// The hashing thread cannot be started.
     pub fn new(
         inner: Box<dyn Read + Send + 'a>,
         leaves: LeafDigests,
         limit: u64,
         copy: Option<Copy>,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, ErofsError> {
+        let (to_hash, work) = mpsc::sync_channel::<(Vec<u8>, usize, u64)>(1);
+        let (give_back, free) = mpsc::channel();
+        give_back
+            .send(vec![0u8; BUFFER])
+            .map_err(|_| ErofsError::Read(io::Error::other("buffer channel closed")))?;
+        let hasher = thread::Builder::new()
+            .name("tar-leaves".into())
+            .spawn(move || hash_buffers(&work, &give_back, leaves, copy))
+            .map_err(ErofsError::io("start the hashing thread for", "the tar"))?;
+        Ok(Self {
             inner,
             buf: vec![0u8; BUFFER],
             pos: 0,
             filled: 0,
             eof: false,
-            leaves,
             block: 0,
             total: 0,
             limit,
-            copy,
-            failed: None,
+            to_hash: Some(to_hash),
+            free,
+            hasher: Some(hasher),
+        })
+    }
+
+    /// Stops the hashing thread and returns what it recorded, or its failure.
+    fn stop(&mut self) -> Hashed {
+        self.to_hash = None;
+        match self.hasher.take().map(thread::JoinHandle::join) {
+            Some(Ok(r)) => r,
+            _ => Err(ErofsError::Read(io::Error::other(
+                "the tar hashing thread failed",
+            ))),
         }
     }
 
-    /// The failure behind an I/O error this reader returned, if it was its own.
+    /// The failure behind an I/O error this reader returned, if it was its own (the
+    /// hashing thread's: recording or copying).
     pub fn take_failure(&mut self) -> Option<ErofsError> {
-        self.failed.take()
+        self.stop().err()
     }
 
     /// Reads (and hashes) the rest of the stream — whatever follows the end-of-archive
@@ -89,25 +119,34 @@ impl<'a> TarSource<'a> {
                     let n = b.len();
                     self.consume(n);
                 }
-                Err(e) => return Err(self.failed.take().unwrap_or_else(|| read_error(e))),
+                Err(e) => {
+                    return Err(self.stop().err().unwrap_or_else(|| read_error(e)));
+                }
             }
         }
-        if let Some(c) = &mut self.copy {
+        let (leaves, mut copy) = self.stop()?;
+        if let Some(c) = &mut copy {
             c.file
                 .flush()
                 .and_then(|()| c.file.sync_all())
                 .map_err(ErofsError::io("write", &c.path))?;
         }
-        Ok((self.leaves, self.total, self.copy))
+        Ok((leaves, self.total, copy))
     }
 
-    /// Hashes (and copies) the consumed buffer, then refills it.
+    /// Hands the consumed buffer to the hashing thread, then refills another.
     fn refill(&mut self) -> io::Result<()> {
         if self.filled > 0 {
-            if let Err(e) = self.take_in() {
-                self.failed = Some(e);
-                return Err(io::Error::other("hashing the tar failed"));
-            }
+            let gone = || io::Error::other("hashing the tar failed");
+            let next = self.free.recv().map_err(|_| gone())?;
+            let full = std::mem::replace(&mut self.buf, next);
+            let blocks = self.filled.div_ceil(BLOCK) as u64;
+            self.to_hash
+                .as_ref()
+                .ok_or_else(gone)?
+                .send((full, self.filled, self.block))
+                .map_err(|_| gone())?;
+            self.block += blocks;
             self.filled = 0;
             self.pos = 0;
         }
@@ -127,22 +166,39 @@ impl<'a> TarSource<'a> {
         }
         Ok(())
     }
+}
 
-    /// Records the digests of `buf[..filled]` (a short last block zero-padded, as the
-    /// disk pads the tar) and copies it.
-    fn take_in(&mut self) -> Result<(), ErofsError> {
-        let n = self.filled;
-        if let Some(c) = &mut self.copy {
+impl Drop for TarSource<'_> {
+    fn drop(&mut self) {
+        self.to_hash = None;
+        if let Some(h) = self.hasher.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// The hashing thread: records the digests of each buffer's first `n` bytes (a short last
+/// block zero-padded, as the disk pads the tar) as blocks from `block`, copies them, and
+/// gives the buffer back.
+fn hash_buffers(
+    work: &mpsc::Receiver<(Vec<u8>, usize, u64)>,
+    give_back: &mpsc::Sender<Vec<u8>>,
+    mut leaves: LeafDigests,
+    mut copy: Option<Copy>,
+) -> Hashed {
+    for (mut buf, n, block) in work {
+        if let Some(c) = &mut copy {
             c.file
-                .write_all(&self.buf[..n])
+                .write_all(&buf[..n])
                 .map_err(ErofsError::io("write", &c.path))?;
         }
         let whole = n.next_multiple_of(BLOCK);
-        self.buf[n..whole].fill(0);
-        self.leaves.record(self.block, &self.buf[..whole])?;
-        self.block += (whole / BLOCK) as u64;
-        Ok(())
+        buf[n..whole].fill(0);
+        leaves.record(block, &buf[..whole])?;
+        // the reader may be gone (it stopped early); nothing to give back to then
+        let _ = give_back.send(buf);
     }
+    Ok((leaves, copy))
 }
 
 impl BufRead for TarSource<'_> {
