@@ -4,7 +4,8 @@
 //! status (0, 3, 127), stdin closed, the image config's Env and WorkingDir, the `--json`
 //! report; a byte flipped in a cached layer read as an I/O error in the guest while the
 //! rest of the image still reads; in confidential mode, the same layer with its tree
-//! re-formatted (a self-consistent disk) refused with `PermissionDenied`; and nothing left
+//! re-formatted (a self-consistent disk) refused with `PermissionDenied`; `--index` (index
+//! layers on a composite disk, confidential); and nothing left
 //! behind — no QEMU, no temporary files, no sockets, no mounts — after success, after a
 //! failing command, after a refused layer and after SIGINT during boot.
 
@@ -267,6 +268,70 @@ fn tampered_layers_are_caught_in_the_guest() {
         "{err}"
     );
     assert!(text(&out.stdout).is_empty());
+}
+
+/// `--index`: zero-copy index layers (the sample's gzip layers decompressed once into the
+/// cache, metadata over each tar) on one composite disk with a 512-byte GPT, verified at
+/// 512-byte blocks, in confidential mode: the reference values computed from the image's
+/// tars are the index layers' root hashes. The file reads whole and equals the tar's.
+#[test]
+fn index_layers_composite_and_confidential() {
+    if !require_vm_tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let r = Runner::new(dir.path());
+    let read = "cat /etc/motd; sha256sum /usr/share/sample/data.bin";
+    let out = r.run(&[
+        "--index",
+        "--confidential",
+        "--mode",
+        "composite",
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        read,
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let rep = report(&out);
+    assert_eq!(rep["mode"], "composite");
+    assert_eq!(rep["event_log"].as_array().unwrap().len(), 3, "{rep}");
+    // only index layers in the cache: metadata, tree, sidecar and the decompressed tar
+    assert!(!r.cache.join("layers").exists());
+    let mut data_sha = None;
+    for l in rep["layers"].as_array().unwrap() {
+        let hex = l["diff_id"]
+            .as_str()
+            .unwrap()
+            .strip_prefix("sha256:")
+            .unwrap();
+        let meta = r
+            .cache
+            .join("index-layers/sha256")
+            .join(&hex[..2])
+            .join(format!("{hex}.erofs"));
+        let sidecar: Value =
+            serde_json::from_slice(&fs::read(meta.with_extension("erofs.dmverity")).unwrap())
+                .unwrap();
+        assert_eq!(sidecar["roothash"], l["root_hash"], "{rep}");
+        let tar = fs::File::open(meta.with_extension("erofs.tar")).unwrap();
+        for e in tar::Archive::new(tar).entries().unwrap() {
+            let mut e = e.unwrap();
+            if e.path().unwrap().ends_with("usr/share/sample/data.bin") && e.size() > 0 {
+                let mut h = <sha2::Sha256 as sha2::Digest>::new();
+                std::io::copy(&mut e, &mut h).unwrap();
+                data_sha = Some(hex::encode(sha2::Digest::finalize(h)));
+            }
+        }
+    }
+    let data_sha = data_sha.expect("data.bin in a layer tar");
+    assert_eq!(
+        text(&out.stdout),
+        format!(
+            "layerpass: this rootfs is three verified EROFS layers\n{data_sha}  /usr/share/sample/data.bin\n"
+        )
+    );
 }
 
 #[test]

@@ -6,6 +6,9 @@
 //!
 //! - [`Builder::Layerpass`]: our converter (`layerpass convert`, the daemon, `layerpass
 //!   run`): same tar, same root hash.
+//! - [`Builder::LayerpassIndex`]: our index layers (`convert --index`, `layer_format =
+//!   "index"`, `layerpass run --index`): metadata over the tar and the tree over both, at
+//!   512-byte data blocks; the same tar gives the same root hash wherever the tar is.
 //! - [`Builder::Containerd`]: containerd's EROFS differ with kata-deploy's options
 //!   ([`super::containerd`]).
 
@@ -19,6 +22,7 @@ use super::containerd::{self, ContainerdPath, REPRODUCIBILITY_NOTE, Which};
 use super::error::ReferenceError;
 use super::mkfs::MkfsErofs;
 use super::source::{Source, Stream, digests_of};
+use crate::erofs::index::{IndexOptions, TarData, index_tar, index_verity_params};
 use crate::erofs::{ConvertOptions, convert_layer};
 use crate::image::{Platform, open_image};
 use crate::verity::{FormatOptions, sidecar_path};
@@ -42,6 +46,8 @@ pub enum Builder {
     /// layerpass's reproducible converter, with this build time (0 unless the layers
     /// were converted with `--mkfs-time`).
     Layerpass { mkfs_time: u64 },
+    /// layerpass's index layers (metadata over the tar), with this build time.
+    LayerpassIndex { mkfs_time: u64 },
     /// containerd's EROFS differ (kata-deploy's options) run with this `mkfs.erofs`.
     Containerd {
         mkfs: MkfsErofs,
@@ -57,6 +63,9 @@ pub enum BuilderReport {
         /// The layerpass version that computed them.
         version: &'static str,
         mkfs_time: u64,
+        /// Index layers (`convert --index`) rather than full images.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        index: bool,
     },
     Containerd {
         /// The `mkfs.erofs` run.
@@ -92,7 +101,8 @@ pub struct LayerReference {
     pub diff_id: Digest,
     /// The dm-verity root hash (hex).
     pub root_hash: String,
-    /// Bytes of the EROFS image: where the verity superblock starts.
+    /// Bytes of the EROFS image: where the verity superblock starts (of an index layer:
+    /// metadata and tar padded to 4096, where its tree starts on the served disk).
     pub hash_offset: u64,
     pub hash_algorithm: String,
     pub data_block_size: u32,
@@ -159,6 +169,16 @@ pub fn compute(
         let out = dir.path().join(format!("layer-{index}.erofs"));
         let r = match builder {
             Builder::Layerpass { mkfs_time } => layerpass_layer(source, index, *mkfs_time, &out),
+            Builder::LayerpassIndex { mkfs_time } => {
+                let r = index_layer_reference(source, index, *mkfs_time, &out);
+                for p in [
+                    crate::erofs::index::tree_path_for(&out),
+                    crate::erofs::index::tar_path_for(&out),
+                ] {
+                    let _ = std::fs::remove_file(p);
+                }
+                r
+            }
             Builder::Containerd { mkfs, path } => {
                 containerd_layer(source, index, mkfs, *path, &out)
             }
@@ -172,6 +192,12 @@ pub fn compute(
         Builder::Layerpass { mkfs_time } => BuilderReport::Layerpass {
             version: env!("CARGO_PKG_VERSION"),
             mkfs_time: *mkfs_time,
+            index: false,
+        },
+        Builder::LayerpassIndex { mkfs_time } => BuilderReport::Layerpass {
+            version: env!("CARGO_PKG_VERSION"),
+            mkfs_time: *mkfs_time,
+            index: true,
         },
         Builder::Containerd { mkfs, path } => BuilderReport::Containerd {
             mkfs_erofs: mkfs.describe(),
@@ -288,6 +314,65 @@ fn layerpass_layer(
     Ok(reference(
         index, source, digest, diff_id, root, offset, None,
     ))
+}
+
+/// An index layer's root hash: the layer's uncompressed tar indexed into `out` (a
+/// compressed layer decompressed beside it, into a file removed afterwards; a plain one
+/// only read), its diff ID computed from what was indexed.
+fn index_layer_reference(
+    source: &Source,
+    index: usize,
+    mkfs_time: u64,
+    out: &Path,
+) -> Result<LayerReference, ReferenceError> {
+    let opts = IndexOptions {
+        mkfs_time: Some(mkfs_time),
+        ..IndexOptions::default()
+    };
+    let name = source.name();
+    let mut stream = source.open(index)?;
+    let (indexed, diff_id) = match crate::erofs::open_tar(&mut stream) {
+        Ok((compression, tar)) => {
+            let mut hashed = crate::convert::Sha256Reader::new(tar);
+            let data = if compression == crate::compression::Compression::None {
+                // not copied: the report's tar path is not used here
+                TarData::InPlace(out)
+            } else {
+                TarData::Decompressed(compression)
+            };
+            let indexed = index_tar(&mut hashed, data, out, &opts);
+            (indexed, Some(hashed.digest()))
+        }
+        Err(e) => (Err(crate::erofs::ErofsError::Read(e)), None),
+    };
+    let digest = finish(stream, index, source)?;
+    let report = indexed.map_err(|e| ReferenceError::Convert {
+        index,
+        name: name.clone(),
+        source: Box::new(e),
+    })?;
+    let diff_id = diff_id.ok_or_else(|| ReferenceError::Layer {
+        index,
+        name: name.clone(),
+        reason: "no diff ID".into(),
+    })?;
+    if let Source::Image(l) = source {
+        check_diff_id(index, source, diff_id.as_str(), &l.diff_id)?;
+    }
+    let p = index_verity_params();
+    Ok(LayerReference {
+        index,
+        source: name,
+        digest,
+        diff_id,
+        root_hash: report.root_hash,
+        hash_offset: report.hash_offset,
+        hash_algorithm: p.algorithm.to_string(),
+        data_block_size: p.data_block_size,
+        hash_block_size: p.hash_block_size,
+        salt: p.salt.to_table_hex(),
+        erofs_uuid: None,
+    })
 }
 
 fn containerd_layer(

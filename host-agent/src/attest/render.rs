@@ -33,8 +33,19 @@ pub fn reference_values_toml(report: &ReferenceReport) -> String {
     let mut out =
         String::from("# reference values computed by `layerpass attest reference-values`\n");
     match &report.builder {
-        BuilderReport::Layerpass { mkfs_time, .. } => out.push_str(&format!(
+        BuilderReport::Layerpass {
+            mkfs_time,
+            index: false,
+            ..
+        } => out.push_str(&format!(
             "# as layerpass: its reproducible EROFS images, build time {mkfs_time}\n"
+        )),
+        BuilderReport::Layerpass {
+            mkfs_time,
+            index: true,
+            ..
+        } => out.push_str(&format!(
+            "# as layerpass index layers: EROFS metadata over each tar, build time {mkfs_time}\n"
         )),
         BuilderReport::Containerd {
             erofs_utils_version,
@@ -181,6 +192,7 @@ mod tests {
         let text = reference_values_toml(&report(BuilderReport::Layerpass {
             version: "0",
             mkfs_time: 0,
+            index: false,
         }));
         let doc = initdata(&text, InitdataAlgorithm::Sha384, true);
         let parsed = Initdata::parse(doc.as_bytes()).unwrap();

@@ -12,6 +12,7 @@ use clap::{Args, ValueEnum};
 use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use layerpass::convert::LayerFormat;
 use layerpass::daemon::config::{ExportMode, UpperKind, parse_size};
 use layerpass::microvm::AssetCache;
 use layerpass::run::{AccelChoice, RunError, RunNote, RunOptions, RunReport, run};
@@ -76,6 +77,12 @@ pub struct RunArgs {
     /// upper must be tmpfs or encrypted-disk; the event log is shown.
     #[arg(long)]
     confidential: bool,
+    /// Zero-copy layers: each layer becomes an index layer (EROFS metadata over its tar;
+    /// a plain layer's tar is served from the image where it is, a gzip/zstd one
+    /// decompressed once into the cache), served at 512-byte blocks. The guest kernel must
+    /// be 6.1.113 or later. With --daemon, the daemon's `layer_format` decides instead.
+    #[arg(long, conflicts_with = "daemon")]
+    index: bool,
     /// Guest memory in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 512)]
     memory: u32,
@@ -249,6 +256,11 @@ impl RunArgs {
             upper,
             scratch_size,
             confidential: self.confidential,
+            layer_format: if self.index {
+                LayerFormat::Index
+            } else {
+                LayerFormat::Full
+            },
             memory_mib: self.memory,
             cpus: self.cpus,
             kernel: self.kernel.clone(),

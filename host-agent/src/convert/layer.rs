@@ -37,6 +37,7 @@ pub(super) fn convert_one(
         size: found.size,
         root_hash: found.root_hash,
         hash_offset: found.hash_offset,
+        index_files: None,
         outcome,
     };
     if let Some(found) = already_converted(&path) {

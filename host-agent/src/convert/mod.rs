@@ -6,6 +6,8 @@
 //! - `layout`: where a layer's blob goes in the output directory;
 //! - `existing`: a layer already converted (sidecar parses, blob of the size it implies) is
 //!   skipped;
+//! - `index`: with [`LayerFormat::Index`], a layer becomes an index layer instead (EROFS
+//!   metadata over its tar, referenced in place when the blob is a plain tar);
 //! - `layer`: one layer converted under a temporary name, its blob read to the last byte
 //!   through a verifying reader and its diff ID checked against the image config;
 //! - `publish`: only then are the sidecar and the blob renamed into place, sidecar first,
@@ -15,6 +17,7 @@
 mod counting;
 mod error;
 mod existing;
+mod index;
 mod layer;
 mod layout;
 mod options;
@@ -26,11 +29,13 @@ use std::path::Path;
 
 pub use counting::CountingReader;
 pub use error::{ImageConvertError, LayerConvertError};
+pub use index::Sha256Reader;
 pub use layout::OutputLayout;
-pub use options::{ConvertEvent, ImageConvertOptions, Progress};
-pub use report::{ImageConvertReport, LayerConvertReport, LayerOutcome};
+pub use options::{ConvertEvent, ImageConvertOptions, LayerFormat, Progress};
+pub use report::{ImageConvertReport, IndexFiles, LayerConvertReport, LayerOutcome};
 
 use crate::erofs::ConvertOptions;
+use crate::erofs::index::IndexOptions;
 use crate::image::open_image;
 
 /// Converts every layer of the image at `source` (an OCI image layout directory, a
@@ -65,18 +70,25 @@ pub fn convert_image(
         max_layer_bytes: opts.max_layer_bytes,
         max_entries: opts.max_entries,
     };
+    let index_opts = IndexOptions {
+        mkfs_time: opts.mkfs_time,
+        max_layer_bytes: opts.max_layer_bytes,
+        max_entries: opts.max_entries,
+    };
     let mut layers = Vec::with_capacity(count);
     for l in &image.layers {
         progress(ConvertEvent::Layer {
             index: l.index,
             layers: count,
         });
-        let report = layer::convert_one(l, opts, &layer_opts, progress).map_err(|e| {
-            ImageConvertError::Layer {
-                index: l.index,
-                digest: l.digest.clone(),
-                source: Box::new(e),
-            }
+        let report = match opts.format {
+            LayerFormat::Full => layer::convert_one(l, opts, &layer_opts, progress),
+            LayerFormat::Index => index::index_one(l, opts, &index_opts, progress),
+        }
+        .map_err(|e| ImageConvertError::Layer {
+            index: l.index,
+            digest: l.digest.clone(),
+            source: Box::new(e),
         })?;
         layers.push(report);
     }
@@ -87,6 +99,7 @@ pub fn convert_image(
         config: image.config_digest,
         platform: image.platform,
         layout: opts.layout,
+        layer_format: opts.format,
         out_dir: opts.out_dir.clone(),
         layers,
     })

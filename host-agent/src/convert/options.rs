@@ -2,9 +2,34 @@
 
 use std::path::PathBuf;
 
+use serde::{Deserialize, Serialize};
+
 use super::layout::OutputLayout;
 use crate::erofs::{DEFAULT_MAX_ENTRIES, DEFAULT_MAX_LAYER_BYTES};
 use crate::image::Platform;
+
+/// What a layer becomes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LayerFormat {
+    /// A full EROFS image with its dm-verity tree appended (every file's data rewritten).
+    #[default]
+    Full,
+    /// An index layer: EROFS metadata over the uncompressed tar, which stays where it is
+    /// (a plain layer blob referenced in place; a gzip or zstd one decompressed once beside
+    /// the metadata). See `docs/tar-index.md`.
+    Index,
+}
+
+impl LayerFormat {
+    /// The name the configuration and the reports use: `full` or `index`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Full => "full",
+            Self::Index => "index",
+        }
+    }
+}
 
 /// How to convert an image.
 #[derive(Debug, Clone)]
@@ -13,6 +38,8 @@ pub struct ImageConvertOptions {
     pub layout: OutputLayout,
     /// Directory the blobs are written to (created if missing).
     pub out_dir: PathBuf,
+    /// Full EROFS images, or index layers over the tars.
+    pub format: LayerFormat,
     /// Platform of the image to convert; linux/amd64 when `None`.
     pub platform: Option<Platform>,
     /// EROFS build time in seconds since the epoch; `None` means 0. The CLI fills it from
@@ -26,11 +53,12 @@ pub struct ImageConvertOptions {
 
 impl ImageConvertOptions {
     /// Options for `layout` in `out_dir`: linux/amd64, build time 0, the default limits
-    /// ([`DEFAULT_MAX_LAYER_BYTES`], [`DEFAULT_MAX_ENTRIES`]).
+    /// ([`DEFAULT_MAX_LAYER_BYTES`], [`DEFAULT_MAX_ENTRIES`]), full conversion.
     pub fn new(layout: OutputLayout, out_dir: impl Into<PathBuf>) -> Self {
         Self {
             layout,
             out_dir: out_dir.into(),
+            format: LayerFormat::Full,
             platform: None,
             mkfs_time: None,
             max_layer_bytes: DEFAULT_MAX_LAYER_BYTES,

@@ -32,7 +32,7 @@ fn rename(from: &Path, to: &Path) -> Result<(), LayerConvertError> {
     })
 }
 
-fn remove_if_present(path: &Path) {
+pub(super) fn remove_if_present(path: &Path) {
     if let Err(e) = fs::remove_file(path)
         && e.kind() != io::ErrorKind::NotFound
     {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::convert::LayerFormat;
 use crate::vhost::config::MAX_QUEUES;
 use crate::vhost::engine::{DEFAULT_POLL, default_workers};
 
@@ -91,6 +92,7 @@ struct RawConfig {
     upper: Option<UpperKind>,
     scratch_size: Option<String>,
     verity: Option<VerityMode>,
+    layer_format: Option<LayerFormat>,
     kata_vhost_user_store: Option<PathBuf>,
     queues: Option<usize>,
     poll_us: Option<u64>,
@@ -117,6 +119,9 @@ pub struct Config {
     pub scratch_size: u64,
     /// dm-verity handling.
     pub verity: VerityMode,
+    /// What an image's layers become in the cache: full EROFS images (the default) or
+    /// index layers over their tars (`layer_format = "index"`, see docs/tar-index.md).
+    pub layer_format: LayerFormat,
     /// Kata's vhost-user store directory (`vhost_user_store_path`); `None`: off.
     pub kata_vhost_user_store: Option<PathBuf>,
     /// Queues each disk offers.
@@ -139,6 +144,7 @@ impl Default for Config {
             upper: UpperKind::Tmpfs,
             scratch_size: DEFAULT_SCRATCH_SIZE,
             verity: VerityMode::RequireSidecar,
+            layer_format: LayerFormat::Full,
             kata_vhost_user_store: None,
             queues: MAX_QUEUES,
             poll: DEFAULT_POLL,
@@ -275,6 +281,7 @@ impl Config {
             upper: raw.upper.unwrap_or(d.upper),
             scratch_size,
             verity: raw.verity.unwrap_or(d.verity),
+            layer_format: raw.layer_format.unwrap_or(d.layer_format),
             kata_vhost_user_store,
             queues,
             poll: Duration::from_micros(poll_us),
@@ -356,6 +363,7 @@ export_mode = "composite"
 upper = "encrypted-disk"
 scratch_size = "20GiB"
 verity = "compute"
+layer_format = "index"
 kata_vhost_user_store = "/run/kata-containers/vhost-user"
 queues = 2
 poll_us = 0
@@ -367,6 +375,7 @@ poll_us = 0
         assert_eq!(c.upper, UpperKind::EncryptedDisk);
         assert_eq!(c.scratch_size, 20 << 30);
         assert_eq!(c.verity, VerityMode::Compute);
+        assert_eq!(c.layer_format, LayerFormat::Index);
         assert_eq!(c.queues, 2);
         assert_eq!(c.poll, Duration::ZERO);
         let c = parse("api_socket = \"/x/api.sock\"\nrun_dir = \"/y\"").unwrap();
@@ -381,6 +390,8 @@ poll_us = 0
         assert!(e.contains("nfs") && e.contains("encrypted-disk"), "{e}");
         let e = parse("verity = \"auto\"").unwrap_err().to_string();
         assert!(e.contains("auto"), "{e}");
+        let e = parse("layer_format = \"tarfs\"").unwrap_err().to_string();
+        assert!(e.contains("tarfs") && e.contains("index"), "{e}");
         let e = parse("queues = 0").unwrap_err().to_string();
         assert!(e.contains("`queues`"), "{e}");
         let e = parse("scratch_size = \"1M\"").unwrap_err().to_string();

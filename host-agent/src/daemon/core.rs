@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::config::Config;
 use super::disks::{assemble, open_disk};
-use super::layers::{Resolved, from_containerd, from_image, remove_files};
+use super::layers::{Resolved, from_containerd, from_image, layer_cache_dir, remove_files};
 use super::naming::{check_socket_path, export_key, is_daemon_name};
 use super::{
     DaemonError, DaemonStatus, ExportOutcome, ExportSpec, ListedExport, SourceSpec, UnexportOutcome,
@@ -242,7 +242,8 @@ impl Daemon {
                 from_image(
                     path,
                     platform.as_deref(),
-                    &self.config.cache_dir.join("layers"),
+                    &layer_cache_dir(&self.config.cache_dir, self.config.layer_format),
+                    self.config.layer_format,
                     self.config.verity,
                     &trees,
                 )?,

@@ -17,10 +17,13 @@ use super::layers::{Resolved, SourceUpper};
 use super::naming::{MAX_LAYERS, composite_serial, layer_serial, scratch_serial, serial_stem};
 use crate::export::Disk;
 use crate::export::composite::{CompositeDisk, CompositeLayer};
+use crate::export::index::IndexTar;
 use crate::export::layer::LayerDisk;
 use crate::export::scratch::{MIN_SCRATCH, SCRATCH_ALIGN, ScratchDisk};
 use crate::plan::{LayerPlacement, PlanBuilder, PlannedLayer, Upper};
-use crate::state::{CompositeLayerRecord, DiskBacking, DiskRecord, DiskRole, ExportKey};
+use crate::state::{
+    CompositeLayerRecord, DiskBacking, DiskRecord, DiskRole, ExportKey, IndexTarRecord,
+};
 
 /// The upper a request names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,9 +53,16 @@ pub fn open_disk(record: &DiskRecord) -> Result<Arc<dyn Disk>, DaemonError> {
             blob,
             tree,
             block_size,
-        } => {
-            Arc::new(LayerDisk::open(blob, tree.as_deref(), serial)?.limit_block_size(*block_size))
-        }
+            index,
+        } => Arc::new(
+            LayerDisk::open_layer(
+                blob,
+                index.as_ref().map(IndexTar::from).as_ref(),
+                tree.as_deref(),
+                serial,
+            )?
+            .limit_block_size(*block_size),
+        ),
         DiskBacking::Composite { layers } => {
             let layers = layers
                 .iter()
@@ -91,7 +101,7 @@ fn composite_layer(l: &CompositeLayerRecord) -> Result<CompositeLayer, DaemonErr
     };
     Ok(CompositeLayer {
         blob: l.blob.clone(),
-        index: None,
+        index: l.index.as_ref().map(IndexTar::from),
         tree: l.tree.clone(),
         diff_id: l
             .diff_id
@@ -138,10 +148,16 @@ pub fn assemble(
                     blob: l.blob.clone(),
                     tree: l.verity.tree.clone(),
                     block_size,
+                    index: l.index.as_ref().map(IndexTarRecord::from),
                 };
                 let disk: Arc<dyn Disk> = Arc::new(
-                    LayerDisk::open(&l.blob, l.verity.tree.as_deref(), Some(&serial))?
-                        .limit_block_size(block_size),
+                    LayerDisk::open_layer(
+                        &l.blob,
+                        l.index.as_ref(),
+                        l.verity.tree.as_deref(),
+                        Some(&serial),
+                    )?
+                    .limit_block_size(block_size),
                 );
                 builder = builder.layer(PlannedLayer {
                     source: l.blob.clone(),
@@ -166,6 +182,7 @@ pub fn assemble(
                     diff_id: l.diff_id.as_ref().map(ToString::to_string),
                     root_hash: l.verity.mapping.as_ref().map(|m| hex::encode(&m.root_hash)),
                     block_size: verity_block_size(l.verity.mapping.as_ref()),
+                    index: l.index.as_ref().map(IndexTarRecord::from),
                 })
                 .collect();
             let layers = records

@@ -16,6 +16,7 @@ fn resolved(dir: &Path, blobs: &[&Path]) -> Resolved {
         .iter()
         .map(|b| ResolvedLayer {
             blob: b.to_path_buf(),
+            index: None,
             diff_id: None,
             verity: layer_verity(b, None, VerityMode::RequireSidecar, &dir.join("trees")).unwrap(),
         })
@@ -89,6 +90,7 @@ fn a_sidecar_elsewhere_still_gives_512_byte_blocks() {
     let mut r = resolved(dir.path(), &[]);
     r.layers.push(ResolvedLayer {
         blob: a.clone(),
+        index: None,
         diff_id: None,
         verity,
     });

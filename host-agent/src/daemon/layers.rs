@@ -3,8 +3,9 @@
 //! - a containerd mount list: parsed by the pure [`crate::containerd`] parser, then each
 //!   blob and sidecar checked on disk;
 //! - an OCI layout or `docker save` archive: converted by our writer into the daemon's layer
-//!   cache (`<state_dir>/layers`, containerd's `layer_content_caches` layout), a layer
-//!   already there (same diff ID) reused.
+//!   cache (`<cache_dir>/layers`, containerd's `layer_content_caches` layout), a layer
+//!   already there (same diff ID) reused; with `layer_format = "index"` into
+//!   `<cache_dir>/index-layers` as index layers, whose plain tars stay in the image.
 
 use std::path::{Path, PathBuf};
 
@@ -14,15 +15,30 @@ use super::DaemonError;
 use super::config::VerityMode;
 use super::verity::{LayerVerity, layer_verity};
 use crate::containerd::{self, ContainerdUpper, LayerVerity as ListVerity, MountEntry};
-use crate::convert::{ImageConvertOptions, OutputLayout, convert_image};
+use crate::convert::{
+    ImageConvertOptions, LayerConvertReport, LayerFormat, OutputLayout, convert_image,
+};
+use crate::export::index::IndexTar;
 use crate::image::Platform;
-use crate::verity::sidecar_path;
+use crate::plan::layer_mapping;
+use crate::verity::{check_top_block, sidecar_path};
+
+/// Where converted layers of `format` are kept under the cache directory: `layers/` for
+/// full images, `index-layers/` for index layers (the same diff ID gives a file of each).
+pub fn layer_cache_dir(cache_dir: &Path, format: LayerFormat) -> PathBuf {
+    cache_dir.join(match format {
+        LayerFormat::Full => "layers",
+        LayerFormat::Index => "index-layers",
+    })
+}
 
 /// One layer to serve.
 #[derive(Debug, Clone)]
 pub struct ResolvedLayer {
-    /// The blob.
+    /// The blob, or an index layer's metadata.
     pub blob: PathBuf,
+    /// An index layer's tar.
+    pub index: Option<IndexTar>,
     /// Its diff ID when known (images; containerd's mount lists do not carry it).
     pub diff_id: Option<Digest>,
     /// Its verity.
@@ -86,6 +102,7 @@ pub fn from_containerd(
             created.extend(verity.created.iter().cloned());
             layers.push(ResolvedLayer {
                 blob: l.blob.clone(),
+                index: None,
                 diff_id: None,
                 verity,
             });
@@ -118,11 +135,13 @@ pub fn from_containerd(
     })
 }
 
-/// Converts an image into the layer cache and resolves its layers.
+/// Converts an image into the layer cache (`cache_dir`, see [`layer_cache_dir`]) as
+/// `format` says and resolves its layers.
 pub fn from_image(
     image: &Path,
     platform: Option<&str>,
     cache_dir: &Path,
+    format: LayerFormat,
     mode: VerityMode,
     trees_dir: &Path,
 ) -> Result<Resolved, DaemonError> {
@@ -133,6 +152,7 @@ pub fn from_image(
         });
     }
     let mut opts = ImageConvertOptions::new(OutputLayout::ContainerdCache, cache_dir);
+    opts.format = format;
     if let Some(p) = platform {
         opts.platform = Some(
             p.parse::<Platform>()
@@ -144,17 +164,22 @@ pub fn from_image(
         .layers
         .iter()
         .filter(|l| !l.skipped())
-        .flat_map(|l| [l.path.clone(), l.sidecar.clone()])
+        .flat_map(made_files)
         .collect();
     let description = format!("image {} ({} layers)", image.display(), report.layers.len());
     let mut layers = Vec::with_capacity(report.layers.len());
     // the report lists the layers bottom first; the plan wants the top first
     for l in report.layers.iter().rev() {
-        match layer_verity(&l.path, Some(&sidecar_path(&l.path)), mode, trees_dir) {
+        let verity = match &l.index_files {
+            None => layer_verity(&l.path, Some(&sidecar_path(&l.path)), mode, trees_dir),
+            Some(_) => index_verity(l, mode),
+        };
+        match verity {
             Ok(verity) => {
                 created.extend(verity.created.iter().cloned());
                 layers.push(ResolvedLayer {
                     blob: l.path.clone(),
+                    index: l.index_files.as_ref().map(|i| i.tar.clone()),
                     diff_id: Some(l.diff_id.clone()),
                     verity,
                 });
@@ -175,6 +200,48 @@ pub fn from_image(
         userxattr: false,
         description,
         created,
+    })
+}
+
+/// The cache files a conversion made for `l` (removed again if the export fails).
+fn made_files(l: &LayerConvertReport) -> Vec<PathBuf> {
+    let mut files = vec![l.path.clone(), l.sidecar.clone()];
+    if let Some(i) = &l.index_files {
+        files.push(i.tree.clone());
+        if i.in_cache {
+            files.push(i.tar.path.clone());
+        }
+    }
+    files
+}
+
+/// An index layer's verity: its tree file (`META.tree`, served after `[META][TAR]` padded
+/// to 4096) mapped as the plan maps `META+TAR[#OFFSET]` (sidecar, tree superblock and the
+/// sizes of metadata and tar checked against each other), and the sidecar's root hash the
+/// hash of the tree's top block. `off`: no verity (the tree is still on the disk).
+fn index_verity(l: &LayerConvertReport, mode: VerityMode) -> Result<LayerVerity, DaemonError> {
+    let spec = l.file_spec();
+    let tree = spec.tree.clone();
+    if mode == VerityMode::Off {
+        return Ok(LayerVerity {
+            tree,
+            mapping: None,
+            created: Vec::new(),
+        });
+    }
+    let m = layer_mapping(&spec)?;
+    let tree_path = tree.clone().unwrap_or_default();
+    // the tree's top block is one hash block into the tree file, after its superblock
+    let top_in_tree =
+        (m.hash_start_block * u64::from(m.hash_block_size)).saturating_sub(l.hash_offset);
+    check_top_block(&tree_path, top_in_tree, &m).map_err(|source| DaemonError::Verity {
+        blob: l.path.clone(),
+        source,
+    })?;
+    Ok(LayerVerity {
+        tree,
+        mapping: Some(m),
+        created: Vec::new(),
     })
 }
 

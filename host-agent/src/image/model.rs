@@ -81,6 +81,14 @@ impl Layer {
         self.store.open_blob(&self.blob)
     }
 
+    /// The file holding the blob's bytes, as they are stored, and the offset they start
+    /// at: the blob file of an OCI layout directory (offset 0) or the `docker save` / OCI
+    /// archive (the member's offset), for referencing an uncompressed layer in place. The
+    /// bytes are not read here: read them through [`Self::open`] to check them.
+    pub fn file_range(&self) -> Result<(PathBuf, u64), ImageError> {
+        self.store.file_range(&self.blob)
+    }
+
     /// Where the blob is, for messages.
     pub fn location(&self) -> String {
         self.store.location(&self.blob.path)

@@ -143,6 +143,38 @@ impl Store {
         read_verified(self.open_blob(blob)?, limit, what)
     }
 
+    /// The file holding the bytes of `blob` and the offset they start at: the blob file of
+    /// a layout directory (offset 0, its real path) or the archive (the member's offset),
+    /// so that they can be referenced in place. The blob must have its descriptor's size.
+    pub fn file_range(&self, blob: &BlobRef) -> Result<(PathBuf, u64), ImageError> {
+        let location = self.location(&blob.path);
+        let (file, offset, size) = match self {
+            Self::Dir { root } => {
+                let (real, file) = real_file_in_dir(root, &blob.path)?;
+                let size = file
+                    .metadata()
+                    .map_err(ImageError::io("stat", &real))?
+                    .len();
+                (real, 0, size)
+            }
+            Self::Tar(t) => {
+                let (offset, size) = t.locate(&blob.path)?;
+                let path =
+                    std::path::absolute(t.path()).map_err(ImageError::io("resolve", t.path()))?;
+                (path, offset, size)
+            }
+        };
+        if size != blob.size {
+            return Err(ImageError::SizeMismatch {
+                digest: blob.digest.to_string(),
+                location,
+                expected: blob.size,
+                actual: size,
+            });
+        }
+        Ok((file, offset))
+    }
+
     fn open_raw(&self, path: &str) -> Result<(Box<dyn Read + Send>, u64), ImageError> {
         match self {
             Self::Dir { root } => {
@@ -160,6 +192,14 @@ impl Store {
 /// Opens `rel` under `root`, refusing anything that is not a regular file whose real path
 /// stays inside `root` (a symlink out of the layout, a FIFO, a device).
 fn open_in_dir(root: &Path, rel: &str) -> Result<(File, u64), ImageError> {
+    let (real, file) = real_file_in_dir(root, rel)?;
+    let meta = file.metadata().map_err(ImageError::io("stat", &real))?;
+    Ok((file, meta.len()))
+}
+
+/// The real path of `rel` under `root` and the file opened, refused as [`open_in_dir`]
+/// says.
+fn real_file_in_dir(root: &Path, rel: &str) -> Result<(PathBuf, File), ImageError> {
     let outside = || ImageError::OutsideLayout {
         location: root.join(rel).display().to_string(),
     };
@@ -175,5 +215,5 @@ fn open_in_dir(root: &Path, rel: &str) -> Result<(File, u64), ImageError> {
     if !meta.is_file() {
         return Err(outside());
     }
-    Ok((file, meta.len()))
+    Ok((real, file))
 }

@@ -106,6 +106,7 @@ pub fn export(
         upper: opts.upper,
         scratch_size: opts.scratch_size.unwrap_or(DEFAULT_SCRATCH),
         verity: VerityMode::RequireSidecar,
+        layer_format: opts.layer_format,
         kata_vhost_user_store: None,
         queues: usize::try_from(opts.cpus).unwrap_or(1).clamp(1, MAX_QUEUES),
         workers: usize::try_from(opts.cpus).unwrap_or(1).clamp(1, 2),

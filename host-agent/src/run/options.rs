@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use crate::convert::LayerFormat;
 use crate::daemon::config::{ExportMode, UpperKind};
 use crate::microvm::AssetCache;
 
@@ -33,6 +34,9 @@ pub struct RunOptions {
     pub scratch_size: Option<u64>,
     /// Reference values computed from the image's tars, checked in the guest.
     pub confidential: bool,
+    /// Full EROFS layers, or index layers over the image's tars (in-process export only:
+    /// a running daemon's `layer_format` decides for it).
+    pub layer_format: LayerFormat,
     /// Guest memory in MiB.
     pub memory_mib: u32,
     /// vCPUs.

@@ -12,6 +12,7 @@ use layerpass_types::initdata::{Initdata, InitdataAlgorithm};
 use super::error::RunError;
 use crate::attest::reference::{Builder, Input, compute};
 use crate::attest::render;
+use crate::convert::LayerFormat;
 use crate::image::Platform;
 
 /// The initdata document of a run and its digest.
@@ -24,23 +25,24 @@ pub struct RunInitdata {
 }
 
 /// The initdata holding the guest agent's reference values for `image`: each layer's root
-/// hash as layerpass converts it (build time 0, as the run's own conversion), bound to its
-/// diff ID. Temporary files go under `scratch` and are gone when this returns.
+/// hash as layerpass converts it in `format` (build time 0, as the run's own conversion:
+/// a full image, or an index layer over the tar), bound to its diff ID. Temporary files go
+/// under `scratch` and are gone when this returns.
 pub fn from_image(
     image: &Path,
     platform: Option<&Platform>,
+    format: LayerFormat,
     scratch: &Path,
 ) -> Result<RunInitdata, RunError> {
     let input = Input::Image {
         path: image.to_owned(),
         platform: platform.cloned(),
     };
-    let report = compute(
-        &input,
-        &Builder::Layerpass { mkfs_time: 0 },
-        Some(scratch),
-        &|_, _| {},
-    )?;
+    let builder = match format {
+        LayerFormat::Full => Builder::Layerpass { mkfs_time: 0 },
+        LayerFormat::Index => Builder::LayerpassIndex { mkfs_time: 0 },
+    };
+    let report = compute(&input, &builder, Some(scratch), &|_, _| {})?;
     let values = render::reference_values_toml(&report);
     // no attestation agent in a `layerpass run` VM: only our entry
     let document = render::initdata(&values, InitdataAlgorithm::Sha256, false);

@@ -25,6 +25,7 @@ use crate::convert::{
     ConvertEvent, ImageConvertOptions, ImageConvertReport, OutputLayout, convert_image,
 };
 use crate::daemon::config::{ExportMode, UpperKind};
+use crate::daemon::layers::layer_cache_dir;
 use crate::image::{Image, Platform, open_image, read_config};
 use crate::microvm::VmError;
 use crate::microvm::accel::{self, Accel};
@@ -121,9 +122,12 @@ pub fn run(
     let converted = if opts.daemon.is_none() {
         step("converting the image's layers");
         let _lock = cache.lock("layers.lock")?;
-        let mut o =
-            ImageConvertOptions::new(OutputLayout::ContainerdCache, cache.dir().join("layers"));
+        let mut o = ImageConvertOptions::new(
+            OutputLayout::ContainerdCache,
+            layer_cache_dir(cache.dir(), opts.layer_format),
+        );
         o.platform = platform.clone();
+        o.format = opts.layer_format;
         let progress = |e: ConvertEvent| notify(RunNote::Convert(e));
         Some(convert_image(&image_path, &o, &progress)?)
     } else {
@@ -140,7 +144,12 @@ pub fn run(
     let initdata = if opts.confidential {
         let t = Instant::now();
         step("computing reference values from the image's layer tars");
-        let found = reference::from_image(&image_path, platform.as_ref(), tmp.path())?;
+        let found = reference::from_image(
+            &image_path,
+            platform.as_ref(),
+            opts.layer_format,
+            tmp.path(),
+        )?;
         timings.reference_values_ms = ms(t.elapsed());
         step(&format!(
             "reference values in initdata, digest {}",

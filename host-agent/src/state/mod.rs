@@ -10,8 +10,8 @@ mod store;
 
 pub use lock::{LOCK_FILE, StateLock};
 pub use record::{
-    CompositeLayerRecord, DiskBacking, DiskRecord, DiskRole, ExportKey, ExportRecord, MountRecord,
-    SourceRecord,
+    CompositeLayerRecord, DiskBacking, DiskRecord, DiskRole, ExportKey, ExportRecord,
+    IndexTarRecord, MountRecord, SourceRecord,
 };
 pub use store::{DB_FILE, SCHEMA_VERSION, StateStore};
 

@@ -72,6 +72,9 @@ pub enum DiskBacking {
         /// when its sidecar is not beside the blob for the disk to find.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         block_size: Option<u32>,
+        /// For an index layer (`blob` its metadata): the tar it points into.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        index: Option<IndexTarRecord>,
     },
     /// Every layer as a GPT partition, top first.
     Composite {
@@ -102,6 +105,37 @@ pub struct CompositeLayerRecord {
     /// As for [`DiskBacking::Layer`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub block_size: Option<u32>,
+    /// As for [`DiskBacking::Layer`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<IndexTarRecord>,
+}
+
+/// The tar an index layer's metadata points into: a file, from an offset (a layer tar
+/// inside an image archive is referenced where it is).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexTarRecord {
+    /// The file.
+    pub path: PathBuf,
+    /// Where the tar starts in it.
+    pub offset: u64,
+}
+
+impl From<&crate::export::index::IndexTar> for IndexTarRecord {
+    fn from(t: &crate::export::index::IndexTar) -> Self {
+        Self {
+            path: t.path.clone(),
+            offset: t.offset,
+        }
+    }
+}
+
+impl From<&IndexTarRecord> for crate::export::index::IndexTar {
+    fn from(t: &IndexTarRecord) -> Self {
+        Self {
+            path: t.path.clone(),
+            offset: t.offset,
+        }
+    }
 }
 
 /// The role of a disk in the export.

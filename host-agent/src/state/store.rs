@@ -176,6 +176,7 @@ mod tests {
                 read_only: true,
                 node: Some(("/store/block/devices/lp0".into(), 3)),
                 backing: DiskBacking::Layer {
+                    index: None,
                     blob: "/b".into(),
                     tree: None,
                     block_size: None,

@@ -20,6 +20,9 @@ use super::initdata::{Algorithm, describe};
 pub enum As {
     /// layerpass's converter (`layerpass convert`, the daemon, `layerpass run`).
     Layerpass,
+    /// layerpass's index layers (`convert --index`, `layer_format = "index"`,
+    /// `layerpass run --index`).
+    LayerpassIndex,
     /// containerd's EROFS differ configured as kata-deploy configures it.
     Containerd,
 }
@@ -102,8 +105,13 @@ impl ReferenceValuesArgs {
         let report = compute(&input, &builder, None, &on_layer)
             .context("cannot compute the reference values")?;
         match &report.builder {
-            BuilderReport::Layerpass { version, mkfs_time } => {
-                eprintln!("as layerpass {version} (EROFS build time {mkfs_time})");
+            BuilderReport::Layerpass {
+                version,
+                mkfs_time,
+                index,
+            } => {
+                let what = if *index { " index layers" } else { "" };
+                eprintln!("as layerpass {version}{what} (EROFS build time {mkfs_time})");
             }
             BuilderReport::Containerd {
                 mkfs_erofs,
@@ -143,12 +151,15 @@ impl ReferenceValuesArgs {
     /// The builder the flags name; a flag of the other builder is an error.
     fn builder(&self) -> anyhow::Result<Builder> {
         match self.builder {
-            As::Layerpass => {
+            As::Layerpass | As::LayerpassIndex => {
                 if self.containerd_path.is_some() || self.mkfs_erofs.is_some() {
                     bail!("--containerd-path and --mkfs-erofs are for --as containerd");
                 }
-                Ok(Builder::Layerpass {
-                    mkfs_time: self.mkfs_time.unwrap_or(0),
+                let mkfs_time = self.mkfs_time.unwrap_or(0);
+                Ok(if self.builder == As::LayerpassIndex {
+                    Builder::LayerpassIndex { mkfs_time }
+                } else {
+                    Builder::Layerpass { mkfs_time }
                 })
             }
             As::Containerd => {

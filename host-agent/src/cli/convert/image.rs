@@ -8,8 +8,8 @@ use std::sync::OnceLock;
 use clap::{Args, ValueEnum};
 use indicatif::ProgressBar;
 use layerpass::convert::{
-    ConvertEvent, ImageConvertOptions, ImageConvertReport, LayerConvertReport, OutputLayout,
-    convert_image,
+    ConvertEvent, ImageConvertOptions, ImageConvertReport, LayerConvertReport, LayerFormat,
+    OutputLayout, convert_image,
 };
 use layerpass::image::{Platform, SourceFormat};
 use serde::Serialize;
@@ -54,6 +54,13 @@ pub struct ImageArgs {
     /// Print one JSON object with a `layers` array instead of text.
     #[arg(long)]
     json: bool,
+    /// Zero-copy: each layer becomes an index layer (`<hex>.erofs` is EROFS metadata over
+    /// the tar, with `.tree` and `.dmverity` beside it). A plain layer's tar is referenced
+    /// where it is in the image (its blob file, or its member of the archive at its
+    /// offset); a gzip or zstd layer is decompressed once into `<hex>.erofs.tar`. The
+    /// image must stay where it is while its layers are used. See docs/tar-index.md.
+    #[arg(long)]
+    index: bool,
     #[command(flatten)]
     limits: super::LimitArgs,
 }
@@ -67,12 +74,28 @@ struct LayerJson<'a> {
     digest: String,
     media_type: &'a str,
     path: &'a Path,
-    /// Bytes of the written blob (EROFS image + verity superblock area + tree).
+    /// Bytes of the written blob (EROFS image + verity superblock area + tree); of an
+    /// index layer, of its metadata.
     size: u64,
     root_hash: String,
     hash_offset: u64,
     /// True when the blob was already there and was not rewritten.
     skipped: bool,
+    /// The layer as a layer file is named elsewhere: the blob, or `META+TAR[#OFFSET]`.
+    spec: String,
+    /// An index layer's tar: the file, where the tar starts in it, its length, and
+    /// whether it is a decompressed copy in OUT_DIR (else the image's own bytes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tar: Option<&'a Path>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tar_offset: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tar_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tar_in_cache: Option<bool>,
+    /// An index layer's dm-verity tree.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tree: Option<&'a Path>,
 }
 
 #[derive(Debug, Serialize)]
@@ -83,6 +106,8 @@ struct ImageJson<'a> {
     config: String,
     platform: Option<String>,
     layout: &'static str,
+    /// `full` or `index`.
+    layer_format: &'static str,
     layers: Vec<LayerJson<'a>>,
 }
 
@@ -97,6 +122,11 @@ impl ImageArgs {
             mkfs_time,
             max_layer_bytes: self.limits.max_layer_bytes,
             max_entries: self.limits.max_entries,
+            format: if self.index {
+                LayerFormat::Index
+            } else {
+                LayerFormat::Full
+            },
             ..ImageConvertOptions::new(self.layout.into(), &self.out_dir)
         };
         let bar = OnceLock::<ProgressBar>::new();
@@ -118,6 +148,7 @@ impl ImageArgs {
                 config: report.config.to_string(),
                 platform: report.platform.as_ref().map(ToString::to_string),
                 layout: report.layout.name(),
+                layer_format: report.layer_format.name(),
                 layers: report.layers.iter().map(layer_json).collect(),
             };
             return emit(&serde_json::to_string(&json)?);
@@ -132,7 +163,7 @@ impl ImageArgs {
             text.push_str(&format!(
                 "\n  {} {}\n    {} bytes, root hash {}, hash offset {}{}",
                 l.diff_id,
-                l.path.display(),
+                l.spec(),
                 l.size,
                 l.root_hash,
                 l.hash_offset,
@@ -158,5 +189,11 @@ fn layer_json(l: &LayerConvertReport) -> LayerJson<'_> {
         root_hash: l.root_hash.to_hex(),
         hash_offset: l.hash_offset,
         skipped: l.skipped(),
+        spec: l.spec(),
+        tar: l.index_files.as_ref().map(|i| i.tar.path.as_path()),
+        tar_offset: l.index_files.as_ref().map(|i| i.tar.offset),
+        tar_bytes: l.index_files.as_ref().map(|i| i.tar_bytes),
+        tar_in_cache: l.index_files.as_ref().map(|i| i.in_cache),
+        tree: l.index_files.as_ref().map(|i| i.tree.as_path()),
     }
 }

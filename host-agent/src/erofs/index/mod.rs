@@ -27,6 +27,7 @@ mod source;
 mod verity;
 
 use std::fs::{self, File};
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -108,11 +109,7 @@ pub fn index_layer(
     out: &Path,
     opts: &IndexOptions,
 ) -> Result<IndexReport, ErofsError> {
-    let span = tracing::info_span!("index_layer", out = %out.display());
-    let _enter = span.enter();
-    let dir = layerpass_fsutil::dir_of(out).to_owned();
     let limit = opts.max_layer_bytes.min(MAX_TAR_BYTES);
-
     let file = File::open(input_path).map_err(ErofsError::io("open", input_path))?;
     let handle = file
         .try_clone()
@@ -136,6 +133,44 @@ pub fn index_layer(
             return Err(ErofsError::LayerTooLarge { limit });
         }
     }
+    let data = if plain {
+        TarData::InPlace(input_path)
+    } else {
+        TarData::Decompressed(compression)
+    };
+    index_tar(reader, data, out, opts)
+}
+
+/// What the uncompressed tar [`index_tar`] reads is, and so where the index's tar will be.
+#[derive(Debug, Clone, Copy)]
+pub enum TarData<'a> {
+    /// The bytes of this file (from some offset the caller knows: a layer tar inside an
+    /// archive), named as the tar in the report and never copied.
+    InPlace(&'a Path),
+    /// Decompressed from this compression: written to `OUT.tar` as it is read, which then
+    /// is the tar.
+    Decompressed(Compression),
+}
+
+/// Indexes the uncompressed tar read from `tar` (an image's layer through its verifying
+/// reader, for instance) into `out`, `out.tree` and `out.dmverity`; `data` says whether
+/// those bytes stay where they are or are copied into `OUT.tar`. On error nothing is left
+/// at those paths. [`index_layer`] is this for a file.
+pub fn index_tar<'a>(
+    tar: impl Read + Send + 'a,
+    data: TarData<'_>,
+    out: &Path,
+    opts: &IndexOptions,
+) -> Result<IndexReport, ErofsError> {
+    let span = tracing::info_span!("index_layer", out = %out.display());
+    let _enter = span.enter();
+    let dir = layerpass_fsutil::dir_of(out).to_owned();
+    let limit = opts.max_layer_bytes.min(MAX_TAR_BYTES);
+    let reader: Box<dyn Read + Send + 'a> = Box::new(tar);
+    let (plain, compression) = match data {
+        TarData::InPlace(_) => (true, Compression::None),
+        TarData::Decompressed(c) => (false, c),
+    };
     let tar_out = tar_path_for(out);
     let tar_tmp = if plain {
         None
@@ -239,10 +274,9 @@ pub fn index_layer(
         return Err(e);
     }
     let sidecar_bytes = fs::metadata(&sidecar).map_or(0, |m| m.len());
-    let tar = if plain {
-        input_path.to_owned()
-    } else {
-        tar_out
+    let tar = match data {
+        TarData::InPlace(p) => p.to_owned(),
+        TarData::Decompressed(_) => tar_out,
     };
     let bytes_written =
         meta_bytes + report.tree_bytes + sidecar_bytes + if plain { 0 } else { tar_bytes };
