@@ -13,7 +13,12 @@
 //! - nothing panics;
 //! - a rejected layer is an `InvalidArgument` error;
 //! - a converted plain layer's diff ID is the SHA-256 of the input, and the image is whole
-//!   EROFS blocks, as long as the report says, with the EROFS magic.
+//!   EROFS blocks, as long as the report says, with the EROFS magic;
+//! - the tar index writer ([`super::index::index_layer`], `convert layer --index`) given the
+//!   same input agrees: it indexes exactly the layers the full converter converts (the two
+//!   share the tar reader; a registry's layer must not pass one and fail the other), rejects
+//!   the rest as `InvalidArgument`, and an index is whole 512-byte blocks whose superblock
+//!   addresses the tar it read (the whole input for a plain tar).
 
 use std::fs;
 use std::io::{self, Cursor};
@@ -24,6 +29,7 @@ use layerpass_protocols::status::{HasKind, Kind};
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
+use super::index::{IndexInfo, IndexOptions, index_layer};
 use super::{BLOCK_SIZE, ConvertOptions, convert_layer, format};
 use crate::compression::Compression;
 
@@ -66,6 +72,10 @@ pub enum Outcome {
 pub struct TarHarness {
     dir: TempDir,
     out: PathBuf,
+    /// The input as a file, for the index writer (it reads the tar in place).
+    tar: PathBuf,
+    /// The index's metadata (`.tree`, `.dmverity` and `.tar` beside it).
+    index: PathBuf,
 }
 
 impl TarHarness {
@@ -76,7 +86,14 @@ impl TarHarness {
             .tempdir()
             .map_err(HarnessError::Setup)?;
         let out = dir.path().join("layer.erofs");
-        Ok(Self { dir, out })
+        let tar = dir.path().join("input.tar");
+        let index = dir.path().join("index.meta");
+        Ok(Self {
+            dir,
+            out,
+            tar,
+            index,
+        })
     }
 
     /// The directory runs convert into.
@@ -96,9 +113,20 @@ impl TarHarness {
             mkfs_time: Some(0),
             ..ConvertOptions::default()
         };
-        let report = match convert_layer(Cursor::new(&input), &self.out, &opts) {
+        let converted = convert_layer(Cursor::new(&input), &self.out, &opts);
+        let indexed = self.index(&input, plain)?;
+        let report = match converted {
             Ok(report) => report,
-            Err(e) if e.kind() == Kind::InvalidArgument => return Ok(Outcome::Rejected),
+            Err(e) if e.kind() == Kind::InvalidArgument => {
+                if let Some(meta_bytes) = indexed {
+                    return Err(HarnessError::Converted(format!(
+                        "the full converter rejected the layer ({}) but the index writer \
+                         indexed it ({meta_bytes} bytes of metadata)",
+                        chain(&e)
+                    )));
+                }
+                return Ok(Outcome::Rejected);
+            }
             Err(e) => {
                 return Err(HarnessError::Kind {
                     kind: e.kind(),
@@ -106,6 +134,11 @@ impl TarHarness {
                 });
             }
         };
+        if indexed.is_none() {
+            return Err(HarnessError::Converted(
+                "the full converter converted the layer but the index writer rejected it".into(),
+            ));
+        }
         let broken = |m: String| Err(HarnessError::Converted(m));
         if plain {
             let diff_id = format!("sha256:{}", hex::encode(Sha256::digest(&input)));
@@ -131,6 +164,49 @@ impl TarHarness {
             return broken("no EROFS magic in the superblock".into());
         }
         Ok(Outcome::Converted(len))
+    }
+
+    /// Runs the index writer on `input`: `Some(metadata bytes)` when it indexed the layer,
+    /// `None` when it rejected it as `InvalidArgument`; a broken index or another kind of
+    /// rejection is an error.
+    fn index(&self, input: &[u8], plain: bool) -> Result<Option<u64>, HarnessError> {
+        fs::write(&self.tar, input).map_err(HarnessError::Setup)?;
+        let opts = IndexOptions {
+            mkfs_time: Some(0),
+            ..IndexOptions::default()
+        };
+        let report = match index_layer(&self.tar, &self.index, &opts) {
+            Ok(report) => report,
+            Err(e) if e.kind() == Kind::InvalidArgument => return Ok(None),
+            Err(e) => {
+                return Err(HarnessError::Kind {
+                    kind: e.kind(),
+                    message: format!("index writer: {}", chain(&e)),
+                });
+            }
+        };
+        let broken = |m: String| Err(HarnessError::Converted(format!("index: {m}")));
+        if plain && report.tar_bytes != input.len() as u64 {
+            return broken(format!(
+                "indexed {} bytes of tar from a {}-byte plain input",
+                report.tar_bytes,
+                input.len()
+            ));
+        }
+        let info = match IndexInfo::read(&self.index) {
+            Ok(info) => info,
+            Err(e) => return broken(format!("the metadata does not read back: {}", chain(&e))),
+        };
+        if info.meta_bytes != report.meta_bytes
+            || info.extra_devices != 0
+            || info.tar_len_padded() != report.tar_bytes.next_multiple_of(512)
+        {
+            return broken(format!(
+                "superblock {info:?} does not match the report: {} bytes of metadata, {} of tar",
+                report.meta_bytes, report.tar_bytes
+            ));
+        }
+        Ok(Some(report.meta_bytes))
     }
 }
 
