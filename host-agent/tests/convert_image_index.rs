@@ -168,13 +168,16 @@ fn an_oci_layout_plain_in_place_gzip_decompressed_once_then_reused() {
     check_layer(plain, &plain_tar, dir.path());
     check_layer(gz, &gzip_tar, dir.path());
 
-    // the cache holds metadata, trees and sidecars, and only the gzip layer's tar
+    // the cache holds metadata, trees and sidecars, the plain layer's tar stamp (the stat
+    // data of the blob it points into), and only the gzip layer's tar
     let cached = files(&out);
     let names: Vec<String> = cached
         .iter()
         .map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(cached.len(), 7, "{names:?}");
+    assert_eq!(cached.len(), 8, "{names:?}");
+    let stamps: Vec<_> = names.iter().filter(|n| n.ends_with(".tarstamp")).collect();
+    assert_eq!(stamps, [&format!("{}.erofs.tarstamp", plain.diff_id.hex())]);
     let tars: Vec<_> = names.iter().filter(|n| n.ends_with(".tar")).collect();
     assert_eq!(tars, [&format!("{}.erofs.tar", gz.diff_id.hex())]);
     let plain_bytes: u64 = cached
@@ -184,9 +187,13 @@ fn an_oci_layout_plain_in_place_gzip_decompressed_once_then_reused() {
         .sum();
     let tree_len = fs::metadata(&p.tree).unwrap().len();
     let sidecar_len = fs::metadata(&plain.sidecar).unwrap().len();
+    let stamp_len = fs::metadata(format!("{}.tarstamp", plain.path.display()))
+        .unwrap()
+        .len();
+    assert!(stamp_len < 1024, "{stamp_len}");
     assert_eq!(
         plain_bytes,
-        plain.size + tree_len + sidecar_len,
+        plain.size + tree_len + sidecar_len + stamp_len,
         "no tar bytes copied"
     );
     assert_eq!(
@@ -245,6 +252,42 @@ fn an_oci_layout_plain_in_place_gzip_decompressed_once_then_reused() {
         matches!(
             **source,
             LayerConvertError::Blob(ImageError::SizeMismatch { .. })
+        ),
+        "{source}"
+    );
+    assert_eq!(fs::read(&plain.path).unwrap(), meta_before);
+
+    // the blob rewritten with its own bytes: its stat data changed, so it is read again
+    // (and passes); then reused while nothing changes
+    fs::write(&plain_blob, &layers[0].blob).unwrap();
+    let again = convert(&layout, &out).unwrap();
+    assert_eq!(again.layers[0].outcome, LayerOutcome::Converted);
+    assert_eq!(again.layers[0].root_hash, report.layers[0].root_hash);
+    let again = convert(&layout, &out).unwrap();
+    assert_eq!(again.layers[0].outcome, LayerOutcome::Skipped);
+    // one byte changed at the same size, the mtime set back: not reused; read again, the
+    // blob's digest no longer matches, the earlier index stays as it was
+    let mtime = fs::metadata(&plain_blob).unwrap().modified().unwrap();
+    let mut flipped = layers[0].blob.clone();
+    flipped[600] ^= 0xff;
+    fs::write(&plain_blob, &flipped).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&plain_blob)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let e = convert(&layout, &out).unwrap_err();
+    let ImageConvertError::Layer {
+        index: 0, source, ..
+    } = &e
+    else {
+        panic!("{e}");
+    };
+    assert!(
+        matches!(
+            **source,
+            LayerConvertError::Blob(ImageError::DigestMismatch { .. })
         ),
         "{source}"
     );

@@ -28,6 +28,7 @@ use super::error::LayerConvertError;
 use super::options::{ConvertEvent, ImageConvertOptions, Progress};
 use super::publish::remove_if_present;
 use super::report::{IndexFiles, LayerConvertReport, LayerOutcome};
+use super::tarstamp::{TarStamp, stamp_path};
 use crate::compression::Compression;
 use crate::erofs::ErofsError;
 use crate::erofs::index::{
@@ -101,7 +102,9 @@ pub(super) fn index_one(
             .filter(fs::Metadata::is_file)
             .map(|m| m.len())
     };
-    if let Some(found) = tar_len.and_then(|len| already_indexed(&meta, len)) {
+    // an in-place tar must also be the very file (and state) it was indexed from
+    let same_tar = !plain || TarStamp::still_matches(&stamp_path(&meta), &tar.path, tar.offset);
+    if same_tar && let Some(found) = tar_len.and_then(|len| already_indexed(&meta, len)) {
         tracing::info!(meta = %meta.display(), "already indexed; skipped");
         progress(ConvertEvent::Read { bytes: layer.size });
         return Ok(report(found, LayerOutcome::Skipped));
@@ -112,7 +115,8 @@ pub(super) fn index_one(
         source,
     })?;
     let tmp = dir.join(format!(".{}.erofs.partial", layer.diff_id.hex()));
-    let made = index_to(layer, plain.then_some(&tar), &tmp, index_opts, progress)
+    let made = stamp_in_place(plain.then_some(&tar), &tmp)
+        .and_then(|()| index_to(layer, plain.then_some(&tar), &tmp, index_opts, progress))
         .and_then(|found| publish(&tmp, &meta, !plain).map(|()| found));
     match made {
         Ok(found) => Ok(report(found, LayerOutcome::Converted)),
@@ -256,6 +260,13 @@ fn publish(tmp: &Path, meta: &Path, with_tar: bool) -> Result<(), LayerConvertEr
     if with_tar {
         pairs.push((tar_path_for(tmp), tar_path_for(meta)));
     }
+    let stamp = stamp_path(tmp);
+    if stamp.exists() {
+        pairs.push((stamp, stamp_path(meta)));
+    } else {
+        // a compressed layer's tar is ours, in the cache: no stamp (remove an old one)
+        remove_if_present(&stamp_path(meta));
+    }
     pairs.push((tree_path_for(tmp), tree_path_for(meta)));
     pairs.push((sidecar_path(tmp), sidecar_path(meta)));
     pairs.push((tmp.to_owned(), meta.to_owned()));
@@ -266,6 +277,19 @@ fn publish(tmp: &Path, meta: &Path, with_tar: bool) -> Result<(), LayerConvertEr
     Ok(())
 }
 
+/// Records the in-place tar's `stat` data beside `tmp`, before the tar is read.
+fn stamp_in_place(in_place: Option<&IndexTar>, tmp: &Path) -> Result<(), LayerConvertError> {
+    let Some(tar) = in_place else {
+        return Ok(());
+    };
+    let at = stamp_path(tmp);
+    TarStamp::of(&tar.path, tar.offset)
+        .and_then(|s| s.write(&at))
+        .map_err(|e| {
+            LayerConvertError::Convert(ErofsError::io("record the state of", &tar.path)(e))
+        })
+}
+
 /// Removes whatever of the index at `tmp` exists.
 fn discard(tmp: &Path) {
     for p in [
@@ -273,6 +297,7 @@ fn discard(tmp: &Path) {
         tree_path_for(tmp),
         sidecar_path(tmp),
         tar_path_for(tmp),
+        stamp_path(tmp),
     ] {
         remove_if_present(&p);
     }

@@ -23,6 +23,7 @@ mod layout;
 mod options;
 mod publish;
 mod report;
+mod tarstamp;
 
 use std::fs;
 use std::path::Path;
