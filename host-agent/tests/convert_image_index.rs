@@ -386,7 +386,8 @@ fn a_docker_save_archive_is_referenced_at_its_offsets() {
 /// The daemon with `layer_format = "index"` exports an image's layers as index layers into
 /// `index-layers/` of its cache: per-layer disks and a composite (512-byte GPT) at 512-byte
 /// blocks, planned at 512/4096 verity with the conversion's root hashes; a disk reopened
-/// from its record (a restart) is the same.
+/// from its record (a restart) is the same; a request naming the full format gets full
+/// layers from the same daemon.
 #[test]
 fn the_daemon_exports_index_layers_per_layer_and_composite() {
     use layerpass::daemon::config::{Config, ExportMode, VerityMode};
@@ -430,6 +431,7 @@ fn the_daemon_exports_index_layers_per_layer_and_composite() {
             source: SourceSpec::Image {
                 path: layout.clone(),
                 platform: None,
+                format: None,
             },
             mode: Some(mode),
             upper: None,
@@ -478,6 +480,35 @@ fn the_daemon_exports_index_layers_per_layer_and_composite() {
         }
         daemon.unexport(&format!("sb{i}"), "c1").unwrap();
     }
+    // a request naming the full format overrides the configured index: 4096-byte verity,
+    // full blobs in `layers/`
+    let spec = ExportSpec {
+        sandbox: "sb-full".into(),
+        container: "c1".into(),
+        source: SourceSpec::Image {
+            path: layout.clone(),
+            platform: None,
+            format: Some(LayerFormat::Full),
+        },
+        mode: Some(ExportMode::PerLayer),
+        upper: None,
+        guest: None,
+    };
+    let outcome = daemon.export(&spec).unwrap();
+    for planned in &outcome.plan.layers {
+        let v = planned.verity.as_ref().unwrap();
+        assert_eq!((v.data_block_size, v.hash_block_size), (4096, 4096));
+    }
+    for d in &outcome.record.disks {
+        if let DiskBacking::Layer { blob, index, .. } = &d.backing {
+            assert!(index.is_none());
+            assert!(
+                blob.starts_with(dir.path().join("cache/layers")),
+                "{blob:?}"
+            );
+        }
+    }
+    daemon.unexport("sb-full", "c1").unwrap();
     daemon.shutdown();
     // nothing of the image was copied into the cache but the gzip layer's tar
     let cached = files(&dir.path().join("cache"));

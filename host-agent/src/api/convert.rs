@@ -8,6 +8,7 @@ use layerpass_protocols::protobuf::{EnumOrUnknown, MessageField};
 use layerpass_protocols::v1::host as pb;
 
 use crate::containerd::MountEntry;
+use crate::convert::LayerFormat;
 use crate::daemon::config::{Config, ExportMode, UpperKind};
 use crate::daemon::disks::UpperRequest;
 use crate::daemon::{
@@ -35,9 +36,16 @@ pub fn export_spec(req: &pb::ExportRequest) -> Result<ExportSpec, DaemonError> {
             if i.path.is_empty() {
                 return Err(bad("image.path is empty".into()));
             }
+            let format = match i.layer_format.enum_value() {
+                Ok(pb::LayerFormat::LAYER_FORMAT_UNSPECIFIED) => None,
+                Ok(pb::LayerFormat::LAYER_FORMAT_FULL) => Some(LayerFormat::Full),
+                Ok(pb::LayerFormat::LAYER_FORMAT_INDEX) => Some(LayerFormat::Index),
+                Err(n) => return Err(bad(format!("image.layer_format: unknown value {n}"))),
+            };
             SourceSpec::Image {
                 path: PathBuf::from(&i.path),
                 platform: (!i.platform.is_empty()).then(|| i.platform.clone()),
+                format,
             }
         }
         None => return Err(bad("source: neither mounts nor image is set".into())),
@@ -216,4 +224,45 @@ pub fn status_response(config: &Config, s: &DaemonStatus) -> pb::HostStatusRespo
     out.connected_disks = s.connected_disks;
     out.running_queues = s.running_queues;
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+
+    use super::*;
+
+    fn image_request(format: EnumOrUnknown<pb::LayerFormat>) -> pb::ExportRequest {
+        let mut req = pb::ExportRequest::new();
+        req.sandbox_id = "sb".into();
+        req.container_id = "c".into();
+        let mut i = pb::OciImage::new();
+        i.path = "/images/x".into();
+        i.layer_format = format;
+        req.set_image(i);
+        req
+    }
+
+    /// The request's layer format reaches the daemon's spec; a value outside the proto's
+    /// is refused naming the field, not taken as the default.
+    #[test]
+    fn layer_formats_and_an_unknown_one() {
+        for (value, want) in [
+            (pb::LayerFormat::LAYER_FORMAT_UNSPECIFIED, None),
+            (pb::LayerFormat::LAYER_FORMAT_FULL, Some(LayerFormat::Full)),
+            (
+                pb::LayerFormat::LAYER_FORMAT_INDEX,
+                Some(LayerFormat::Index),
+            ),
+        ] {
+            let spec = export_spec(&image_request(EnumOrUnknown::new(value))).unwrap();
+            assert!(
+                matches!(spec.source, SourceSpec::Image { format, .. } if format == want),
+                "{value:?}"
+            );
+        }
+        let e = export_spec(&image_request(EnumOrUnknown::from_i32(7))).unwrap_err();
+        assert!(matches!(e, DaemonError::BadRequest(_)), "{e}");
+        assert!(e.to_string().contains("image.layer_format"), "{e}");
+    }
 }

@@ -49,6 +49,15 @@ enum Mode {
     Composite,
 }
 
+/// `--layer-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LayerFormatArg {
+    /// A full EROFS image per layer.
+    Full,
+    /// An index layer over the layer's tar.
+    Index,
+}
+
 #[derive(Debug, Args)]
 #[command(group(ArgGroup::new("source").required(true).args(["mounts", "image"])))]
 pub struct ExportArgs {
@@ -67,6 +76,11 @@ pub struct ExportArgs {
     /// With --image: the platform (os/arch[/variant]) of an index.
     #[arg(long, value_name = "PLATFORM", requires = "image")]
     platform: Option<String>,
+    /// With --image: each layer an index layer (EROFS metadata over its tar, 512-byte
+    /// blocks; docs/tar-index.md) or a full EROFS image (default: the daemon's
+    /// `layer_format`).
+    #[arg(long, value_enum, value_name = "FORMAT", requires = "image")]
+    layer_format: Option<LayerFormatArg>,
     /// One disk per layer, or one GPT disk with a partition per layer (default: the
     /// daemon's `export_mode`).
     #[arg(long, value_enum)]
@@ -144,6 +158,11 @@ impl ExportArgs {
                 .display()
                 .to_string();
             i.platform = self.platform.clone().unwrap_or_default();
+            i.layer_format = EnumOrUnknown::new(match self.layer_format {
+                None => pb::LayerFormat::LAYER_FORMAT_UNSPECIFIED,
+                Some(LayerFormatArg::Full) => pb::LayerFormat::LAYER_FORMAT_FULL,
+                Some(LayerFormatArg::Index) => pb::LayerFormat::LAYER_FORMAT_INDEX,
+            });
             req.set_image(i);
         }
         req.mode = EnumOrUnknown::new(match self.mode {

@@ -80,8 +80,9 @@ pub struct RunArgs {
     /// Zero-copy layers: each layer becomes an index layer (EROFS metadata over its tar;
     /// a plain layer's tar is served from the image where it is, a gzip/zstd one
     /// decompressed once into the cache), served at 512-byte blocks. The guest kernel must
-    /// be 6.1.113 or later. With --daemon, the daemon's `layer_format` decides instead.
-    #[arg(long, conflicts_with = "daemon")]
+    /// be 6.1.113 or later. With --daemon too: the request names the format, whatever the
+    /// daemon's `layer_format` (so that confidential reference values match what is served).
+    #[arg(long)]
     index: bool,
     /// Guest memory in MiB.
     #[arg(long, value_name = "MIB", default_value_t = 512)]

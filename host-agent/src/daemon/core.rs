@@ -238,20 +238,27 @@ impl Daemon {
                         .collect(),
                 },
             ),
-            SourceSpec::Image { path, platform } => (
-                from_image(
-                    path,
-                    platform.as_deref(),
-                    &layer_cache_dir(&self.config.cache_dir, self.config.layer_format),
-                    self.config.layer_format,
-                    self.config.verity,
-                    &trees,
-                )?,
-                SourceRecord::Image {
-                    path: path.clone(),
-                    platform: platform.clone(),
-                },
-            ),
+            SourceSpec::Image {
+                path,
+                platform,
+                format,
+            } => {
+                let format = format.unwrap_or(self.config.layer_format);
+                (
+                    from_image(
+                        path,
+                        platform.as_deref(),
+                        &layer_cache_dir(&self.config.cache_dir, format),
+                        format,
+                        self.config.verity,
+                        &trees,
+                    )?,
+                    SourceRecord::Image {
+                        path: path.clone(),
+                        platform: platform.clone(),
+                    },
+                )
+            }
         };
         drop(cache);
         let mode = spec.mode.unwrap_or(self.config.export_mode);

@@ -1,6 +1,7 @@
 //! What the daemon is asked and what it answers, in its own types (the API converts them
 //! from and to protobuf).
 
+use crate::convert::LayerFormat;
 use std::path::PathBuf;
 
 use layerpass_protocols::v1::guest as pb;
@@ -22,6 +23,8 @@ pub enum SourceSpec {
         path: PathBuf,
         /// `os/arch[/variant]`.
         platform: Option<String>,
+        /// What each layer becomes; `None`: the configured `layer_format`.
+        format: Option<LayerFormat>,
     },
 }
 

@@ -12,6 +12,7 @@ use super::error::RunError;
 use super::options::RunOptions;
 use crate::api::HostClient;
 use crate::api::convert::export_response;
+use crate::convert::LayerFormat;
 use crate::daemon::config::{Config, ExportMode, UpperKind, VerityMode};
 use crate::daemon::disks::UpperRequest;
 use crate::daemon::{Daemon, ExportSpec, SourceSpec};
@@ -82,6 +83,7 @@ pub fn export(
         source: SourceSpec::Image {
             path: image,
             platform: opts.platform.clone(),
+            format: Some(opts.layer_format),
         },
         mode: Some(opts.mode),
         upper: Some(UpperRequest {
@@ -127,10 +129,20 @@ pub fn request(spec: &ExportSpec) -> pb::ExportRequest {
     let mut req = pb::ExportRequest::new();
     req.sandbox_id.clone_from(&spec.sandbox);
     req.container_id.clone_from(&spec.container);
-    if let SourceSpec::Image { path, platform } = &spec.source {
+    if let SourceSpec::Image {
+        path,
+        platform,
+        format,
+    } = &spec.source
+    {
         let mut i = pb::OciImage::new();
         i.path = path.display().to_string();
         i.platform = platform.clone().unwrap_or_default();
+        i.layer_format = EnumOrUnknown::new(match format {
+            None => pb::LayerFormat::LAYER_FORMAT_UNSPECIFIED,
+            Some(LayerFormat::Full) => pb::LayerFormat::LAYER_FORMAT_FULL,
+            Some(LayerFormat::Index) => pb::LayerFormat::LAYER_FORMAT_INDEX,
+        });
         req.set_image(i);
     }
     req.mode = EnumOrUnknown::new(match spec.mode {
@@ -160,10 +172,18 @@ mod tests {
     /// What the API turns the request back into is the spec it was made from.
     #[test]
     fn the_request_round_trips_through_the_api_conversion() {
-        for (mode, kind) in [
-            (ExportMode::PerLayer, UpperKind::Tmpfs),
-            (ExportMode::Composite, UpperKind::EncryptedDisk),
-            (ExportMode::PerLayer, UpperKind::Disk),
+        for (mode, kind, format) in [
+            (
+                ExportMode::PerLayer,
+                UpperKind::Tmpfs,
+                Some(LayerFormat::Index),
+            ),
+            (ExportMode::Composite, UpperKind::EncryptedDisk, None),
+            (
+                ExportMode::PerLayer,
+                UpperKind::Disk,
+                Some(LayerFormat::Full),
+            ),
         ] {
             let spec = ExportSpec {
                 sandbox: "run-1-x".into(),
@@ -171,6 +191,7 @@ mod tests {
                 source: SourceSpec::Image {
                     path: "/images/sample".into(),
                     platform: Some("linux/amd64".into()),
+                    format,
                 },
                 mode: Some(mode),
                 upper: Some(UpperRequest {
@@ -186,8 +207,10 @@ mod tests {
             assert_eq!(back.upper, spec.upper);
             assert!(matches!(
                 back.source,
-                SourceSpec::Image { ref path, ref platform }
-                    if path == Path::new("/images/sample") && platform.as_deref() == Some("linux/amd64")
+                SourceSpec::Image { ref path, ref platform, format: f }
+                    if path == Path::new("/images/sample")
+                        && platform.as_deref() == Some("linux/amd64")
+                        && f == format
             ));
         }
     }
