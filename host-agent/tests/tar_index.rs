@@ -113,21 +113,8 @@ fn containerd_tar_index_blobs_are_served_at_512_byte_blocks_as_they_are() {
 
     // `layerpass plan` maps it at 512/512 on a 512-byte disk (refused at 4096)
     for extra in [&[][..], &["--composite", "lp-composite"][..]] {
-        let out = Command::new(env!("CARGO_BIN_EXE_layerpass"))
-            .args(["plan", "--container", "c1"])
-            .args(extra)
-            .arg(&blob)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let req =
-            layerpass_protocols::json::parse_mount_request(&String::from_utf8_lossy(&out.stdout))
-                .unwrap();
-        let v = req.layers[0].verity.clone().unwrap();
+        let blob = blob.to_str().unwrap();
+        let v = planned_verity(&[extra, &[blob]].concat());
         assert_eq!((v.data_block_size, v.hash_block_size), (512, 512));
         assert_eq!(v.data_blocks, offset / 512);
         assert_eq!(v.hash_start_block, offset / 512 + 1);
@@ -202,19 +189,7 @@ fn an_index_layer_is_served_from_its_files() {
             &sidecar.roothash
         ));
 
-        let out = Command::new(env!("CARGO_BIN_EXE_layerpass"))
-            .args(["plan", "--container", "c1", spec])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let req =
-            layerpass_protocols::json::parse_mount_request(&String::from_utf8_lossy(&out.stdout))
-                .unwrap();
-        let v = req.layers[0].verity.clone().unwrap();
+        let v = planned_verity(&[spec.as_str()]);
         assert_eq!((v.data_block_size, v.hash_block_size), (512, 4096));
         assert_eq!(v.data_blocks, sidecar.hashoffset / 512);
         assert_eq!(v.hash_start_block, sidecar.hashoffset / 4096 + 1);
@@ -222,6 +197,24 @@ fn an_index_layer_is_served_from_its_files() {
     }
     assert_eq!(fs::read(&tar_path).unwrap(), tar);
     assert_eq!(fs::metadata(&tar_path).unwrap().modified().unwrap(), mtime);
+}
+
+/// `layerpass plan --container c1 ARGS`, parsed by the guest agent's own reader: the
+/// verity parameters of the first layer.
+fn planned_verity(args: &[&str]) -> layerpass_protocols::v1::guest::VerityParams {
+    let out = Command::new(env!("CARGO_BIN_EXE_layerpass"))
+        .args(["plan", "--container", "c1"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let req = layerpass_protocols::json::parse_mount_request(&String::from_utf8_lossy(&out.stdout))
+        .unwrap();
+    req.layers[0].verity.clone().unwrap()
 }
 
 /// Runs `layerpass blk serve --socket S ARGS` until its socket exists, stops it with

@@ -20,16 +20,34 @@ use super::tool::run;
 pub enum Accel {
     /// Hardware virtualisation (`-accel kvm -cpu host`).
     Kvm,
-    /// Emulation (`-accel tcg -cpu max`).
+    /// Emulation (`-accel tcg,thread=single -cpu max`).
     Tcg,
 }
 
 impl Accel {
-    /// The `-accel` value.
+    /// The accelerator's name (`kvm`, `tcg`): what `--accel` takes, what the verdict cache
+    /// and `run --json` record.
     pub fn name(self) -> &'static str {
         match self {
             Self::Kvm => "kvm",
             Self::Tcg => "tcg",
+        }
+    }
+
+    /// The `-accel` value QEMU is started with.
+    ///
+    /// TCG runs single-threaded: every vCPU of a guest on one host thread, taken in turn.
+    /// Multi-threaded TCG (QEMU's default on x86 hosts) raced in 2-vCPU guests of
+    /// QEMU 10.0.2: a Debian 6.12 kernel hung at boot with its second vCPU's timer
+    /// interrupt lost (RCU stall, no progress for 600 s), and in 1 boot of 72 (four
+    /// guests on two host cores) oopsed on an `int3` left by the other vCPU's live code
+    /// patching. Single-threaded TCG booted 160 of 160 there, and sooner (docs/testing.md,
+    /// "TCG: single-threaded"). Emulated guests are for hosts without usable KVM, where
+    /// correctness matters more than a second host thread.
+    pub fn qemu_arg(self) -> &'static str {
+        match self {
+            Self::Kvm => "kvm",
+            Self::Tcg => "tcg,thread=single",
         }
     }
 
