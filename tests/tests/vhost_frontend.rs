@@ -13,7 +13,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use layerpass::export::layer::LayerDisk;
@@ -27,7 +27,7 @@ use virtio_bindings::virtio_blk::{VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN, VIRTIO_B
 use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
 use virtio_bindings::virtio_ring::{
     VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC, VRING_DESC_F_INDIRECT, VRING_DESC_F_NEXT,
-    VRING_DESC_F_WRITE,
+    VRING_DESC_F_WRITE, VRING_USED_F_NO_NOTIFY,
 };
 use vm_memory::{Address, Bytes, FileOffset, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
@@ -613,5 +613,203 @@ fn the_config_space_carries_the_disks_logical_block_size() {
             size,
             "{name}"
         );
+    }
+}
+
+/// Sets the flag when dropped, also on a failed assertion: the test's saturating driver
+/// thread then stops and the thread scope can end.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A disk whose reads take [`SlowDisk::DELAY`] more: a guest's ring of requests on it
+/// takes far longer to serve than its driver takes to refill it.
+#[derive(Debug)]
+struct SlowDisk(LayerDisk);
+
+impl SlowDisk {
+    const DELAY: Duration = Duration::from_micros(200);
+}
+
+impl layerpass::export::Disk for SlowDisk {
+    fn size(&self) -> u64 {
+        self.0.size()
+    }
+    fn read_only(&self) -> bool {
+        self.0.read_only()
+    }
+    fn serial(&self) -> &[u8] {
+        self.0.serial()
+    }
+    fn logical_block_size(&self) -> u32 {
+        self.0.logical_block_size()
+    }
+    fn read_at(
+        &self,
+        offset: u64,
+        dst: &[vm_memory::VolatileSlice<'_>],
+    ) -> Result<(), layerpass::export::DiskError> {
+        std::thread::sleep(Self::DELAY);
+        self.0.read_at(offset, dst)
+    }
+    fn write_at(
+        &self,
+        offset: u64,
+        src: &[vm_memory::VolatileSlice<'_>],
+    ) -> Result<(), layerpass::export::DiskError> {
+        self.0.write_at(offset, src)
+    }
+    fn flush(&self) -> Result<(), layerpass::export::DiskError> {
+        self.0.flush()
+    }
+}
+
+/// A guest that keeps its ring full for ever gets a worker's share, not the worker: with one
+/// queue worker for two disks and guest A's driver putting back every request the moment it
+/// completes (its available index always a whole ring ahead of the used one; its disk slow,
+/// so the ring never runs dry), guest B's read completes, and the control thread, which
+/// serves every disk of the engine, stops A's queue (GET_VRING_BASE) while A is still
+/// saturating it. Without the batch bound B waits, and the control thread with it, for as
+/// long as A keeps going (the deterministic checks of the bound are `vring`'s unit tests).
+/// With notifications only and with polling.
+#[test]
+fn a_saturated_queue_starves_neither_other_disks_nor_the_control_thread() {
+    use layerpass::vhost::{DEFAULT_POLL, Engine, EngineConfig};
+    use std::sync::mpsc;
+
+    for poll in [Duration::ZERO, DEFAULT_POLL] {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::start(EngineConfig { workers: 1, poll }).unwrap();
+        let mut exports = Vec::new();
+        let mut contents = Vec::new();
+        for (name, seed) in [("a", 7u32), ("b", 13)] {
+            let blob: Vec<u8> = (0..3 * 4096u32).map(|i| (i * seed % 251) as u8).collect();
+            let path = dir.path().join(name);
+            fs::write(&path, &blob).unwrap();
+            let disk = LayerDisk::open(&path, None, None).unwrap();
+            let disk: Arc<dyn layerpass::export::Disk> = if name == "a" {
+                Arc::new(SlowDisk(disk))
+            } else {
+                Arc::new(disk)
+            };
+            let socket = dir.path().join(format!("{name}.sock"));
+            exports.push(engine.serve(&socket, disk, 2).unwrap());
+            contents.push(blob);
+        }
+        let mut a = Guest::connect(exports[0].socket(), false);
+        let mut b = Guest::connect(exports[1].socket(), false);
+
+        // A: descriptors 0..2 are a 4096-byte read; every avail slot holds head 0 (the ring
+        // is zeroed), so any available index names a whole ring of valid requests.
+        a.header(VIRTIO_BLK_T_IN, 0);
+        a.desc_at(DESC, 0, HDR, 16, VRING_DESC_F_NEXT, 1);
+        a.desc_at(
+            DESC,
+            1,
+            DATA,
+            4096,
+            VRING_DESC_F_WRITE | VRING_DESC_F_NEXT,
+            2,
+        );
+        a.desc_at(DESC, 2, STATUS, 1, VRING_DESC_F_WRITE, 0);
+        let Guest {
+            mem: a_mem,
+            frontend: a_frontend,
+            kick: a_kick,
+            ..
+        } = &mut a;
+        let a_mem = &*a_mem;
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let _stop = StopOnDrop(&stop);
+            // The driver: puts back every completed request at once and, like a virtio
+            // driver, kicks after publishing new ones unless the device asked not to be
+            // (VRING_USED_F_NO_NOTIFY).
+            let a_kick = &*a_kick;
+            s.spawn(|| {
+                let mut avail = 0u16;
+                while !stop.load(Ordering::Relaxed) {
+                    let used: u16 = a_mem
+                        .load(GuestAddress(USED + 2), Ordering::Acquire)
+                        .unwrap();
+                    if used.wrapping_add(QSIZE) != avail {
+                        avail = used.wrapping_add(QSIZE);
+                        a_mem
+                            .store(avail, GuestAddress(AVAIL + 2), Ordering::SeqCst)
+                            .unwrap();
+                        let flags: u16 = a_mem.load(GuestAddress(USED), Ordering::SeqCst).unwrap();
+                        if flags & VRING_USED_F_NO_NOTIFY as u16 == 0 {
+                            a_kick.write(1).unwrap();
+                        }
+                    }
+                    std::hint::spin_loop();
+                }
+            });
+            let a_used = || -> u16 {
+                a_mem
+                    .load(GuestAddress(USED + 2), Ordering::Acquire)
+                    .unwrap()
+            };
+            // A is being served: several rings' worth completed.
+            let deadline = Instant::now() + DEADLINE;
+            let mut completed = 0u32;
+            let mut last = a_used();
+            while completed < 2 * u32::from(QSIZE) {
+                assert!(Instant::now() < deadline, "A is not served (poll {poll:?})");
+                let now = a_used();
+                completed += u32::from(now.wrapping_sub(last));
+                last = now;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+
+            // B's read completes while A goes on.
+            b.header(VIRTIO_BLK_T_IN, 8);
+            let len = b.submit(
+                &[(HDR, 16, false), (DATA, 4096, true), (STATUS, 1, true)],
+                None,
+            );
+            assert_eq!((len, b.status()), (4097, 0), "poll {poll:?}");
+            assert_eq!(b.bytes(DATA, 4096), contents[1][4096..8192]);
+            // A is still served, and still saturating its ring.
+            let deadline = Instant::now() + DEADLINE;
+            let after_b = a_used();
+            while a_used() == after_b {
+                assert!(
+                    Instant::now() < deadline,
+                    "A no longer served (poll {poll:?})"
+                );
+                std::thread::sleep(Duration::from_millis(1));
+            }
+
+            // The control thread stops A's queue while A still saturates it.
+            let (tx, rx) = mpsc::channel();
+            s.spawn(move || tx.send(a_frontend.get_vring_base(0)));
+            let base = rx
+                .recv_timeout(DEADLINE)
+                .unwrap_or_else(|e| {
+                    panic!("GET_VRING_BASE not answered within {DEADLINE:?} (poll {poll:?}): {e}")
+                })
+                .unwrap();
+            assert!(!stop.load(Ordering::SeqCst));
+            // Stopped: nothing more is served, and the base is where serving stopped.
+            let at_stop = a_used();
+            std::thread::sleep(Duration::from_millis(50));
+            assert_eq!(
+                a_used(),
+                at_stop,
+                "A served after GET_VRING_BASE (poll {poll:?})"
+            );
+            assert_eq!(base, u32::from(at_stop), "poll {poll:?}");
+            assert_eq!(a_mem.read_obj::<u8>(GuestAddress(STATUS)).unwrap(), 0);
+            assert_eq!(
+                a_mem.read_obj::<[u8; 16]>(GuestAddress(DATA)).unwrap(),
+                contents[0][..16]
+            );
+        });
+        drop(exports);
     }
 }

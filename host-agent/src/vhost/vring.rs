@@ -6,10 +6,17 @@
 //! batch holds it from the first descriptor to the used-ring update, so once the control
 //! thread has stopped a queue (GET_VRING_BASE, disconnect, unexport) no request of it runs
 //! any more and its disk is not touched again.
+//!
+//! A guest can keep its ring full for ever, so a batch is bounded: it ends after
+//! [`MAX_BATCH`] requests, or earlier when the control thread is waiting for the queue (it
+//! serves every disk of the engine, so it must never wait for a guest), and the queue is
+//! served again after the worker's other queues had their turn: a hot queue on the next
+//! poll, a notified one through a kick of our own. No new batch starts while the control
+//! thread waits.
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use virtio_queue::{Queue, QueueT};
@@ -27,6 +34,11 @@ use crate::warn_limited;
 /// served, so it refills the ring meanwhile instead of waiting for the whole batch (with
 /// EVENT_IDX the check interrupts only when the driver asked to be).
 const SIGNAL_EVERY: usize = 8;
+
+/// Requests one batch serves at most (a multiple of [`SIGNAL_EVERY`]): a few hundred
+/// microseconds of a saturated queue's reads from the page cache, after which the worker's
+/// other queues and the control thread get their turn.
+pub const MAX_BATCH: usize = 256;
 
 /// What a batch found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,6 +89,9 @@ pub struct Vring {
     mem: GuestMemoryAtomic<GuestMem>,
     state: Mutex<VringState>,
     served: AtomicU64,
+    /// Control-thread calls of [`Vring::lock`] waiting for the state: a batch ends at its
+    /// next check and none starts while this is non-zero.
+    control_waiting: AtomicUsize,
 }
 
 impl Vring {
@@ -100,12 +115,27 @@ impl Vring {
                 registration: None,
             }),
             served: AtomicU64::new(0),
+            control_waiting: AtomicUsize::new(0),
         })
     }
 
-    /// The state, for the control thread.
+    /// The state, for the control thread: a batch in progress ends at its next check and
+    /// no new one starts until the control thread has had the state.
     pub fn lock(&self) -> MutexGuard<'_, VringState> {
+        self.control_waiting.fetch_add(1, Ordering::SeqCst);
+        let st = self.state();
+        self.control_waiting.fetch_sub(1, Ordering::SeqCst);
+        st
+    }
+
+    /// The state, for the worker.
+    fn state(&self) -> MutexGuard<'_, VringState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether the control thread is waiting for the state.
+    fn control_waiting(&self) -> bool {
+        self.control_waiting.load(Ordering::SeqCst) > 0
     }
 
     /// Memory of the connection, for checks made by the control thread.
@@ -118,11 +148,18 @@ impl Vring {
         self.served.load(Ordering::Relaxed)
     }
 
-    /// A batch: consumes a kick if `kicked`, then serves every available request. With `hot`
-    /// the caller goes on polling, so notifications stay off; without, they are turned back on
-    /// and the ring is drained until no request slipped in meanwhile.
+    /// A batch: consumes a kick if `kicked`, then serves the available requests, at most
+    /// [`MAX_BATCH`]. With `hot` the caller goes on polling, so notifications stay off;
+    /// without, they are turned back on and the ring is drained until no request slipped in
+    /// meanwhile. A batch cut short by the bound or by the control thread leaves
+    /// notifications off and, unless `hot`, kicks the queue itself so the worker comes back
+    /// to it after its other queues. While the control thread waits for the queue nothing is
+    /// served (and a kick stays unread, so the worker is told again).
     pub fn serve(&self, kicked: bool, hot: bool) -> Pass {
-        let mut st = self.lock();
+        if self.control_waiting() {
+            return Pass::Served(0);
+        }
+        let mut st = self.state();
         if kicked {
             consume_kick(st.kick.as_ref());
         }
@@ -147,7 +184,13 @@ impl Vring {
                 signal(&mut st, &mem, self.index);
             }
             if n == SIGNAL_EVERY {
-                continue;
+                if total < MAX_BATCH && !self.control_waiting() {
+                    continue;
+                }
+                if !hot && let Some(kick) = st.kick.as_ref() {
+                    self_kick(kick);
+                }
+                break;
             }
             if hot {
                 break;
@@ -169,7 +212,7 @@ impl Vring {
 
     /// Turns notifications back on after polling.
     pub fn go_idle(&self) -> Idle {
-        let mut st = self.lock();
+        let mut st = self.state();
         if !st.running() {
             return Idle::Stopped;
         }
@@ -221,3 +264,6 @@ pub fn self_kick(kick: &File) {
         warn_limited!(error = %e, "cannot kick a queue");
     }
 }
+
+#[cfg(test)]
+mod tests;

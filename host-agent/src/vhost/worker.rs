@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::{EFD_NONBLOCK, EventFd};
 
-use super::vring::{Idle, Pass, Vring};
+use super::vring::{Idle, MAX_BATCH, Pass, Vring};
 
 /// The epoll token of a worker's wake eventfd (queue tokens start at 1).
 const WAKE: u64 = 0;
@@ -206,7 +206,9 @@ struct Cold {
 }
 
 /// While queues are hot, the kicks of the others are looked for once per this many passes
-/// (an `epoll_wait` is a system call; a pass over a hot queue is a few loads).
+/// (an `epoll_wait` is a system call; a pass over a hot queue is a few loads), or sooner once
+/// the hot queues served [`MAX_BATCH`] requests since the last look, so a saturated hot
+/// queue delays a notified one by about one batch.
 const EPOLL_EVERY: u32 = 16;
 /// An idle hot queue reads the clock once per this many empty polls.
 const CLOCK_EVERY: u32 = 8;
@@ -237,8 +239,10 @@ fn run(shared: &Shared, poll: Duration) {
     let polling = !poll.is_zero();
     let max_window = poll * MAX_WINDOW_FACTOR;
     let mut pass: u32 = 0;
+    let mut since_epoll: usize = 0;
     loop {
-        if hot.is_empty() || pass.is_multiple_of(EPOLL_EVERY) {
+        if hot.is_empty() || pass.is_multiple_of(EPOLL_EVERY) || since_epoll >= MAX_BATCH {
+            since_epoll = 0;
             let timeout = if hot.is_empty() { -1 } else { 0 };
             let Some(n) = wait(&shared.epoll, timeout, &mut events, "queue worker") else {
                 continue;
@@ -286,6 +290,7 @@ fn run(shared: &Shared, poll: Duration) {
         hot.retain_mut(|h| match h.vring.serve(false, true) {
             Pass::Stopped => false,
             Pass::Served(n) if n > 0 => {
+                since_epoll += n;
                 h.idle_since = None;
                 h.empty_polls = 0;
                 true
