@@ -53,8 +53,8 @@ agent=$!
 echo GUEST-AGENT-UP
 a=/run/layerpass/rootfs/a
 b=/run/layerpass/rootfs/b
-if ! lp_wait 900 grep -q " $a overlay " /proc/mounts; then dump; exit 1; fi
-if ! lp_wait 900 grep -q " $b overlay " /proc/mounts; then dump; exit 1; fi
+if ! lp_wait 450 grep -q " $a overlay " /proc/mounts; then dump; exit 1; fi
+if ! lp_wait 450 grep -q " $b overlay " /proc/mounts; then dump; exit 1; fi
 echo "GUEST-FILE a hello $(cat $a/app/hello)"
 echo "GUEST-FILE a mid $(cat $a/app/mid)"
 echo "GUEST-FILE a base $(cat $a/base.txt)"
@@ -76,7 +76,8 @@ bad='i/o error|verity.*(corrupt|error|fail)|blk_update_request|buffer i/o'
 dmesg | grep -iE "$bad" | sed 's/^/GUEST-DMESG /'
 echo "GUEST-IOERR $(dmesg | grep -ciE "$bad")"
 echo GUEST-READS-DONE
-if ! lp_wait 900 sh -c '! grep -q /run/layerpass/rootfs /proc/mounts'; then dump; exit 1; fi
+# shorter than the host's wait for the result, so a failure shows the agent's log
+if ! lp_wait 300 sh -c '! grep -q /run/layerpass/rootfs /proc/mounts'; then dump; exit 1; fi
 # the agent removes the dm devices after the overlay is gone; give it 60 s
 lp_wait 60 sh -c '[ "$(ls /sys/block | grep -c "^dm-")" = 0 ]' || true
 echo "GUEST-UNMOUNTED dm=$(ls /sys/block | grep -c '^dm-') mounts=$(grep -c /run/layerpass/rootfs /proc/mounts)"
@@ -84,6 +85,22 @@ kill $agent
 wait $agent
 echo "GUEST-AGENT-EXIT $?"
 "#;
+
+/// Prints the daemons' logs when the test fails (they live in its temporary directory).
+struct LogsOnFailure(Vec<PathBuf>);
+
+impl Drop for LogsOnFailure {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        for path in &self.0 {
+            if let Ok(text) = fs::read_to_string(path) {
+                eprintln!("==== {} ====\n{text}==== end ====", path.display());
+            }
+        }
+    }
+}
 
 struct Daemon {
     bin: PathBuf,
@@ -271,6 +288,7 @@ fn daemon_exports_to_a_running_guest_survives_kill_9_and_unexports_cleanly() {
         api: d.join("run/api.sock"),
         dir: d.to_owned(),
     };
+    let _logs = LogsOnFailure(vec![d.join("daemon-1.log"), d.join("daemon-2.log")]);
     let mut first = daemon.start("daemon-1.log");
 
     let kernel = assets::cloud_kernel().unwrap();
