@@ -242,15 +242,10 @@ fn an_oci_layout_plain_in_place_gzip_decompressed_once_then_reused() {
     longer.extend_from_slice(&[0u8; 512]);
     fs::write(&plain_blob, &longer).unwrap();
     let e = convert(&layout, &out).unwrap_err();
-    let ImageConvertError::Layer {
-        index: 0, source, ..
-    } = &e
-    else {
-        panic!("{e}");
-    };
+    let source = first_layer_error(&e);
     assert!(
         matches!(
-            **source,
+            source,
             LayerConvertError::Blob(ImageError::SizeMismatch { .. })
         ),
         "{source}"
@@ -278,20 +273,26 @@ fn an_oci_layout_plain_in_place_gzip_decompressed_once_then_reused() {
         .set_modified(mtime)
         .unwrap();
     let e = convert(&layout, &out).unwrap_err();
-    let ImageConvertError::Layer {
-        index: 0, source, ..
-    } = &e
-    else {
-        panic!("{e}");
-    };
+    let source = first_layer_error(&e);
     assert!(
         matches!(
-            **source,
+            source,
             LayerConvertError::Blob(ImageError::DigestMismatch { .. })
         ),
         "{source}"
     );
     assert_eq!(fs::read(&plain.path).unwrap(), meta_before);
+}
+
+/// The layer error of a conversion that failed on its first layer.
+fn first_layer_error(e: &ImageConvertError) -> &LayerConvertError {
+    let ImageConvertError::Layer {
+        index: 0, source, ..
+    } = e
+    else {
+        panic!("{e}");
+    };
+    source
 }
 
 #[test]
